@@ -1,0 +1,58 @@
+"""validation loss computed by the harness from the model's logits, in a fixed order.
+
+the record hands over forward(x) -> logits; the harness cuts the val tokens into
+non-overlapping windows of eval_seq_len inputs (targets shifted by one), runs them in file
+order, and takes float32 cross-entropy over the real vocabulary (padding columns dropped).
+the mean is over every predicted token, so the number does not depend on the batch size."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def num_windows(tokens: int, seq_len: int) -> int:
+    return max(0, (tokens - 1) // seq_len)
+
+
+def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_size: int,
+             rank: int = 0, world_size: int = 1) -> tuple[float, int]:
+    """(mean loss, predicted tokens) over val (1-d int64 tensor on the model's device).
+
+    under torchrun each rank takes windows rank::world_size and the sums are all-reduced."""
+    import torch
+    import torch.nn.functional as F
+
+    n = num_windows(val.numel(), seq_len)
+    if n == 0:
+        raise ValueError(f"val split of {val.numel()} tokens holds no window of {seq_len + 1}")
+    mine = list(range(rank, n, world_size))
+    loss_sum = torch.zeros((), dtype=torch.float64, device=val.device)
+    count = torch.zeros((), dtype=torch.float64, device=val.device)
+    with torch.no_grad():
+        for b in range(0, len(mine), batch_size):
+            idx = torch.tensor(mine[b:b + batch_size], device=val.device)
+            starts = idx[:, None] * seq_len + torch.arange(seq_len + 1, device=val.device)[None, :]
+            chunk = val[starts]                       # (B, T+1)
+            x, y = chunk[:, :-1], chunk[:, 1:]        # (B, T) each
+            logits = forward(x)                       # (B, T, V_padded)
+            if logits.shape[:2] != x.shape or logits.shape[-1] < vocab_size:
+                raise ValueError(f"forward returned logits of shape {tuple(logits.shape)}; expected ({x.shape[0]}, {x.shape[1]}, >= {vocab_size})")
+            # rows in chunks of at most ~64M logits keep the float32 copy small (a T4 has 15 GiB)
+            rows = max(1, (1 << 26) // (x.shape[1] * logits.shape[-1]))
+            for r in range(0, x.shape[0], rows):
+                lr = logits[r:r + rows, :, :vocab_size].float().flatten(0, 1)
+                loss_sum += F.cross_entropy(lr, y[r:r + rows].flatten(), reduction="sum").double()
+            count += y.numel()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(count)
+    mean = (loss_sum / count).item()
+    return (mean if math.isfinite(mean) else float("nan")), int(count.item())
+
+
+def val_prefix(val_tokens: np.ndarray, tokens: int | None) -> np.ndarray:
+    """the first `tokens` of the val split (all of it for None)."""
+    return val_tokens if tokens is None else val_tokens[: int(tokens)]

@@ -1,0 +1,68 @@
+"""the append-only event log (events.jsonl) and the one readable line per eval on stdout."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _clean(value):
+    # json has no nan/inf: write them as strings so the log stays valid json lines
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class EventLog:
+    """appends one json object per line and flushes it, so a crash loses nothing already said.
+
+    only rank 0 writes; other ranks get a log that discards."""
+
+    def __init__(self, path: Path | None, enabled: bool = True):
+        self.path = path
+        self.enabled = enabled and path is not None
+        self._f = open(path, "a", encoding="utf-8") if self.enabled else None
+
+    def emit(self, type_: str, **fields) -> dict:
+        event = {"type": type_, "time": time.time(), **_clean(fields)}
+        if self._f is not None:
+            self._f.write(json.dumps(event, sort_keys=False) + "\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        return event
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def fmt_tokens(tokens: int) -> str:
+    if tokens >= 1e9:
+        return f"{tokens / 1e9:.2f}B"
+    if tokens >= 1e6:
+        return f"{tokens / 1e6:.2f}M"
+    if tokens >= 1e3:
+        return f"{tokens / 1e3:.1f}k"
+    return str(tokens)
+
+
+def eval_line(step: int, steps: int, train_loss: float | None, val_loss: float,
+              train_time_ms: float, tokens: int, full: bool) -> str:
+    """e.g. `step: 160/160 train_loss: 3.2074 val_loss: 3.1957 train_time: 891.6s tokens: 5.24M`"""
+    tl = f"{train_loss:.4f}" if train_loss is not None else "n/a"
+    tag = "" if full else " (prefix)"
+    return (f"step: {step}/{steps} train_loss: {tl} val_loss: {val_loss:.4f}{tag} "
+            f"train_time: {train_time_ms / 1000:.1f}s tokens: {fmt_tokens(tokens)}")
+
+
+def say(line: str, enabled: bool = True) -> None:
+    if enabled:
+        print(line, file=sys.stdout, flush=True)

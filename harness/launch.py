@@ -1,0 +1,106 @@
+"""`python -m harness.launch RECORD/train.py`: run a record inside the harness.
+
+the order matters: the clock's time source is captured when harness is imported (before any
+record code), the dataset is opened, the harness's own code is fingerprinted and the data guard
+is armed, and only then does the record run. whatever happens, the last event is `run_end`."""
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import harness
+from harness import integrity
+from harness.events import EventLog, say
+from harness.session import ContractViolation, session
+
+EXIT = {"completed": 0, "failed": 1, "invalid": 3, "aborted": 130, "killed": 137}
+
+
+class Killed(BaseException):
+    """SIGTERM from the runner (timeout): end the run as `killed`, still writing run_end."""
+
+
+def _on_term(signum, frame):
+    raise Killed(f"terminated by signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print("usage: python -m harness.launch RECORD/train.py [args...]", file=sys.stderr)
+        return 2
+    script = str(Path(argv[1]).resolve())
+    config = json.loads(Path(os.environ["NANOPOOR_CONFIG"]).read_text())
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        sess = session()
+    except Exception as e:  # data or device problems: the record never started
+        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
+        log.emit("run_end", status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
+        print(f"harness could not start: {e}", file=sys.stderr)
+        return 1
+    # local references: a record that rebinds module attributes cannot swap these out
+    snapshot, changed, violations = integrity.code_snapshot, integrity.changed_functions, integrity.violations
+    code_before = snapshot(harness)
+    integrity.install_data_guard(config["data_dir"])
+
+    status, reason, tb = "completed", "", None
+    try:
+        sys.argv = [script, *argv[2:]]
+        sys.path.insert(0, str(Path(script).parent))
+        runpy.run_path(script, run_name="__main__")
+    except ContractViolation as e:
+        status, reason = "invalid", f"{e.kind}: {e.detail}"
+    except KeyboardInterrupt:
+        status, reason = "aborted", "interrupted (Ctrl-C)"
+    except Killed as e:
+        status, reason = "killed", str(e)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            status, reason = "failed", f"record exited with code {e.code}"
+    except BaseException as e:
+        status, reason, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+
+    found = violations()
+    tampered = changed(code_before, snapshot(harness))
+    if tampered:
+        found.append({"kind": "clock_tamper", "detail": f"the record replaced harness code: {', '.join(tampered[:3])}"})
+    summary = sess.summary
+    if found and status in ("completed", "failed"):
+        status, reason = "invalid", f"{found[0]['kind']}: {found[0]['detail']}"
+    elif status == "completed" and summary is None:
+        status, reason = "failed", "the record returned without calling h.finish()"
+    elif status == "completed" and not summary["causal"]:
+        status, reason = "invalid", f"causality: logits at earlier positions moved by {summary['max_leak']:.4g} when later tokens changed"
+    elif status == "completed" and not summary["heldout_passed"]:
+        status, reason = "invalid", (f"heldout: val loss is {-summary['heldout_gap']:.3f} nats below never-served train tokens "
+                                     "(the model may have seen the val tokens)")
+    for v in found:
+        sess.events.emit("violation", **v)
+    end = dict(summary or {})
+    end.setdefault("train_time_ms", sess.clock.elapsed_ms())
+    end.setdefault("eval_time_ms", sess.eval_time_ms)
+    end.setdefault("warmup_time_ms", sess.warmup_time_ms)
+    end.setdefault("tokens", sess.tokens)
+    end.setdefault("steps", sess._last_step)
+    if summary is None and sess._last_eval is not None:
+        end.setdefault("val_loss", sess._last_eval["val_loss"])
+        end.setdefault("val_loss_full", sess._last_eval["full"])
+    sess.events.emit("run_end", status=status, reason=reason, traceback=tb, violations=found, **end)
+    say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
+    sess.events.close()
+    if sess.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return EXIT[status]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

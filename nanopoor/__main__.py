@@ -1,0 +1,3 @@
+from nanopoor.cli import main
+
+main()

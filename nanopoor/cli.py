@@ -1,0 +1,51 @@
+"""the `nanopoor` command. every verb lives in a cli_* module that registers itself here;
+a UserError anywhere below becomes one line on stderr and exit code 1."""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from nanopoor.errors import UserError
+
+
+class _Group(TyperGroup):
+    """turns user errors (and the harness's own one-line errors) into one line and exit 1."""
+
+    def invoke(self, ctx):
+        from harness.shards import ShardError
+        from harness.tracks import UnknownTrack
+
+        try:
+            return super().invoke(ctx)
+        except (UserError, ShardError, UnknownTrack) as e:
+            if os.environ.get("NANOPOOR_DEBUG") == "1":
+                raise
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="nanopoor: run frozen speedrun records under the harness, review logs, keep the leaderboard.")
+
+from nanopoor import cli_run  # noqa: E402
+
+cli_run.register(app)
+for _name in ("cli_data", "cli_logs", "cli_board"):
+    try:
+        _mod = __import__(f"nanopoor.{_name}", fromlist=["register"])
+    except ModuleNotFoundError as _e:  # a verb group still being written
+        if _e.name != f"nanopoor.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""verbs that run records: run, freeze, demo."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from nanopoor.errors import UserError
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Scale(str, Enum):
+    smoke = "smoke"
+    full = "full"
+
+
+DEMO_RECORD = Path("records/baseline_adamw")
+DEMO_RUNS = Path("demo-runs")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("freeze")(freeze)
+    app.command("demo")(demo)
+
+
+def run(
+    record: Path = typer.Argument(..., help="record folder, e.g. records/muon_3xlr"),
+    seed: int = typer.Option(None, help="seed for a single run (default: harness-assigned, fresh each run)"),
+    runs: int = typer.Option(1, min=1, help="number of runs, each with its own harness-assigned seed"),
+    scale: Scale = typer.Option(Scale.smoke, help="smoke: seconds on a cpu; full: the record's real budget"),
+    data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
+    track: str = typer.Option(None, help="run on another track than the scale's, e.g. docs"),
+    timeout: float = typer.Option(None, help="stop the run after this many seconds (status killed)"),
+    out: Path = typer.Option(Path("runs"), help="folder that receives one new folder per run"),
+    nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """Run a frozen record under the harness and write one run folder per run."""
+    from nanopoor.runner import run_record
+    from nanopoor.summary import print_summaries, summary
+
+    if seed is not None and runs > 1:
+        raise UserError("--seed fixes one run's seed; with --runs N the harness assigns N distinct seeds: drop --seed")
+    dirs = [run_record(record, scale=scale.value, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
+                       track=track, nproc=nproc, quiet=fmt == Format.json) for _ in range(runs)]
+    rows = [summary(d) for d in dirs]
+    print_summaries(rows, fmt.value)
+    if any(r["status"] != "completed" for r in rows):
+        raise typer.Exit(2)
+
+
+def freeze(record: Path = typer.Argument(..., help="record folder")) -> None:
+    """Write the record's digest into record.toml; runs refuse it once its files change."""
+    from nanopoor.records import freeze as do_freeze
+
+    digest = do_freeze(record)
+    typer.echo(f"frozen {record}: sha256 {digest}")
+
+
+def demo(
+    out: Path = typer.Option(DEMO_RUNS, help="where the demo's run folder goes (not runs/: demo runs are never ranked)"),
+    data: Path = typer.Option(Path("data/demo"), help="demo dataset folder (built if missing)"),
+) -> None:
+    """Build the embedded demo dataset, run the reference record's smoke scale, show the result."""
+    from nanopoor.data.demo import build_demo
+    from nanopoor.runner import run_record
+    from nanopoor.summary import print_summaries, summary
+
+    console = Console()
+    console.print(f"[bold]1/3[/] demo dataset → {data}")
+    build_demo(data)
+    console.print(f"[bold]2/3[/] running {DEMO_RECORD} (smoke scale, cpu) under the harness")
+    run_dir = run_record(DEMO_RECORD, scale="smoke", data_dir=data, out_root=out)
+    print_summaries([summary(run_dir)], "table", console)
+    console.print("[bold]3/3[/] leaderboard preview (dev runs are listed, never ranked)")
+    from nanopoor.leaderboard import render_preview
+
+    console.print(render_preview(out))

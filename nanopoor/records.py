@@ -1,0 +1,133 @@
+"""records: record.toml parsed and validated, the frozen digest computed, written and checked."""
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nanopoor.errors import UserError, did_you_mean
+
+REQUIRED = {"name": str, "title": str, "author": str, "date": str, "track": str, "entrypoint": str}
+SCALE_FIELDS = ("seq_len", "batch_size", "grad_accum", "steps")
+_FROZEN = re.compile(r"^\[frozen\][^\[]*", re.M)
+IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
+
+
+@dataclass
+class Record:
+    name: str
+    title: str
+    author: str
+    date: str
+    track: str
+    entrypoint: str
+    path: Path
+    seeds: int = 3
+    scales: dict[str, dict] = field(default_factory=dict)
+    claims: list[dict] = field(default_factory=list)
+    frozen_sha256: str | None = None
+
+    @property
+    def entry_path(self) -> Path:
+        return self.path / self.entrypoint
+
+    def scale(self, name: str) -> dict:
+        """the scale's settings with its token budget: seq_len × batch_size × grad_accum × steps."""
+        if name not in self.scales:
+            raise UserError(f"record {self.name} has no scale '{name}'{did_you_mean(name, self.scales)}; "
+                            f"its scales: {', '.join(sorted(self.scales))}")
+        s = dict(self.scales[name])
+        s.setdefault("track", self.track)
+        s.setdefault("args", {})
+        s["budget_tokens"] = s["seq_len"] * s["batch_size"] * s["grad_accum"] * s["steps"]
+        s["formula"] = " × ".join(str(s[k]) for k in SCALE_FIELDS)
+        return s
+
+
+def load_record(path: str | Path) -> Record:
+    """parse records/<name>/record.toml; every problem is one UserError naming the field."""
+    p = Path(path)
+    toml_path = p / "record.toml" if p.is_dir() or not p.suffix else p
+    p = toml_path.parent
+    if not p.exists():
+        known = sorted(d.name for d in p.parent.glob("*/record.toml")) if p.parent.exists() else []
+        known = [Path(k).parent.name if "/" in k else k for k in known]
+        names = sorted(d.parent.name for d in p.parent.glob("*/record.toml")) if p.parent.exists() else []
+        raise UserError(f"no record at {p}{did_you_mean(p.name, names)}; records: {', '.join(names) or 'none'}")
+    if not toml_path.is_file():
+        raise UserError(f"{p} has no record.toml: a record is a folder with record.toml and its entrypoint")
+    try:
+        raw = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{toml_path}: not valid TOML ({e})") from None
+    for key, typ in REQUIRED.items():
+        if key not in raw:
+            raise UserError(f"{toml_path}: missing field '{key}'")
+        if not isinstance(raw[key], typ):
+            raise UserError(f"{toml_path}: field '{key}' must be a {typ.__name__}, not {type(raw[key]).__name__}")
+    scales = raw.get("scales")
+    if not isinstance(scales, dict) or not scales:
+        raise UserError(f"{toml_path}: missing table [scales.full] / [scales.smoke]")
+    for sname, s in scales.items():
+        for k in SCALE_FIELDS:
+            if not isinstance(s.get(k), int) or s[k] <= 0:
+                raise UserError(f"{toml_path}: field 'scales.{sname}.{k}' must be a positive integer")
+        if "args" in s and not isinstance(s["args"], dict):
+            raise UserError(f"{toml_path}: field 'scales.{sname}.args' must be a table")
+    seeds = raw.get("seeds", 3)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise UserError(f"{toml_path}: field 'seeds' must be a positive integer")
+    claims = raw.get("claims", [])
+    if not isinstance(claims, list):
+        raise UserError(f"{toml_path}: field 'claims' must be an array of tables ([[claims]])")
+    rec = Record(name=raw["name"], title=raw["title"], author=raw["author"], date=str(raw["date"]),
+                 track=raw["track"], entrypoint=raw["entrypoint"], path=p, seeds=seeds, scales=scales,
+                 claims=claims, frozen_sha256=(raw.get("frozen") or {}).get("sha256"))
+    if rec.name != p.name:
+        raise UserError(f"{toml_path}: field 'name' is '{rec.name}' but the folder is '{p.name}'")
+    if not rec.entry_path.is_file():
+        raise UserError(f"{toml_path}: field 'entrypoint' names {rec.entrypoint}, which is not in {p}")
+    return rec
+
+
+def list_records(root: str | Path = "records") -> list[Record]:
+    return [load_record(t.parent) for t in sorted(Path(root).glob("*/record.toml"))]
+
+
+def _files(path: Path) -> list[Path]:
+    return sorted(f for f in path.rglob("*") if f.is_file() and not IGNORED_PARTS & set(f.parts) and f.suffix != ".pyc")
+
+
+def compute_digest(path: str | Path) -> str:
+    """sha256 over every file of the record (relative path + bytes); record.toml without [frozen]."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in _files(path):
+        data = f.read_bytes()
+        if f.name == "record.toml" and f.parent == path:
+            data = _FROZEN.sub("", data.decode()).rstrip().encode()
+        h.update(str(f.relative_to(path)).encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def freeze(path: str | Path) -> str:
+    """write the current digest into record.toml's [frozen] table (replacing an old one)."""
+    rec = load_record(path)
+    digest = compute_digest(rec.path)
+    toml_path = rec.path / "record.toml"
+    text = _FROZEN.sub("", toml_path.read_text()).rstrip()
+    toml_path.write_text(f'{text}\n\n[frozen]\nsha256 = "{digest}"\n')
+    return digest
+
+
+def check_frozen(rec: Record) -> str:
+    """the digest, if it matches the frozen one; otherwise one line saying to make a new record."""
+    digest = compute_digest(rec.path)
+    if rec.frozen_sha256 is None:
+        raise UserError(f"record {rec.name} is not frozen: run `nanopoor freeze {rec.path}` once it is final")
+    if digest != rec.frozen_sha256:
+        raise UserError(f"frozen record changed: {rec.path} no longer matches its [frozen] digest; "
+                        f"make a new record (copy it to records/{rec.name}_v2 and `nanopoor freeze` that)")
+    return digest

@@ -1,0 +1,86 @@
+"""result.json: schema-versioned, written once, with a digest of itself; older versions migrate."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from nanopoor.errors import UserError
+
+RESULT_SCHEMA_VERSION = 1
+RESULT_KEYS = ("schema_version", "run_id", "record", "record_sha256", "track", "dataset_fingerprint",
+               "harness_version", "seed", "hardware", "class", "status", "train_time_ms", "eval_time_ms",
+               "warmup_time_ms", "wallclock_ms", "tokens", "val_loss", "causal", "git", "files")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def files_digest(run_dir: Path, exclude: tuple[str, ...] = ("result.json",)) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(Path(run_dir).iterdir()) if p.is_file() and p.name not in exclude}
+
+
+def canonical_sha256(result: dict) -> str:
+    """sha256 of every key but result_sha256, as canonical json: an edited value no longer matches."""
+    body = {k: v for k, v in result.items() if k != "result_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_result(run_dir: Path, result: dict) -> Path:
+    """write result.json once: an existing one is never overwritten."""
+    path = Path(run_dir) / "result.json"
+    result = {**result, "schema_version": RESULT_SCHEMA_VERSION}
+    result["result_sha256"] = canonical_sha256(result)
+    with open(path, "x", encoding="utf-8") as f:  # "x": fail rather than overwrite
+        json.dump(result, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def migrate(result: dict) -> dict:
+    """bring an older result up to the current schema (no released older version exists yet:
+    schema 0 was the draft without `class` and `files`)."""
+    version = result.get("schema_version", 0)
+    if version > RESULT_SCHEMA_VERSION:
+        raise UserError(f"result {result.get('run_id')} has schema {version}, newer than this nanopoor ({RESULT_SCHEMA_VERSION}): upgrade nanopoor")
+    if version == 0:
+        result = {**result}
+        result.setdefault("class", "dev")
+        result.setdefault("files", {})
+        result["migrated_from"] = 0
+        result["schema_version"] = 1
+    return result
+
+
+def load_result(path: str | Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "result.json"
+    if not p.is_file():
+        raise UserError(f"no result.json at {p}: is this a run folder written by `nanopoor run`?")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    return migrate(data)
+
+
+def git_info(cwd: Path | None = None) -> dict:
+    """the commit and whether the tree had uncommitted changes (runs/ excluded: runs are outputs)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = git("status", "--porcelain", "--", ".", ":(exclude)runs")
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}

@@ -1,0 +1,233 @@
+"""the runner: launches a record as a child process under the harness and writes its run folder.
+
+the wall-clock is measured out here, around the whole child; the clock inside the child must
+account for less than it. nothing in a run folder is ever overwritten."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import harness
+from harness import CONTRACT_VERSION
+from harness.integrity import package_files_digest
+from harness.tracks import get_track
+from nanopoor import hardware
+from nanopoor.display import Display, RunState
+from nanopoor.errors import UserError
+from nanopoor.events import EventTail, last, read_events
+from nanopoor.records import check_frozen, compute_digest, load_record
+from nanopoor.result import files_digest, git_info, write_result
+
+HARNESS_DIR = Path(harness.__file__).parent
+KILL_GRACE_S = 10.0
+
+
+def new_seed() -> int:
+    """harness-assigned seeds are drawn fresh, so nobody can pick the lucky ones in advance."""
+    return secrets.randbelow(2**31 - 1) + 1
+
+
+def resolve_data(track, data_dir: str | Path | None) -> Path:
+    d = Path(data_dir) if data_dir else Path("data") / track.dataset
+    manifest = d / "manifest.json"
+    if not manifest.is_file():
+        build = "nanopoor data demo" if track.dataset == "demo" else (
+            "nanopoor data fineweb-edu" if track.dataset == "fineweb-edu" else f"nanopoor data files PATH... --dataset {track.dataset}")
+        raise UserError(f"no dataset at {d} (track {track.name} needs dataset '{track.dataset}'): build it with `{build} --out {d}` or pass --data DIR")
+    m = json.loads(manifest.read_text())
+    if not m.get("complete", True):
+        raise UserError(f"dataset at {d} is an interrupted build: run the same `nanopoor data` command again to resume it")
+    if m.get("dataset") != track.dataset:
+        raise UserError(f"dataset at {d} is '{m.get('dataset')}', but track {track.name} needs '{track.dataset}': "
+                        f"pass --track {m.get('dataset')} or --data with a '{track.dataset}' dataset")
+    return d
+
+
+def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
+               out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
+               nproc: int = 1, quiet: bool = False) -> Path:
+    """run one seed of a record; returns the run folder (always written, whatever the status)."""
+    rec = load_record(record_dir)
+    record_sha = check_frozen(rec)
+    sc = rec.scale(scale)
+    trk = get_track(track or sc["track"])
+    data = resolve_data(trk, data_dir)
+    seed = new_seed() if seed is None else int(seed)
+    started = datetime.now(timezone.utc)
+    run_id = f"{started:%Y%m%dT%H%M%SZ}-{rec.name}-{scale}-s{seed}-{secrets.token_hex(2)}"
+    run_dir = Path(out_root) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is new or the run does not start
+    config = {
+        "run_id": run_id, "record": rec.name, "record_sha256": record_sha, "scale": scale, "seed": seed,
+        "track": trk.to_dict(), "data_dir": str(data.resolve()), "seq_len": sc["seq_len"],
+        "batch_size": sc["batch_size"], "grad_accum": sc["grad_accum"], "steps": sc["steps"],
+        "budget_tokens": sc["budget_tokens"], "formula": sc["formula"], "args": sc["args"],
+        "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
+        "contract_version": CONTRACT_VERSION, "nproc": nproc,
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    harness_before = package_files_digest(HARNESS_DIR)
+    outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet)
+    events = read_events(run_dir / "events.jsonl")
+    result = _result(rec, trk, config, events, outcome, started, harness_before, data)
+    from nanopoor.plots import loss_curve
+
+    loss_curve(events, run_dir / "loss.png", f"{rec.name} ({scale}, seed {seed}) — {result['status']}", trk.target_val_loss)
+    result["files"] = files_digest(run_dir)
+    write_result(run_dir, result)
+    return run_dir
+
+
+def _command(rec, nproc: int) -> list[str]:
+    entry = str(rec.entry_path.resolve())
+    if nproc > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                "-m", "harness.launch", entry]
+    return [sys.executable, "-m", "harness.launch", entry]
+
+
+def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool) -> dict:
+    env = {**os.environ, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HARNESS_DIR.parent), os.environ.get("PYTHONPATH")]))}
+    state = RunState(rec.name, config["steps"], config["budget_tokens"])
+    tail = EventTail(run_dir / "events.jsonl")
+    lines: queue.Queue = queue.Queue()
+    t0 = time.perf_counter()
+    with open(run_dir / "log.txt", "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(_command(rec, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                text=True, errors="replace", bufsize=1, start_new_session=True)
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        outcome = {"timed_out": False, "interrupted": False, "timeout_s": timeout_s}
+        with Display(state, quiet=quiet) as disp:
+            try:
+                while proc.poll() is None:
+                    _drain(lines, log, disp)
+                    for e in tail.poll():
+                        state.fold(e)
+                    disp.update()
+                    if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+                        outcome["timed_out"] = True
+                        _stop(proc, signal.SIGTERM)
+                        break
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                outcome["interrupted"] = True
+                _stop(proc, signal.SIGINT)
+            proc.wait()
+            reader.join(timeout=5)
+            _drain(lines, log, disp)
+            for e in tail.poll():
+                state.fold(e)
+    outcome["returncode"] = proc.returncode
+    outcome["wallclock_ms"] = (time.perf_counter() - t0) * 1000
+    return outcome
+
+
+def _pump(stream, q: queue.Queue) -> None:
+    for line in stream:
+        q.put(line)
+    q.put(None)
+
+
+def _drain(q: queue.Queue, log, disp: Display) -> None:
+    while True:
+        try:
+            line = q.get_nowait()
+        except queue.Empty:
+            return
+        if line is None:
+            return
+        log.write(line)
+        log.flush()
+        disp.line(line.rstrip("\n"))
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> None:
+    """signal the child's whole process group, then SIGKILL it if it does not end in time."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
+    end = last(events, "run_end")
+    if outcome["timed_out"]:
+        return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
+    if outcome["interrupted"]:
+        return "aborted", "interrupted (Ctrl-C)"
+    if end is not None:
+        return end["status"], end.get("reason") or ""
+    rc = outcome["returncode"]
+    if rc is not None and rc < 0:
+        return "killed", f"the record's process was killed by signal {-rc} ({signal.Signals(-rc).name})"
+    return "failed", f"the record's process exited with code {rc} without a run_end event (see log.txt)"
+
+
+def _result(rec, trk, config, events, outcome, started, harness_before, data) -> dict:
+    status, reason = _status(events, outcome)
+    end = last(events, "run_end") or {}
+    start = last(events, "run_start") or {}
+    torch_facts = start.get("torch") or {}
+    hw = hardware.describe(hardware.query_smi() if torch_facts.get("device", "cpu") != "cpu" else None, torch_facts)
+    used = config["nproc"] if torch_facts.get("device", "cpu") != "cpu" else 0
+    klass, hw_label = hardware.classify(hw, config["track"], used_gpus=used, device=torch_facts.get("device", "cpu"))
+    train_ms, eval_ms, warm_ms = (float(end.get(k) or 0.0) for k in ("train_time_ms", "eval_time_ms", "warmup_time_ms"))
+    if status == "completed":
+        inside = train_ms + eval_ms + warm_ms
+        if inside > outcome["wallclock_ms"]:
+            status, reason = "invalid", f"clock: train + eval + warm-up ({inside:.0f} ms) exceed the outside wall-clock ({outcome['wallclock_ms']:.0f} ms)"
+        elif package_files_digest(HARNESS_DIR) != harness_before:
+            status, reason = "invalid", "harness: the installed harness files changed during the run"
+        elif compute_digest(rec.path) != config["record_sha256"]:
+            status, reason = "invalid", "frozen digest: the record's files changed during the run"
+    peak = end.get("peak_memory_bytes")
+    dtypes = end.get("dtypes") or []
+    t4_fit = None
+    if klass != "dev":
+        t4_fit = {"peak_memory_bytes": peak, "within_15gib": peak is not None and peak <= 15 * 2**30,
+                  "no_bf16": not any("bfloat16" in d or "float8" in d for d in dtypes),
+                  "dtypes": dtypes}
+        t4_fit["fits"] = bool(t4_fit["within_15gib"] and t4_fit["no_bf16"])
+    return {
+        "run_id": config["run_id"], "record": rec.name, "record_sha256": config["record_sha256"],
+        "record_title": rec.title, "author": rec.author, "track": trk.name, "dataset": trk.dataset,
+        "dataset_fingerprint": end.get("dataset_fingerprint") or json.loads((data / "manifest.json").read_text()).get("fingerprint"),
+        "harness_version": harness.__version__, "contract_version": CONTRACT_VERSION,
+        "seed": config["seed"], "scale": config["scale"], "hardware": hw, "class": klass, "hardware_label": hw_label,
+        "nproc": config["nproc"], "status": status, "reason": reason,
+        "train_time_ms": train_ms, "eval_time_ms": eval_ms, "warmup_time_ms": warm_ms,
+        "checks_time_ms": end.get("checks_time_ms"), "wallclock_ms": outcome["wallclock_ms"],
+        "tokens": end.get("tokens"), "budget_tokens": config["budget_tokens"], "formula": config["formula"],
+        "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": _num(end.get("val_loss")),
+        "val_loss_full": bool(end.get("val_loss_full", False)), "target_val_loss": trk.target_val_loss,
+        "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
+        "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
+        "epochs": end.get("epochs"), "violations": end.get("violations", []),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
+    }
+
+
+def _num(v):
+    """a finite float or None (the event log writes nan/inf as strings; json has neither)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,51 @@
+"""one run's result as a short rich table or as json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.events import fmt_tokens
+from nanopoor.result import load_result
+
+STATUS_STYLE = {"completed": "green", "invalid": "red", "failed": "red", "killed": "yellow", "aborted": "yellow"}
+
+
+def summary(run_dir: Path) -> dict:
+    r = load_result(run_dir)
+    keys = ("run_id", "record", "scale", "seed", "track", "class", "hardware_label", "status", "reason",
+            "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms", "tokens", "budget_tokens",
+            "val_loss", "target_val_loss", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit",
+            "compiles_in_timed")
+    out = {k: r.get(k) for k in keys}
+    out["run_dir"] = str(run_dir)
+    return out
+
+
+def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) -> None:
+    if fmt == "json":
+        print(json.dumps(rows if len(rows) != 1 else rows[0], indent=2))
+        return
+    console = console or Console()
+    for s in rows:
+        tab = Table(title=f"run {s['run_id']}", show_header=False, title_justify="left")
+        tab.add_column("key", style="bold")
+        tab.add_column("value")
+        style = STATUS_STYLE.get(s["status"], "white")
+        tab.add_row("status", f"[{style}]{s['status']}[/]" + (f" — {s['reason']}" if s.get("reason") else ""))
+        tab.add_row("record", f"{s['record']} ({s['scale']} scale, seed {s['seed']})")
+        tab.add_row("track / class", f"{s['track']} / {s['class']} ({s['hardware_label']})")
+        vl = s.get("val_loss")
+        tab.add_row("val loss", (f"{vl:.4f}" if isinstance(vl, float) else "–") + f" (target {s['target_val_loss']})")
+        tab.add_row("train time", f"{(s['train_time_ms'] or 0) / 1000:.2f} s  (eval {(s['eval_time_ms'] or 0) / 1000:.2f} s, "
+                    f"warm-up {(s['warmup_time_ms'] or 0) / 1000:.2f} s, wall-clock {(s['wallclock_ms'] or 0) / 1000:.2f} s)")
+        tab.add_row("tokens", f"{fmt_tokens(s['tokens'] or 0)} of {fmt_tokens(s['budget_tokens'] or 0)} budget")
+        leak = s.get("max_leak")
+        tab.add_row("causal", f"{s['causal']}" + (f" (max leak {leak:.2g})" if isinstance(leak, float) else ""))
+        if s.get("peak_memory_bytes"):
+            fit = s.get("t4_fit") or {}
+            tab.add_row("peak memory", f"{s['peak_memory_bytes'] / 2**30:.2f} GiB; T4 fit: {fit.get('fits')}")
+        tab.add_row("folder", s["run_dir"])
+        console.print(tab)
