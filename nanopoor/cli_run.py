@@ -15,11 +15,6 @@ class Format(str, Enum):
     json = "json"
 
 
-class Scale(str, Enum):
-    smoke = "smoke"
-    full = "full"
-
-
 DEMO_RECORD = Path("records/baseline_adamw")
 DEMO_RUNS = Path("demo-runs")
 
@@ -34,7 +29,7 @@ def run(
     record: Path = typer.Argument(..., help="record folder, e.g. records/muon_3xlr"),
     seed: int = typer.Option(None, help="seed for a single run (default: harness-assigned, fresh each run)"),
     runs: int = typer.Option(1, min=1, help="number of runs, each with its own harness-assigned seed"),
-    scale: Scale = typer.Option(Scale.smoke, help="smoke: seconds on a cpu; full: the record's real budget"),
+    scale: str = typer.Option("smoke", help="smoke: seconds on a cpu; full: the record's real budget"),
     data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
     track: str = typer.Option(None, help="run on another track than the scale's, e.g. docs"),
     timeout: float = typer.Option(None, help="stop the run after this many seconds (status killed)"),
@@ -48,7 +43,7 @@ def run(
 
     if seed is not None and runs > 1:
         raise UserError("--seed fixes one run's seed; with --runs N the harness assigns N distinct seeds: drop --seed")
-    dirs = [run_record(record, scale=scale.value, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
+    dirs = [run_record(record, scale=scale, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
                        track=track, nproc=nproc, quiet=fmt == Format.json) for _ in range(runs)]
     rows = [summary(d) for d in dirs]
     print_summaries(rows, fmt.value)

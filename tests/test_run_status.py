@@ -1,0 +1,123 @@
+"""every run status, from real child processes of the tiny record (run in parallel to save time)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, copy_record
+from nanopoor.runner import run_record
+
+CASES = {
+    "clean": ({"warmup": True}, None),
+    "crash": ({"crash_at": 2}, None),
+    "nan": ({"nan_at": 2}, None),
+    "budget": ({"extra_steps": 2}, None),
+    "leak": ({"peek_future": True}, None),
+    "timeout": ({"hang_at": 1}, 15),
+    "inflated_clock": ({"inflate_clock": True}, None),
+    "edits_itself": ({"touch_self": True}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_data):
+    root = tmp_path_factory.mktemp("status")
+
+    def one(name):
+        args, timeout = CASES[name]
+        rec = copy_record(FIXTURES / "records" / "tiny", root / "records", name=f"tiny_{name}", args=args)
+        d = run_record(rec, scale="smoke", seed=7, data_dir=tiny_data, out_root=root / "runs", timeout_s=timeout, quiet=True)
+        return name, d
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(one, CASES))
+
+
+def result(runs, name):
+    return json.loads((runs[name] / "result.json").read_text())
+
+
+def test_clean_run_completes_with_every_key(runs):
+    r = result(runs, "clean")
+    assert r["status"] == "completed", r["reason"]
+    for key in ("schema_version", "run_id", "record", "record_sha256", "track", "dataset_fingerprint", "harness_version",
+                "seed", "hardware", "class", "status", "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms",
+                "tokens", "val_loss", "causal", "git", "files"):
+        assert key in r, key
+    assert r["class"] == "dev" and r["causal"] is True and r["tokens"] == 32 * 4 * 6
+    assert r["warmup_time_ms"] > 0 and r["train_time_ms"] + r["eval_time_ms"] + r["warmup_time_ms"] < r["wallclock_ms"]
+    assert set(r["files"]) == {"config.json", "events.jsonl", "log.txt", "loss.png"}
+    types = [json.loads(line)["type"] for line in (runs["clean"] / "events.jsonl").read_text().splitlines()]
+    assert types[0] == "run_start" and types[-1] == "run_end" and "warmup_end" in types and "causality" in types
+    assert "val_loss:" in (runs["clean"] / "log.txt").read_text()
+
+
+def test_exception_is_failed_with_traceback(runs):
+    r = result(runs, "crash")
+    assert r["status"] == "failed" and "deliberate crash" in r["reason"]
+    assert "Traceback" in (runs["crash"] / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("name, reason", [("nan", "nan"), ("budget", "budget"), ("leak", "causality"),
+                                          ("inflated_clock", "clock"), ("edits_itself", "frozen digest")])
+def test_invalid_runs_say_why(runs, name, reason):
+    r = result(runs, name)
+    assert r["status"] == "invalid" and r["reason"].startswith(reason), r["reason"]
+
+
+def test_timeout_is_killed_and_keeps_what_it_wrote(runs):
+    r = result(runs, "timeout")
+    assert r["status"] == "killed" and "timeout" in r["reason"]
+    assert (runs["timeout"] / "events.jsonl").read_text().startswith('{"type": "run_start"')
+
+
+def test_a_run_folder_is_never_reused(runs, tiny_data):
+    rec = runs["clean"].parent.parent / "records" / "tiny_clean"
+    before = (runs["clean"] / "result.json").read_bytes()
+    with pytest.raises(FileExistsError):
+        from nanopoor.result import write_result
+        write_result(runs["clean"], {"status": "completed"})
+    assert (runs["clean"] / "result.json").read_bytes() == before and rec.exists()
+
+
+def _start_cli_run(tmp_path, tiny_data, args):
+    rec = copy_record(FIXTURES / "records" / "tiny", tmp_path / "records", name="tiny_sig", args=args)
+    cmd = [sys.executable, "-m", "nanopoor", "run", str(rec), "--data", str(tiny_data), "--out", str(tmp_path / "runs"), "--seed", "3"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, timeout=120):
+    t0 = time.time()
+    while not path.exists() or not path.read_text():
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.2)
+    time.sleep(1.0)  # the record is now inside its hang
+
+
+def test_ctrl_c_is_aborted(tmp_path, tiny_data):
+    pid_file = tmp_path / "pid"
+    proc = _start_cli_run(tmp_path, tiny_data, {"hang_at": 1, "pid_file": str(pid_file)})
+    _wait_for(pid_file)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the runner
+    proc.communicate(timeout=120)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    r = json.loads((run_dir / "result.json").read_text())
+    assert r["status"] == "aborted"
+
+
+def test_sigkill_of_the_child_is_killed(tmp_path, tiny_data):
+    pid_file = tmp_path / "pid"
+    proc = _start_cli_run(tmp_path, tiny_data, {"hang_at": 1, "pid_file": str(pid_file)})
+    _wait_for(pid_file)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    proc.communicate(timeout=120)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    r = json.loads((run_dir / "result.json").read_text())
+    assert r["status"] == "killed" and "SIGKILL" in r["reason"]
+    assert proc.returncode == 2  # the cli says the run did not complete
