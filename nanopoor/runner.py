@@ -164,12 +164,28 @@ def _stop(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def rank_failures(run_dir: Path) -> list[dict]:
+    """what ranks other than 0 wrote when they failed (rank<N>_error.json, from harness.launch)."""
+    out = []
+    for p in sorted(Path(run_dir).glob("rank*_error.json")):
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            out.append({"rank": p.stem, "reason": f"unreadable {p.name}"})
+    return out
+
+
 def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
     end = last(events, "run_end")
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
         return "aborted", "interrupted (Ctrl-C)"
+    failed = [f for f in outcome.get("rank_failures", []) if f.get("status") in ("failed", "invalid", None)]
+    if failed and (end is None or end["status"] != "invalid"):
+        # torchrun stops the other ranks when one fails: the root cause is the failed rank
+        f = failed[0]
+        return f.get("status") or "failed", f"rank {f.get('rank')}: {f.get('reason')}"
     if end is not None:
         return end["status"], end.get("reason") or ""
     rc = outcome["returncode"]
@@ -179,6 +195,7 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
 
 
 def _result(rec, trk, config, events, outcome, started, harness_before, data) -> dict:
+    outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome)
     end = last(events, "run_end") or {}
     start = last(events, "run_start") or {}
