@@ -48,6 +48,7 @@ review: setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks --benchmark-enable -q
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) data/demo .pytest_cache

@@ -15,13 +15,14 @@ class _Group(TyperGroup):
     """turns user errors (and the harness's own one-line errors) into one line and exit 1."""
 
     def invoke(self, ctx):
-        from harness.shards import ShardError
-        from harness.tracks import UnknownTrack
-
         try:
             return super().invoke(ctx)
-        except (UserError, ShardError, UnknownTrack) as e:
-            if os.environ.get("NANOPOOR_DEBUG") == "1":
+        except Exception as e:
+            # imported only on the error path: every command's start-up stays light
+            from harness.shards import ShardError
+            from harness.tracks import UnknownTrack
+
+            if not isinstance(e, (UserError, ShardError, UnknownTrack)) or os.environ.get("NANOPOOR_DEBUG") == "1":
                 raise
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None

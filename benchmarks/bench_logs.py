@@ -1,0 +1,128 @@
+"""log parsing and `nanopoor review` speed on a 20,000-line log.
+
+    .venv/bin/python benchmarks/bench_logs.py [--lines 20000] [--repeats 7]
+
+writes synthetic logs (modded-nanogpt with its source on top, and NanoPoor text) into a temp
+folder, then prints, side by side with a baseline:
+  - in-process parse time, median of --repeats (baseline: reading the file and splitting lines);
+  - the whole `python -m nanopoor review LOG` process, with --no-plot and with the png
+    (baselines: `python -c pass`, the interpreter's own start, and importing matplotlib.pyplot).
+wall time on a shared machine is noisy, so the cpu time of each child (user+sys) is printed too.
+targets: parse < 0.3 s, whole review process < 2 s."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nanopoor.logs import parse_log  # noqa: E402
+
+SOURCE = '''import os
+import sys
+from dataclasses import dataclass
+
+@dataclass
+class Hyperparameters:
+    batch_size : int = 8*64 # batch size, in sequences, across all devices
+    sequence_length : int = 1024 # sequence length, in tokens
+    num_iterations : int = {n} # number of iterations to run
+    val_loss_every : int = 125
+args = Hyperparameters()
+
+for step in range(args.num_iterations + 1):
+    print0(f"step:{{step}}/{{args.num_iterations}} val_loss:{{val_loss:.4f}} train_time:{{training_time_ms:.0f}}ms")
+'''
+
+
+def modded_log(lines: int) -> str:
+    out = [SOURCE.format(n=lines).rstrip(), "=" * 100,
+           "|   0  NVIDIA H100 80GB HBM3          On  |   00000000:19:00.0 Off |                    0 |", "=" * 100]
+    clock = 0.0
+    for step in range(1, lines + 1):
+        clock += 250.0
+        loss = 3.2 + 7.6 / math.sqrt(step)
+        out.append(f"step:{step}/{lines} train_loss:{loss:.4f} train_time:{clock:.0f}ms step_avg:{clock / step:.2f}ms")
+        if step % 125 == 0:
+            out.append(f"step:{step}/{lines} val_loss:{loss + 0.01:.4f} train_time:{clock:.0f}ms step_avg:{clock / step:.2f}ms")
+    return "\n".join(out) + "\n"
+
+
+def nanopoor_log(lines: int) -> str:
+    out = []
+    for i in range(1, lines + 1):
+        loss = 3.2 + 7.6 / math.sqrt(i)
+        out.append(f"step: {i * 10}, train loss: {loss:.4f}, val loss: {loss + 0.01:.4f}, "
+                   f"elapsed time: {i * 0.8:.2f} min, dt: 48000.00 ms")
+    return "\n".join(out) + "\n"
+
+
+def median_s(fn, repeats: int) -> tuple[float, float]:
+    """(median wall, median cpu) seconds of fn() in this process."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def process_s(cmd: list[str], repeats: int, cwd: Path) -> tuple[float, float]:
+    """(median wall, median cpu) seconds of a whole child process."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "120"})
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=7)
+    a = ap.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        logs = {"modded-nanogpt": tmp / "modded.txt", "nanopoor-text": tmp / "nanopoor.txt"}
+        logs["modded-nanogpt"].write_text(modded_log(a.lines))
+        logs["nanopoor-text"].write_text(nanopoor_log(a.lines))
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}, "
+              f"median of {a.repeats}")
+        print("\nparse, in process (baseline: read + splitlines)")
+        for fmt, path in logs.items():
+            n = len(path.read_text().splitlines())
+            parsed = parse_log(path)
+            assert parsed.format == fmt and parsed.runs[0].steps, fmt
+            base, _ = median_s(lambda: path.read_text().splitlines(), a.repeats)
+            t, cpu = median_s(lambda: parse_log(path), a.repeats)
+            print(f"  {fmt:15s} {n:6d} lines  parse wall {t * 1000:6.1f} ms  cpu {cpu * 1000:6.1f} ms  "
+                  f"baseline {base * 1000:5.1f} ms  ratio {t / base:5.1f}x  {'ok' if t < 0.3 else 'OVER'} (< 300 ms)")
+        print("\nwhole `python -m nanopoor review` process (baseline: python -c pass)")
+        bw, bc = process_s([py, "-c", "pass"], a.repeats, tmp)
+        print(f"  {'python -c pass':34s} wall {bw:5.2f} s  cpu {bc:5.2f} s")
+        mw, mc = process_s([py, "-c", "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot"], a.repeats, tmp)
+        print(f"  {'python -c import matplotlib.pyplot':34s} wall {mw:5.2f} s  cpu {mc:5.2f} s  (the png's floor)")
+        for label, extra in (("review --no-plot", ["--no-plot"]), ("review (writes the png)", [])):
+            cmd = [py, "-m", "nanopoor", "review", str(logs["modded-nanogpt"]), *extra]
+            w, c = process_s(cmd, a.repeats, REPO)
+            print(f"  {label:34s} wall {w:5.2f} s  cpu {c:5.2f} s  ratio {w / bw:4.1f}x  "
+                  f"{'ok' if w < 2 else 'OVER'} (< 2 s)")
+
+
+if __name__ == "__main__":
+    main()

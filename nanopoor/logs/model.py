@@ -1,0 +1,194 @@
+"""the one shape every log parser produces: a log holds runs, a run holds step points.
+
+numbers keep their units in their names. nothing here imports torch, numpy or pandas: parsing
+has to stay cheap enough to run on every log a person hands to `nanopoor review`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class StepPoint:
+    """what the log says about one step (any field may be missing)."""
+    step: int                          # optimizer steps done, as the log counts them
+    train_loss: float | None = None    # nats
+    val_loss: float | None = None      # nats
+    time_ms: float | None = None       # the log's own clock at this step, cumulative
+    tokens: int | None = None          # training tokens served by this step (all ranks)
+    line: int = 0                      # 1-based line of the log it came from
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "train_loss": _num(self.train_loss), "val_loss": _num(self.val_loss),
+                "time_ms": _num(self.time_ms), "tokens": self.tokens, "line": self.line}
+
+
+@dataclass
+class ParsedRun:
+    """one training run. a file can hold several (e.g. hand-written headings between them)."""
+    name: str
+    steps: list[StepPoint] = field(default_factory=list)
+    total_steps: int | None = None         # the M of `step:N/M`, when printed
+    tokens_per_step: int | None = None     # when derivable from the log or given by a person
+    tokens_formula: str | None = None      # how tokens_per_step was derived, e.g. "1024 × 8 × 4"
+    repeated_lines: list[tuple[int, int]] = field(default_factory=list)  # (line, line it repeats)
+    restarts: list[int] = field(default_factory=list)       # lines where the step count went back
+    clock_resets: list[int] = field(default_factory=list)   # lines where the clock went back (e.g. untimed warm-up)
+    reported: dict = field(default_factory=dict)  # end-of-run facts the log states itself (events' run_end)
+
+    # --- derived facts ---------------------------------------------------------------------
+    @property
+    def val_points(self) -> list[StepPoint]:
+        return [p for p in self.steps if p.val_loss is not None]
+
+    @property
+    def train_points(self) -> list[StepPoint]:
+        return [p for p in self.steps if p.train_loss is not None]
+
+    @property
+    def final_val_loss(self) -> float | None:
+        if self.reported.get("val_loss") is not None:
+            return float(self.reported["val_loss"])
+        vals = self.val_points
+        return vals[-1].val_loss if vals else None
+
+    @property
+    def best_val_loss(self) -> float | None:
+        finite = [p.val_loss for p in self.val_points if math.isfinite(p.val_loss)]
+        if self.reported.get("val_loss") is not None and math.isfinite(self.reported["val_loss"]):
+            finite.append(float(self.reported["val_loss"]))
+        return min(finite) if finite else None
+
+    @property
+    def last(self) -> StepPoint | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def final_time_ms(self) -> float | None:
+        if self.reported.get("train_time_ms") is not None:
+            return float(self.reported["train_time_ms"])
+        times = [p.time_ms for p in self.steps if p.time_ms is not None]
+        return times[-1] if times else None
+
+    @property
+    def final_tokens(self) -> int | None:
+        if self.reported.get("tokens") is not None:
+            return int(self.reported["tokens"])
+        toks = [p.tokens for p in self.steps if p.tokens is not None]
+        return toks[-1] if toks else None
+
+    def first_at_or_below(self, target: float) -> StepPoint | None:
+        """the first eval whose val loss is at or below the target (what a speedrun claims)."""
+        for p in self.val_points:
+            if p.val_loss <= target:
+                return p
+        return None
+
+    def apply_tokens_per_step(self, tokens_per_step: int, formula: str | None = None) -> None:
+        """fill tokens = step × tokens_per_step where the log did not say them itself."""
+        self.tokens_per_step = int(tokens_per_step)
+        self.tokens_formula = formula or f"{tokens_per_step} per step"
+        for p in self.steps:
+            if p.tokens is None:
+                p.tokens = p.step * self.tokens_per_step
+
+    def summary(self, target: float) -> dict:
+        hit = self.first_at_or_below(target)
+        return {
+            "name": self.name,
+            "steps": len(self.steps),
+            "last_step": self.last.step if self.last else None,
+            "total_steps": self.total_steps,
+            "final_val_loss": _num(self.final_val_loss),
+            "best_val_loss": _num(self.best_val_loss),
+            "final_time_ms": _num(self.final_time_ms),
+            "final_tokens": self.final_tokens,
+            "tokens_per_step": self.tokens_per_step,
+            "tokens_formula": self.tokens_formula,
+            "target": target,
+            "reached_target": hit is not None,
+            "target_step": hit.step if hit else None,
+            "target_time_ms": _num(hit.time_ms) if hit else None,
+            "target_tokens": hit.tokens if hit else None,
+            "target_val_loss": _num(hit.val_loss) if hit else None,
+            "repeated_lines": len(self.repeated_lines),
+            "restarts": len(self.restarts),
+        }
+
+
+@dataclass
+class ParsedLog:
+    """a parsed log file: its format, its runs, and what it carries besides numbers."""
+    path: Path
+    format: str                            # parser name, e.g. "nanopoor-text", "modded-nanogpt"
+    runs: list[ParsedRun] = field(default_factory=list)
+    source_code: str | None = None         # code embedded in the log itself
+    source_ref: str | None = None          # or where the exact code is pinned (a frozen record)
+    hardware: str | None = None            # e.g. "8× NVIDIA H100 80GB HBM3"
+    arguments: dict = field(default_factory=dict)  # hyperparameters the log states
+    notes: list[str] = field(default_factory=list)  # hand-written comments, platform lines, ...
+    meta: dict = field(default_factory=dict)        # format-specific extras (run id, status, ...)
+    unparsed_lines: int = 0                # lines no rule of the format understood
+
+    @property
+    def name(self) -> str:
+        p = Path(self.path)
+        return p.parent.name if p.name == "events.jsonl" else p.stem
+
+    @property
+    def has_source(self) -> bool:
+        return bool(self.source_code or self.source_ref)
+
+    @property
+    def has_hardware(self) -> bool:
+        return bool(self.hardware)
+
+    @property
+    def has_arguments(self) -> bool:
+        return bool(self.arguments)
+
+    @property
+    def run(self) -> ParsedRun:
+        """the run, for a file that holds exactly one."""
+        if len(self.runs) != 1:
+            raise ValueError(f"{self.path} holds {len(self.runs)} runs; pick one from .runs")
+        return self.runs[0]
+
+    def summary(self, target: float) -> dict:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "has_source": self.has_source,
+            "source_ref": self.source_ref,
+            "source_lines": self.source_code.count("\n") + 1 if self.source_code else 0,
+            "has_hardware": self.has_hardware,
+            "hardware": self.hardware,
+            "has_arguments": self.has_arguments,
+            "arguments": {k: _jsonable(v) for k, v in self.arguments.items()},
+            "notes": self.notes,
+            "meta": {k: _jsonable(v) for k, v in self.meta.items()},
+            "unparsed_lines": self.unparsed_lines,
+            "runs": [r.summary(target) for r in self.runs],
+        }
+
+
+def _num(x: float | None) -> float | None | str:
+    """json has no nan/inf: say them as strings so a reader still sees them."""
+    if x is None:
+        return None
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _jsonable(v):
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
