@@ -47,7 +47,6 @@ review: setup
 	$(NP) review $(LOG)
 
 bench: setup
-	$(BIN)/python -m pytest benchmarks --benchmark-enable -q
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
 
 clean:

@@ -74,7 +74,11 @@ def demo(
     console.print(f"[bold]2/3[/] running {DEMO_RECORD} (smoke scale, cpu) under the harness")
     run_dir = run_record(DEMO_RECORD, scale="smoke", data_dir=data, out_root=out)
     print_summaries([summary(run_dir)], "table", console)
-    console.print("[bold]3/3[/] leaderboard preview (dev runs are listed, never ranked)")
-    from nanopoor.leaderboard import render_preview
+    console.print("[bold]3/3[/] leaderboard preview (cpu runs are dev: counted, never ranked)")
+    from rich.markdown import Markdown
 
-    console.print(render_preview(out))
+    from nanopoor.leaderboard import build, output_paths
+
+    preview = out / "leaderboard-preview.md"
+    board = build(out, Path("records"), preview)
+    console.print(Markdown(board.files[output_paths(preview)["md"]].decode()))

@@ -1,0 +1,202 @@
+"""verbs that judge runs: leaderboard, verify, submit, compare."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nanopoor.errors import UserError, did_you_mean
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Scale(str, Enum):
+    full = "full"
+    smoke = "smoke"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("leaderboard")(leaderboard)
+    app.command("verify")(verify)
+    app.command("submit")(submit)
+    app.command("compare")(compare)
+
+
+def _echo_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def leaderboard(
+    runs: Path = typer.Option(None, help="folder of run folders [default: runs]"),
+    records: Path = typer.Option(Path("records"), help="folder of records (their claims are shown)"),
+    out: Path = typer.Option(Path("leaderboard.md"), help="markdown file; .json, .csv and .png go beside it"),
+    check: bool = typer.Option(False, "--check", help="write nothing; exit 1 when a file is stale or a run does not verify"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """Regenerate leaderboard.md (+ .json, .csv, .png) from runs/ and the records' claims."""
+    from nanopoor import leaderboard as lb
+
+    if runs is not None and not runs.is_dir():
+        raise UserError(f"no runs folder at {runs}: pass --runs DIR with run folders (or leave it out for runs/)")
+    runs = runs or Path("runs")
+    board = lb.build(runs, records, out) if check else lb.generate(runs, records, out)
+    stale = [p.as_posix() for p in lb.stale_files(board)] if check else []
+    frame = board.frame
+    subs = frame[frame["kind"] == "submission"]
+    report = {"files": sorted(p.as_posix() for p in board.files), "stale": stale, "problems": board.problems,
+              "submissions": int(len(subs)), "verified": int(subs["verified"].sum()),
+              "ranked": int(subs["rank"].notna().sum()), "claims": int((frame["kind"] == "claim").sum())}
+    if fmt == Format.json:
+        _echo_json(report)
+    else:
+        err = Console(stderr=True)
+        for p in board.problems:
+            err.print(f"[red]does not verify[/] {p}", markup=True, highlight=False)
+        for p in stale:
+            err.print(f"[red]stale[/] {p}", highlight=False)
+        verb = "checked" if check else "wrote"
+        Console().print(f"{verb} {', '.join(report['files'])}: {report['submissions']} submissions "
+                        f"({report['verified']} verified, {report['ranked']} ranked), {report['claims']} claims",
+                        highlight=False)
+    if check and (stale or board.problems):
+        if fmt == Format.table:
+            what = []
+            if stale:
+                what.append(f"{len(stale)} stale file(s): run `nanopoor leaderboard` and commit them")
+            if board.problems:
+                what.append(f"{len(board.problems)} run problem(s): see `nanopoor verify {runs.as_posix()}`")
+            typer.echo("error: leaderboard check failed: " + "; ".join(what), err=True)
+        raise typer.Exit(1)
+
+
+def verify(
+    target: str = typer.Argument(..., help="a run folder, a record (folder or name), or a folder of runs"),
+    runs_dir: Path = typer.Option(Path("runs"), help="where a record's runs are looked up"),
+    records: Path = typer.Option(Path("records"), help="where a run's record is looked up"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """Recompute digests and rules of committed runs; exit 1 when anything does not verify."""
+    from nanopoor.verify import verify_target
+
+    checks = verify_target(target, runs_dir, records)
+    ok = all(c.ok for c in checks)
+    if fmt == Format.json:
+        _echo_json({"ok": ok, "checked": len(checks), "checks": [c.to_dict() for c in checks]})
+    else:
+        table = Table("kind", "subject", "verdict", "problems")
+        for c in checks:
+            table.add_row(c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems))
+        Console().print(table)
+        Console().print(f"{sum(c.ok for c in checks)} of {len(checks)} verify", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def submit(
+    record: Path = typer.Argument(..., help="record folder, e.g. records/muon_3xlr"),
+    runs: int = typer.Option(None, min=1, help="number of runs [default: the record's `seeds`, else 3]"),
+    data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
+    track: str = typer.Option(None, help="run on another track than the scale's"),
+    scale: Scale = typer.Option(Scale.full, help="full (ranked) or smoke (counted, never ranked)"),
+    runs_dir: Path = typer.Option(Path("runs"), help="folder that receives the run folders"),
+    timeout: float = typer.Option(None, help="stop each run after this many seconds"),
+    out: Path = typer.Option(Path("leaderboard.md"), help="leaderboard file to regenerate"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict."""
+    from nanopoor.submit import submit as do_submit
+
+    outcome = do_submit(record, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
+                        timeout_s=timeout, out=out, quiet=fmt == Format.json)
+    if fmt == Format.json:
+        _echo_json(outcome.to_dict())
+    else:
+        console = Console(highlight=False)
+        for s in outcome.submissions:
+            verdict = s["verdict"] + (f" ({s['reasons']})" if s["reasons"] else "")
+            console.print(f"[bold]{s['record']}[/] on {s['hardware']}, track {s['track']}, scale {s['scale']}: {verdict}")
+            if s["val_loss_mean"] is not None:
+                p = f", p={s['p_value']:.2g}" if s["p_value"] is not None else ""
+                console.print(f"  val loss {s['val_loss_mean']:.4f} (target {s['target_val_loss']}{p}); "
+                              f"train time {s['train_time_ms_mean'] / 60000:.2f} min over {s['n_runs']} run(s)")
+        for c in outcome.checks:
+            if not c.ok:
+                console.print(f"[red]does not verify[/] {c.subject}: {'; '.join(c.problems)}")
+        console.print("files to commit:")
+        for line in outcome.to_commit:
+            console.print(f"  {line}")
+    if not all(c.ok for c in outcome.checks):
+        raise typer.Exit(1)
+
+
+def _runs_of(runs_dir: Path, record: str, scale: str) -> dict[tuple, list[dict]]:
+    """completed runs of a record, grouped by (track, dataset fingerprint, hardware)."""
+    from nanopoor.verify import load_result, run_dirs, track_name
+
+    groups = defaultdict(list)
+    for path in run_dirs(runs_dir):
+        try:
+            r = load_result(path)
+        except (UserError, OSError, ValueError):
+            continue
+        if r.get("record") == record and r.get("scale") == scale and r.get("status") == "completed":
+            groups[(track_name(r), str(r.get("dataset_fingerprint")), str(r.get("hardware_label")))].append(r)
+    return groups
+
+
+def compare(
+    a: str = typer.Argument(..., help="record name or folder (is it faster than B?)"),
+    b: str = typer.Argument(..., help="record name or folder"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs", help="folder of run folders"),
+    hardware: str = typer.Option(None, help="hardware label when both ran on several, e.g. '1× Tesla T4'"),
+    scale: Scale = typer.Option(Scale.full, help="which scale's runs to compare"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """Welch's t-test between two records' completed runs: is A faster (and lower loss) than B?"""
+    from nanopoor.stats import compare_samples
+
+    a, b = Path(a).name, Path(b).name
+    ga, gb = _runs_of(runs_dir, a, scale.value), _runs_of(runs_dir, b, scale.value)
+    for name, g in ((a, ga), (b, gb)):
+        if not g:
+            raise UserError(f"no completed {scale.value}-scale runs of '{name}' in {runs_dir}: run `nanopoor submit records/{name}`")
+    common = sorted(set(ga) & set(gb))
+    if hardware is not None:
+        labels = sorted({k[2] for k in common})
+        common = [k for k in common if k[2] == hardware]
+        if not common:
+            raise UserError(f"no runs of both on '{hardware}'{did_you_mean(hardware, labels)}; both ran on: {', '.join(labels) or 'nothing in common'}")
+    if not common:
+        raise UserError(f"'{a}' and '{b}' have no track, dataset and hardware in common: "
+                        f"{a} ran on {sorted(ga)}, {b} on {sorted(gb)}")
+    if len(common) > 1:
+        raise UserError(f"both ran on several tracks/hardware: pick one with --hardware ({', '.join(sorted({k[2] for k in common}))})")
+    key = common[0]
+    rows = [compare_samples(m, [r[m] for r in ga[key]], [r[m] for r in gb[key]]) for m in ("train_time_ms", "val_loss")]
+    if fmt == Format.json:
+        _echo_json({"a": a, "b": b, "track": key[0], "dataset_fingerprint": key[1], "hardware": key[2],
+                    "comparisons": [c.to_dict() for c in rows]})
+        return
+    scale_of = {"train_time_ms": (60000, "min"), "val_loss": (1, "")}
+
+    def ms(mean, sd, n, div):
+        if mean is None:
+            return "—"
+        return f"{mean / div:.4g}" + (f" ± {sd / div:.2g}" if sd is not None else "") + f" (n={n})"
+
+    table = Table("metric", a, b, "A − B", "p (A lower)", "significant", title=f"{key[0]} · {key[2]}")
+    for c in rows:
+        div, unit = scale_of[c.metric]
+        name = "train time (min)" if unit else "val loss"
+        table.add_row(name, ms(c.mean_a, c.sd_a, c.n_a, div), ms(c.mean_b, c.sd_b, c.n_b, div),
+                      f"{c.difference / div:+.4g}" if c.difference is not None else "—",
+                      f"{c.p_value:.2g}" if c.p_value is not None else "n < 2", "yes" if c.significant else "no")
+    Console().print(table)

@@ -1,0 +1,201 @@
+"""leaderboard.md (+ .json, .csv, .png) as a pure function of runs/ and the records' claims.
+
+runs are grouped into submissions by (record, record_sha256, track, dataset_fingerprint,
+hardware_label, scale); each submission gets a verdict over all its runs (nanopoor.stats).
+only full-scale runs on a gpu are ranked: official tables for the track's hardware,
+unofficial tables per hardware label; dev (cpu) and smoke runs are counted, never ranked.
+every run is verified on the way (nanopoor.verify): a run whose hashes or rules fail makes
+its submission unverified, and `--check` fails. nothing here reads the clock of "now".
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from nanopoor import stats
+from nanopoor.leaderboard_render import fmt_tokens
+from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
+
+CLASS_ORDER = {"official": 0, "unofficial": 1, "dev": 2}
+COLUMNS = [
+    "kind", "track", "dataset_fingerprint", "class", "hardware", "scale", "ranked", "rank",
+    "record", "record_sha256", "description", "person", "date", "tokens", "data",
+    "n_runs", "seeds", "verified", "verdict", "reasons", "target_val_loss",
+    "train_time_ms_mean", "train_time_ms_sd", "val_loss_mean", "val_loss_sd", "p_value",
+    "runs", "claimed_time_min", "log", "peer_log", "notes", "found",
+]
+
+
+@dataclass
+class RunEntry:
+    path: Path
+    result: dict
+    problems: list[str]    # from nanopoor.verify; empty when the run verifies
+
+
+@dataclass
+class Board:
+    frame: pd.DataFrame               # one row per submission and per claim (COLUMNS)
+    checks: list[Check]               # one per run folder
+    files: dict[Path, bytes] = field(default_factory=dict)   # what generate() writes
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{c.subject}: {p}" for c in self.checks for p in c.problems]
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    out = Path(out)
+    return {"md": out, "json": out.with_suffix(".json"), "csv": out.with_suffix(".csv"),
+            "png": out.with_suffix(".png")}
+
+
+def run_date(result: Mapping) -> str:
+    """yyyy-mm-dd of when the run finished (unix seconds or an iso string); '' when unknown."""
+    t = result.get("finished_at") or result.get("started_at")
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d")
+    return str(t)[:10] if t else ""
+
+
+def collect_runs(runs_dir: Path, records_dir: Path, tracks: Mapping) -> tuple[list[RunEntry], list[Check]]:
+    """every run folder, verified; runs without a readable result.json are checks only."""
+    digests = RecordDigests(records_dir)
+    entries, checks = [], []
+    for path in run_dirs(runs_dir):
+        check, result = inspect_run(path, tracks, digests)
+        checks.append(check)
+        if result is not None:
+            entries.append(RunEntry(path, result, check.problems))
+    return entries, checks
+
+
+def submission_key(r: Mapping) -> tuple:
+    return (str(r.get("record")), str(r.get("record_sha256")), track_name(r),
+            str(r.get("dataset_fingerprint")), str(r.get("hardware_label")), str(r.get("scale")))
+
+
+def data_cell(result: Mapping, run_dir: Path) -> str:
+    """'5.24M tok (1024 × 8 × 4 × 160)': the token budget and the formula that gives it."""
+    formula = result.get("formula")
+    if not formula:   # older results: the formula is in the run's config.json
+        try:
+            config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+            parts = [config[k] for k in ("seq_len", "batch_size", "grad_accum", "steps")]
+            formula = " × ".join(str(p) for p in parts)
+        except (OSError, ValueError, KeyError):
+            formula = ""
+    tokens = result.get("budget_tokens")
+    return f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "")
+
+
+def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, link) -> dict:
+    """one submission (runs in run-id order): its verdict over every run and its display facts."""
+    results = [e.result for e in entries]
+    first = results[0]
+    unverifiable = [f"run {e.path.name}: {p}" for e in entries for p in e.problems]
+    reasons = list(v.reasons) + unverifiable
+    label = "unverifiable" if unverifiable else v.label
+    cls = max((str(r.get("class")) for r in results), key=lambda c: CLASS_ORDER.get(c, 3))
+    record = records.get(str(first.get("record")))
+    budget = first.get("budget_tokens")
+    return {
+        "kind": "submission", "track": track_name(first),
+        "dataset_fingerprint": str(first.get("dataset_fingerprint")), "class": cls,
+        "hardware": str(first.get("hardware_label")), "scale": str(first.get("scale")),
+        "ranked": first.get("scale") == "full" and cls in ("official", "unofficial"),
+        "rank": None, "record": str(first.get("record")), "record_sha256": str(first.get("record_sha256")),
+        "description": first.get("record_title") or (record.title if record else ""),
+        "person": first.get("author") or (record.author if record else ""), "date": max(run_date(r) for r in results),
+        "tokens": budget, "data": data_cell(first, entries[0].path),
+        "n_runs": v.n_runs, "seeds": " ".join(str(s) for s in v.seeds),
+        "verified": v.verified and not unverifiable, "verdict": label, "reasons": "; ".join(reasons),
+        "target_val_loss": v.target_val_loss,
+        "train_time_ms_mean": v.train_time_ms_mean, "train_time_ms_sd": v.train_time_ms_sd,
+        "val_loss_mean": v.val_loss_mean, "val_loss_sd": v.val_loss_sd, "p_value": v.p_value,
+        "runs": " ".join(link(e.path) for e in entries),
+    }
+
+
+def assign_ranks(rows: list[dict]) -> None:
+    """rank verified, ranked submissions by mean train time within each table."""
+    tables = defaultdict(list)
+    for row in rows:
+        if row["ranked"] and row["verified"]:
+            tables[(row["track"], row["dataset_fingerprint"], row["class"], row["hardware"])].append(row)
+    for group in tables.values():
+        group.sort(key=lambda r: (r["train_time_ms_mean"], r["date"], r["record"]))
+        for i, row in enumerate(group, 1):
+            row["rank"] = i
+
+
+def row_order(row: Mapping) -> tuple:
+    """tables in a fixed order: submissions by class, hardware, rank, time; then the claims."""
+    if row["kind"] == "claim":
+        return (row["track"], 1, row.get("claimed_time_min") or 0.0, str(row.get("date")),
+                str(row.get("record")), str(row.get("log")))
+    time = row.get("train_time_ms_mean")
+    return (row["track"], 0, CLASS_ORDER.get(row.get("class"), 3), str(row.get("hardware")),
+            str(row.get("dataset_fingerprint")), row.get("rank") is None, row.get("rank") or 0,
+            time if time is not None else float("inf"), str(row.get("date")),
+            str(row.get("record")), str(row.get("runs")))
+
+
+def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None = None) -> Board:
+    """the whole board in memory: the frame, the run checks, and the bytes of each file."""
+    from harness.tracks import load_tracks
+    from nanopoor import leaderboard_claims, leaderboard_render, records as records_mod
+
+    tracks = load_tracks() if tracks is None else tracks
+    runs_dir, records_dir, out = Path(runs_dir), Path(records_dir), Path(out)
+    records = {r.name: r for r in records_mod.list_records(records_dir)} if records_dir.is_dir() else {}
+
+    def link(path: Path) -> str:   # relative link from the leaderboard's folder
+        return Path(os.path.relpath(path, out.parent)).as_posix()
+
+    entries, checks = collect_runs(runs_dir, records_dir, tracks)
+    groups = defaultdict(list)
+    for e in entries:
+        groups[submission_key(e.result)].append(e)
+    groups = [sorted(g, key=lambda e: e.path.name) for _, g in sorted(groups.items())]
+    targets = [getattr(tracks.get(track_name(g[0].result)), "target_val_loss", None) for g in groups]
+    judged = stats.verdicts([([e.result for e in g], t) for g, t in zip(groups, targets)])
+    rows = [submission_row(g, v, records, link) for g, v in zip(groups, judged)]
+    assign_ranks(rows)
+    rows += leaderboard_claims.claim_rows(records, entries, tracks)
+    rows.sort(key=row_order)
+    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64"})
+    board = Board(frame, checks)
+    paths = output_paths(out)
+    shown = leaderboard_render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
+    board.files = {
+        paths["md"]: leaderboard_render.markdown(shown, tracks, checks, link(runs_dir)).encode("utf-8"),
+        paths["json"]: leaderboard_render.to_json(frame).encode("utf-8"),
+        paths["csv"]: leaderboard_render.to_csv(frame).encode("utf-8"),
+        paths["png"]: leaderboard_render.progression_png(shown),
+    }
+    return board
+
+
+def generate(runs_dir: Path, records_dir: Path, out: Path) -> Board:
+    """build the board and write its four files (only the ones whose bytes changed)."""
+    board = build(runs_dir, records_dir, out)
+    for path, data in board.files.items():
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+    return board
+
+
+def stale_files(board: Board) -> list[Path]:
+    """the board's files that are missing or differ from what the inputs give now."""
+    return [p for p, data in board.files.items() if not p.is_file() or p.read_bytes() != data]

@@ -1,0 +1,133 @@
+"""published claims (record.toml [[claims]]) and what the harness found about them.
+
+a claim is a result made elsewhere: a time, a token count, a log. it is never mixed with
+verified runs. beside it the leaderboard says, from facts it can compute: (a) the claim's
+tokens-to-target against the track's plausible minimum, (b) the record's notes on the data
+stream and causality, (c) what this harness's full-scale runs of the same record reached at
+the claimed token budget.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+
+from nanopoor.leaderboard_render import fmt_tokens
+from nanopoor.verify import track_name
+
+
+def field_of(obj, key: str, default=None):
+    """claims may be dicts or small objects; read either."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def plausibility(tokens, track) -> str:
+    """(a): the claim's tokens-to-target against the track's plausible minimum."""
+    if track is None:
+        return "unknown track: no plausibility floor to compare with"
+    floor = track.plausible_min_tokens
+    if not tokens:
+        return "the claim states no token count: tokens-to-target unknown"
+    if not floor:
+        return f"track {track.name} sets no plausible minimum of tokens"
+    if tokens < floor:
+        return (f"implausible: {fmt_tokens(tokens)} tokens to reach {track.target_val_loss} is "
+                f"{floor / tokens:.2g}× fewer than the {fmt_tokens(floor)} the fastest public speedruns need")
+    return f"{fmt_tokens(tokens)} tokens to reach {track.target_val_loss} is within the plausible range (≥ {fmt_tokens(floor)})"
+
+
+def eval_at(run_path: Path, result: Mapping, tokens: int):
+    """(val loss, tokens, train_time_ms, full) of the last eval at or before `tokens`, or None."""
+    if result.get("tokens") == tokens and isinstance(result.get("val_loss"), (int, float)) \
+            and math.isfinite(result["val_loss"]):
+        return result["val_loss"], tokens, result.get("train_time_ms"), bool(result.get("val_loss_full", True))
+    best = None
+    try:
+        lines = (run_path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("type") != "eval" or not isinstance(ev.get("tokens"), int) or ev["tokens"] > tokens:
+            continue
+        key = (ev["tokens"], bool(ev.get("full")))   # latest eval; a full one over a prefix one
+        if best is None or key >= best[0]:
+            best = (key, ev)
+    if best is None:
+        return None
+    ev = best[1]
+    return ev.get("val_loss"), ev["tokens"], ev.get("train_time_ms"), bool(ev.get("full"))
+
+
+def rerun_findings(claim_tokens, runs: list, tracks: Mapping) -> list[str]:
+    """(c): per (track, hardware) of this record's full-scale runs, what they reached."""
+    if not runs:
+        return ["no harness runs of this record yet"]
+    if not claim_tokens:
+        return [f"{len(runs)} harness run(s) of this record; the claim has no token count to compare at"]
+    groups = defaultdict(list)
+    for e in runs:
+        groups[(track_name(e.result), str(e.result.get("hardware_label")))].append(e)
+    out = []
+    for (track, hardware), group in sorted(groups.items()):
+        completed = sum(e.result.get("status") == "completed" for e in group)
+        points = [p for e in sorted(group, key=lambda e: e.path.name)
+                  if (p := eval_at(e.path, e.result, claim_tokens)) and isinstance(p[0], (int, float))]
+        head = f"harness runs on {hardware}, track {track} ({completed} of {len(group)} completed)"
+        if not points:
+            out.append(f"{head}: no eval at or before {fmt_tokens(claim_tokens)} tokens")
+            continue
+        loss = sum(p[0] for p in points) / len(points)
+        at = min(p[1] for p in points)
+        times = [p[2] for p in points if isinstance(p[2], (int, float))]
+        target = tracks[track].target_val_loss if track in tracks else None
+        text = f"{head}: val loss {loss:.3f} at {fmt_tokens(at)} tokens"
+        if at < claim_tokens:
+            text += f" (runs stopped before the claimed {fmt_tokens(claim_tokens)})"
+        if not all(p[3] for p in points):
+            text += " (some on a val prefix)"
+        if times:
+            text += f", train time {sum(times) / len(times) / 60000:.2f} min"
+        if target is not None:
+            text += f"; target {target} {'reached' if loss <= target else 'not reached'}"
+        out.append(text)
+    return out
+
+
+def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
+    """one row per claim of every record, with the findings in `found` (one per line)."""
+    full_runs = defaultdict(list)
+    for e in entries:
+        if e.result.get("scale") == "full":
+            full_runs[str(e.result.get("record"))].append(e)
+    rows = []
+    for name in sorted(records):
+        rec = records[name]
+        for claim in field_of(rec, "claims") or []:
+            tokens = field_of(claim, "tokens")
+            notes = field_of(claim, "notes") or []
+            notes = [notes] if isinstance(notes, str) else [str(n) for n in notes]
+            notes = [n.strip() for n in notes if n.strip()]
+            found = [plausibility(tokens, tracks.get(rec.track))] + notes
+            found += rerun_findings(tokens, full_runs.get(name, []), tracks)
+            formula = field_of(claim, "formula")
+            rows.append({
+                "kind": "claim", "track": rec.track, "class": None,
+                "hardware": str(field_of(claim, "hardware") or ""), "scale": None, "ranked": False,
+                "rank": None, "record": name, "record_sha256": rec.frozen_sha256,
+                "description": rec.title, "person": str(field_of(claim, "person") or rec.author),
+                "date": str(field_of(claim, "date") or ""), "tokens": tokens,
+                "data": f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "") if tokens else "?",
+                "verified": False, "verdict": "claim",
+                "claimed_time_min": field_of(claim, "time_min"),
+                "log": field_of(claim, "log"), "peer_log": field_of(claim, "peer_log"),
+                "notes": "\n".join(notes), "found": "\n".join(found),
+            })
+    return rows

@@ -1,0 +1,237 @@
+"""the leaderboard frame rendered as markdown, json, csv and a record-progression png.
+
+every output is a pure function of the frame: no time of "now", fixed sort orders, and a
+png without the matplotlib version stamp, so the same runs give the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import date
+
+import pandas as pd
+
+CLASS_NAMES = ("official", "unofficial", "dev")
+PNG_SIZE_IN = (9.0, 3.6)   # width, height per track panel, inches
+PNG_DPI = 100
+SUBMISSION_HEADER = ["rank", "time", "date", "data", "person", "description",
+                     "val loss (mean, p)", "hardware", "verdict", "log"]
+CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log",
+                "what the harness found"]
+
+
+def fmt_tokens(n) -> str:
+    """three significant digits: 5242880 -> '5.24M', 14008320 -> '14.0M', 100_000_000 -> '100M'."""
+    if n is None:
+        return "?"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale * 0.9995:   # 999_999 rounds to 1.00M, not 1000k
+            x = n / scale
+            return f"{x:.{max(0, 2 - int(math.log10(x)))}f}{unit}"
+    return str(n)
+
+
+def rows_of(frame: pd.DataFrame) -> list[dict]:
+    """the frame as plain dicts, missing values (NaN, NA) as None."""
+    obj = frame.astype(object)
+    return obj.where(obj.notna(), None).to_dict("records")
+
+
+def cell(text) -> str:
+    """one markdown table cell: pipes escaped, newlines as <br>."""
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", "<br>")
+
+
+def table(header: list[str], body: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
+
+
+def time_cell(row: Mapping) -> str:
+    mean, sd, n = row["train_time_ms_mean"], row["train_time_ms_sd"], row["n_runs"]
+    if mean is None:
+        return "—"
+    if n == 1 or sd is None:
+        return f"{mean / 60000:.2f} min ({n} run{'s' if n != 1 else ''})"
+    return f"{mean / 60000:.2f} ± {sd / 60000:.2f} min (n={n})"
+
+
+def val_cell(row: Mapping) -> str:
+    mean, p, n = row["val_loss_mean"], row["p_value"], row["n_runs"]
+    if mean is None:
+        return "—"
+    if p is None:
+        return f"{mean:.4f} ({n} run{'s' if n != 1 else ''})"
+    return f"{mean:.4f} (p={p:.2g})"
+
+
+def verdict_cell(row: Mapping) -> str:
+    if row["verdict"] in ("verified", "single run") or not row["reasons"]:
+        return row["verdict"]
+    return f"{row['verdict']}: {row['reasons']}"
+
+
+def log_cell(row: Mapping) -> str:
+    runs = str(row["runs"] or "").split()
+    if len(runs) == 1:
+        return f"[run]({runs[0]})"
+    return " ".join(f"[{i}]({r})" for i, r in enumerate(runs, 1))
+
+
+def submission_table(rows: list[dict]) -> list[str]:
+    body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), row["date"], row["data"],
+             row["person"], row["description"], val_cell(row), row["hardware"], verdict_cell(row),
+             log_cell(row)] for row in rows]
+    return table(SUBMISSION_HEADER, body)
+
+
+def claim_table(rows: list[dict]) -> list[str]:
+    body = []
+    for row in rows:
+        t = row["claimed_time_min"]
+        log = row["log"] or ""
+        body.append([f"{t:.2f} min" if t is not None else "?", row["date"], row["data"], row["person"],
+                     row["description"], row["hardware"], f"[{log.rsplit('/', 1)[-1]}]({log})" if log else "—",
+                     row["found"]])
+    return table(CLAIM_HEADER, body)
+
+
+def not_ranked_lines(rows: list[dict]) -> list[str]:
+    """dev and smoke submissions are counted, never ranked."""
+    out = []
+    for what, keep in (("dev (cpu) run", lambda r: r["class"] == "dev" and r["scale"] == "full"),
+                       ("smoke-scale run", lambda r: r["scale"] != "full"),
+                       ("run of another class", lambda r: r["scale"] == "full" and r["class"] not in CLASS_NAMES)):
+        picked = [r for r in rows if keep(r)]
+        if picked:
+            n = sum(r["n_runs"] for r in picked)
+            what = what.replace("run", "runs", 1) if n != 1 else what
+            out.append(f"- {n} {what} of {', '.join(sorted({r['record'] for r in picked}))}")
+    return out
+
+
+def track_section(name: str, rows: list[dict], track) -> list[str]:
+    out = [f"## {name}", ""]
+    if track is not None:
+        official = (f"{track.official_gpu_count}× {track.official_gpu} (capability {track.official_capability})"
+                    if track.has_official_hardware else "none (no run on this track is official)")
+        out += [f"{track.description}. Target val loss {track.target_val_loss}; official hardware: {official}.", ""]
+    subs = [r for r in rows if r["kind"] == "submission" and r["ranked"]]
+    fingerprints = sorted({r["dataset_fingerprint"] for r in subs})
+    tables = defaultdict(list)
+    for r in subs:
+        tables[(r["class"] != "official", r["hardware"], r["dataset_fingerprint"])].append(r)
+    if track is not None and track.has_official_hardware and not any(not k[0] for k in tables):
+        out += [f"### Official: {track.official_gpu_count}× {track.official_gpu}", "", "_No official runs yet._", ""]
+    for (unofficial, hardware, fp), group in sorted(tables.items()):
+        data = f" · data {fp[:12]}" if len(fingerprints) > 1 else ""
+        out += [f"### {'Unofficial' if unofficial else 'Official'}: {hardware}{data}", ""]
+        out += submission_table(group) + [""]
+    counted = not_ranked_lines([r for r in rows if r["kind"] == "submission" and not r["ranked"]])
+    if counted:
+        out += ["Not ranked:", ""] + counted + [""]
+    claims = [r for r in rows if r["kind"] == "claim"]
+    if claims:
+        out += ["### Published claims (made elsewhere; not verified by this harness)", ""]
+        out += claim_table(claims) + [""]
+    return out
+
+
+def markdown(rows: list[dict], tracks: Mapping, checks: list, runs_dir: str) -> str:
+    """leaderboard.md from the frame's rows (rows_of); runs_dir as seen from the file."""
+    n_runs = sum(1 for c in checks)
+    out = [
+        "# nanopoor leaderboard", "",
+        f"Generated by `nanopoor leaderboard` from `{runs_dir}/` ({n_runs} run folders) and the "
+        "records' claims. Do not edit by hand: `nanopoor leaderboard --check` fails when this file is stale.", "",
+        "A result is **verified** when it has at least 3 runs with distinct harness-assigned seeds, all "
+        "reported (no best-of), each completed, causal, within its token budget and with hashes that "
+        "verify, and a mean final val loss at or below the track's target with a one-sided t-test "
+        "p < 0.01. Time is the harness's train clock (mean ± sd over the runs); val loss is the final "
+        "eval on the track's canonical val set. Only verified full-scale GPU results get a rank.", "",
+    ]
+    for name in sorted({r["track"] for r in rows}):
+        out += track_section(name, [r for r in rows if r["track"] == name], tracks.get(name))
+    bad = [c for c in checks if c.problems]
+    if bad:
+        out += ["## Run folders that do not verify", ""]
+        out += [f"- `{c.subject}`: {'; '.join(c.problems)}" for c in bad] + [""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def to_json(frame: pd.DataFrame) -> str:
+    return frame.to_json(orient="records", indent=2, force_ascii=False) + "\n"
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def _day(text) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return None
+
+
+def progression_png(rows: list[dict]) -> bytes:
+    """train time vs date per track, one colour per hardware; the step line is the record."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if _day(r["date"]) is not None and (
+        (r["kind"] == "submission" and r["ranked"] and r["train_time_ms_mean"] is not None)
+        or (r["kind"] == "claim" and r["claimed_time_min"] is not None))]
+    track_names = sorted({r["track"] for r in rows})
+    fig = Figure(figsize=(PNG_SIZE_IN[0], PNG_SIZE_IN[1] * max(1, len(track_names))))
+    # fixed margins (no layout engine: cheaper, and the same bytes whatever the legend holds);
+    # the legend sits in the right third
+    fig.subplots_adjust(left=0.07, right=0.66, top=1 - 0.35 / fig.get_figheight(),
+                        bottom=0.5 / fig.get_figheight(), hspace=0.45)
+    FigureCanvasAgg(fig)
+    if not track_names:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no ranked runs or claims yet", ha="center", va="center")
+        ax.set_axis_off()
+    colours = {hw: f"C{i % 10}" for i, hw in enumerate(sorted({r["hardware"] for r in rows}))}
+    for i, name in enumerate(track_names):
+        ax = fig.add_subplot(len(track_names), 1, i + 1)
+        mine = [r for r in rows if r["track"] == name]
+        last_day = max(_day(r["date"]) for r in mine)
+        for hw in sorted({r["hardware"] for r in mine}):
+            subs = sorted((r for r in mine if r["kind"] == "submission" and r["hardware"] == hw),
+                          key=lambda r: (r["date"], r["train_time_ms_mean"]))
+            ok = [r for r in subs if r["verified"]]
+            if ok:   # the record so far: running minimum over verified submissions
+                best, xs, ys = math.inf, [], []
+                for r in ok:
+                    best = min(best, r["train_time_ms_mean"] / 60000)
+                    xs.append(_day(r["date"]))
+                    ys.append(best)
+                xs.append(last_day)   # the record stands until the last date shown
+                ys.append(best)
+                ax.step(xs, ys, where="post", color=colours[hw], linewidth=1.5, label=f"record, {hw}")
+                ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
+                            yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
+                            color=colours[hw], capsize=3, label=f"verified, {hw}")
+            rest = [r for r in subs if not r["verified"]]
+            if rest:
+                ax.plot([_day(r["date"]) for r in rest], [r["train_time_ms_mean"] / 60000 for r in rest],
+                        "o", mfc="none", color=colours[hw], label=f"not verified, {hw}")
+            claims = [r for r in mine if r["kind"] == "claim" and r["hardware"] == hw]
+            if claims:
+                ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
+                        "x", color=colours[hw], label=f"published claim, {hw}")
+        ax.set_title(f"{name}: train time to target (lower is better)", fontsize=10)
+        ax.set_ylabel("minutes")
+        ax.grid(alpha=0.3)
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    return buf.getvalue()

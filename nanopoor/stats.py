@@ -1,0 +1,194 @@
+"""verdicts over a submission's runs, and comparisons between two submissions, with scipy.
+
+a verdict is over every run of a submission (no best-of): n runs with distinct
+harness-assigned seeds, every one completed, causal and within its token budget, and a mean
+final val loss at or below the track's target with a one-sided t-test p < 0.01. a single run
+is shown as one run, never as verified. this module reads plain result dicts (result.json)
+and never touches the file system.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats as sps
+
+ALPHA = 0.01     # significance level of the one-sided test against the target
+MIN_RUNS = 3     # fewer runs than this can be shown, never verified
+
+
+@dataclass(frozen=True)
+class Verdict:
+    n_runs: int                      # every run of the submission, failed ones included
+    seeds: tuple[int, ...]           # harness-assigned seeds, in run order
+    target_val_loss: float | None    # the track's target; None when the track is unknown
+    val_loss_mean: float | None      # over runs with a finite final val loss
+    val_loss_sd: float | None        # sample sd (ddof=1); None below 2 losses
+    p_value: float | None            # one-sided t-test of mean loss < target; None below 2 losses
+    train_time_ms_mean: float | None
+    train_time_ms_sd: float | None
+    verified: bool
+    label: str                       # verified / single run / too few runs / above target / not significant / invalid runs
+    reasons: tuple[str, ...] = field(default_factory=tuple)  # why not verified, one short phrase each
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """mean and sample sd (ddof=1); sd is None for fewer than two values."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    sd = float(arr.std(ddof=1)) if len(arr) > 1 else None
+    return float(arr.mean()), sd
+
+
+def p_values_below(samples: Sequence[Sequence[float]], targets: Sequence[float | None]) -> list[float | None]:
+    """one-sided p that each sample's mean is below its target (scipy's ttest_1samp, alternative
+    "less"); None where undefined (n < 2, no target). samples of equal size go to scipy as one
+    2-d call: a leaderboard of hundreds of submissions pays scipy's per-call overhead a few times."""
+    out: list[float | None] = [None] * len(samples)
+    by_n = defaultdict(list)
+    for i, (xs, target) in enumerate(zip(samples, targets)):
+        if target is None or len(xs) < 2:
+            continue
+        if all(x == xs[0] for x in xs):
+            # identical losses: scipy warns and returns 0/nan; the answer is plain
+            out[i] = 0.0 if xs[0] < target else 1.0
+        else:
+            by_n[len(xs)].append(i)
+    for idx in by_n.values():
+        arr = np.asarray([samples[i] for i in idx], dtype=np.float64)        # (k, n)
+        popmean = np.asarray([[targets[i]] for i in idx], dtype=np.float64)  # (k, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ps = np.atleast_1d(sps.ttest_1samp(arr, popmean, axis=1, alternative="less").pvalue)
+        for i, p in zip(idx, ps):
+            out[i] = float(p) if math.isfinite(p) else None
+    return out
+
+
+def p_below_target(losses: Sequence[float], target: float) -> float | None:
+    """one-sided p-value that the mean loss is below target; None when undefined (n < 2)."""
+    return p_values_below([list(losses)], [target])[0]
+
+
+def finite_losses(results: Sequence[Mapping]) -> list[float]:
+    return [r["val_loss"] for r in results if _finite(r.get("val_loss"))]
+
+
+def run_problems(result: Mapping) -> list[str]:
+    """why one run cannot count towards a verified result (empty when it can)."""
+    rid = result.get("run_id", "?")
+    out = []
+    if result.get("status") != "completed":
+        out.append(f"run {rid} {result.get('status', 'has no status')}")
+    elif result.get("causal") is not True:
+        out.append(f"run {rid} not causal")
+    tokens, budget = result.get("tokens"), result.get("budget_tokens")
+    if _finite(tokens) and _finite(budget) and tokens > budget:
+        out.append(f"run {rid} over budget")
+    if result.get("status") == "completed" and not _finite(result.get("val_loss")):
+        out.append(f"run {rid} has no final val loss")
+    return out
+
+
+def verdicts(groups: Sequence[tuple[Sequence[Mapping], float | None]]) -> list[Verdict]:
+    """verdict() for many submissions at once, (results, target) each; the t-tests batched."""
+    ps = p_values_below([finite_losses(results) for results, _ in groups], [t for _, t in groups])
+    return [verdict(results, target, p=p) for (results, target), p in zip(groups, ps)]
+
+
+def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALPHA,
+            min_runs: int = MIN_RUNS, p: float | None | str = "compute") -> Verdict:
+    """the verdict over every run of one submission (all reported, none dropped).
+
+    p: the one-sided p-value when the caller computed it already (verdicts() does)."""
+    seeds = tuple(r.get("seed") for r in results)
+    losses = finite_losses(results)
+    times = [r["train_time_ms"] for r in results if _finite(r.get("train_time_ms"))]
+    loss_mean, loss_sd = mean_sd(losses)
+    time_mean, time_sd = mean_sd(times)
+    if p == "compute":
+        p = p_below_target(losses, target) if target is not None else None
+
+    reasons: list[str] = []
+    for r in results:
+        reasons += run_problems(r)
+    if len(set(seeds)) != len(seeds) or any(s is None for s in seeds):
+        reasons.append("seeds not distinct")
+    invalid = bool(reasons)
+    if target is None:
+        reasons.append("unknown track target")
+    if len(results) < min_runs:
+        reasons.append(f"{len(results)} run{'s' if len(results) != 1 else ''} < {min_runs}")
+    above = loss_mean is not None and target is not None and loss_mean > target
+    if above:
+        reasons.append(f"mean val loss {loss_mean:.4f} > target {target}")
+    elif p is None or p >= alpha:
+        reasons.append("p not computable" if p is None else f"p={p:.2g} ≥ {alpha}")
+
+    # the label names the first thing a reader needs to know
+    if not reasons:
+        label = "verified"
+    elif len(results) == 1:
+        label = "single run"
+    elif invalid:
+        label = "invalid runs"
+    elif len(results) < min_runs:
+        label = "too few runs"
+    elif above:
+        label = "above target"
+    else:
+        label = "not significant"
+    return Verdict(
+        n_runs=len(results), seeds=seeds, target_val_loss=target,
+        val_loss_mean=loss_mean, val_loss_sd=loss_sd, p_value=p,
+        train_time_ms_mean=time_mean, train_time_ms_sd=time_sd,
+        verified=not reasons, label=label, reasons=tuple(reasons),
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str              # "train_time_ms" or "val_loss"
+    n_a: int
+    n_b: int
+    mean_a: float | None
+    mean_b: float | None
+    sd_a: float | None
+    sd_b: float | None
+    difference: float | None  # mean_a - mean_b
+    p_value: float | None     # welch one-sided: a's mean is lower than b's; None when undefined
+    significant: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_samples(metric: str, a: Sequence[float], b: Sequence[float],
+                    alpha: float = ALPHA) -> Comparison:
+    """welch's t-test (unequal variances), one-sided: is a's mean lower than b's?"""
+    a = [x for x in a if _finite(x)]
+    b = [x for x in b if _finite(x)]
+    mean_a, sd_a = mean_sd(a)
+    mean_b, sd_b = mean_sd(b)
+    p = None
+    if len(a) >= 2 and len(b) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = sps.ttest_ind(a, b, equal_var=False, alternative="less")
+        p = float(res.pvalue) if math.isfinite(res.pvalue) else None
+    diff = mean_a - mean_b if mean_a is not None and mean_b is not None else None
+    return Comparison(metric=metric, n_a=len(a), n_b=len(b), mean_a=mean_a, mean_b=mean_b,
+                      sd_a=sd_a, sd_b=sd_b, difference=diff, p_value=p,
+                      significant=p is not None and p < alpha)

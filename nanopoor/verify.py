@@ -1,0 +1,247 @@
+"""recompute the digests and the rules of committed runs.
+
+a run folder is trusted only when: result.json hashes to its own `result_sha256` (so an
+edited number shows), every file it lists hashes to the recorded sha256 (an edited log
+shows), its numbers obey the status rules, its class matches its hardware for the track,
+and the record it ran still has the digest it ran with (a run of a record that changed
+since is flagged). `nanopoor verify` and `nanopoor leaderboard --check` use this module.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nanopoor import hardware
+from nanopoor.errors import UserError, did_you_mean
+from nanopoor.events import last, read_events
+from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
+
+RESULT_FILE = "result.json"
+STATUSES = ("completed", "failed", "aborted", "killed", "invalid")
+CLOCK_SLACK_MS = 1.0   # rounding slack when the clocks are summed against the wall-clock
+
+
+@dataclass
+class Check:
+    kind: str                    # "run" or "record"
+    subject: str                 # run id or record name
+    path: str                    # the folder checked
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def track_name(result: Mapping) -> str:
+    """result.json names its track; tolerate the config.json form (a dict with a name)."""
+    t = result.get("track")
+    return t.get("name", "?") if isinstance(t, Mapping) else str(t)
+
+
+def expected_class(result: Mapping, track) -> tuple[str, str]:
+    """(class, hardware_label) that the run's hardware gives on the track, as the runner decides it."""
+    hw = dict(result.get("hardware") or {})
+    used = int(result.get("nproc") or 1) if hw.get("gpus") else 0
+    return hardware.classify(hw, track.to_dict(), used_gpus=used)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
+    """self-consistency of one result: status rules, budget, clock, class vs hardware."""
+    out = []
+    status = result.get("status")
+    if status not in STATUSES:
+        out.append(f"unknown status {status!r}")
+    tokens, budget = result.get("tokens"), result.get("budget_tokens")
+    if status == "completed":
+        if result.get("causal") is not True:
+            out.append("completed but causal is not true")
+        if not _finite(result.get("val_loss")):
+            out.append("completed but val_loss is not a finite number")
+        if result.get("val_loss_full") is False:
+            out.append("completed but the final eval was not over the full val set")
+        if not (_finite(tokens) and _finite(budget)):
+            out.append("completed but tokens or budget_tokens missing")
+        elif tokens > budget:
+            out.append(f"tokens {tokens} > budget_tokens {budget}")
+        clocks = [result.get(k) for k in ("train_time_ms", "eval_time_ms", "warmup_time_ms")]
+        wall = result.get("wallclock_ms")
+        if not all(_finite(c) for c in clocks) or not _finite(wall):
+            out.append("completed but a clock (train/eval/warmup/wallclock ms) is missing")
+        elif sum(clocks) > wall + CLOCK_SLACK_MS:
+            out.append(f"train+eval+warmup {sum(clocks):.0f} ms > wallclock {wall:.0f} ms")
+    name = track_name(result)
+    if name not in tracks:
+        out.append(f"unknown track '{name}'{did_you_mean(name, tracks)}")
+    else:
+        want, label = expected_class(result, tracks[name])
+        if result.get("class") != want:
+            out.append(f"class {result.get('class')!r} but its hardware makes it {want!r} on track {name}")
+        if result.get("hardware_label") != label:
+            out.append(f"hardware_label {result.get('hardware_label')!r} but its hardware says {label!r}")
+    return out
+
+
+def file_problems(run_dir: Path, raw: Mapping, result: Mapping) -> list[str]:
+    """result.json's own digest and the sha256 of every file it lists."""
+    out = []
+    stored = raw.get("result_sha256")
+    if not stored:
+        out.append("result.json carries no result_sha256: its values cannot be verified")
+    elif stored != canonical_sha256(raw):
+        out.append("result.json was edited after it was written (result_sha256 does not match)")
+    files = result.get("files")
+    if not isinstance(files, Mapping):
+        return out + ["result.json has no files table"]
+    for name in sorted(files):
+        path = run_dir / name
+        if Path(name).name != name or name == RESULT_FILE:
+            out.append(f"files lists {name!r}, which is not a plain file of the run folder")
+        elif not path.is_file():
+            out.append(f"{name} is missing")
+        elif sha256_file(path) != str(files[name]).lower():
+            out.append(f"{name} was edited (sha256 does not match)")
+    if result.get("status") == "completed":
+        out += [f"{n} is not covered by the run's hashes" for n in ("events.jsonl", "log.txt") if n not in files]
+    extra = sorted(p.name for p in run_dir.iterdir() if p.name not in files and p.name != RESULT_FILE)
+    out += [f"{n} is not covered by the run's hashes (added later?)" for n in extra]
+    return out
+
+
+def event_problems(run_dir: Path, result: Mapping) -> list[str]:
+    """a completed result must carry the numbers its own event log ended with."""
+    if result.get("status") != "completed":
+        return []
+    end = last(read_events(run_dir / "events.jsonl"), "run_end")
+    if end is None:
+        return ["completed but events.jsonl has no run_end event"]
+    out = []
+    for key in ("val_loss", "tokens", "train_time_ms"):
+        if key in end and not _same(end[key], result.get(key)):
+            out.append(f"{key} {result.get(key)!r} differs from the run_end event's {end[key]!r}")
+    return out
+
+
+def _same(a, b) -> bool:
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return a == b
+
+
+class RecordDigests:
+    """current digest of each record folder, computed once per record."""
+
+    def __init__(self, records_dir: Path):
+        self.records_dir = Path(records_dir)
+        self._cache: dict[str, str | None] = {}
+
+    def current(self, name: str) -> str | None:
+        if name not in self._cache:
+            from nanopoor import records
+            path = self.records_dir / name
+            self._cache[name] = records.compute_digest(path) if (path / "record.toml").is_file() else None
+        return self._cache[name]
+
+
+def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> tuple[Check, dict | None]:
+    """the check of one run folder, and its (migrated) result when result.json is readable."""
+    run_dir = Path(run_dir)
+    check = Check("run", run_dir.name, str(run_dir))
+    if not (run_dir / RESULT_FILE).is_file():
+        check.problems.append("no result.json: an unfinished run (finish it or remove the folder)")
+        return check, None
+    try:
+        # the digest covers the file as written; migration may add keys, so hash the raw dict
+        raw = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        result = migrate(raw)
+    except (ValueError, OSError, UserError) as e:
+        check.problems.append(f"result.json unreadable: {e}")
+        return check, None
+    check.subject = str(result.get("run_id", run_dir.name))
+    if check.subject != run_dir.name:
+        check.problems.append(f"run_id {check.subject!r} does not match its folder name")
+    check.problems += file_problems(run_dir, raw, result)
+    check.problems += rule_problems(result, tracks)
+    check.problems += event_problems(run_dir, result)
+    name = Path(str(result.get("record", ""))).name
+    current = digests.current(name) if name else None
+    if current is None:
+        check.problems.append(f"record '{name}' not found under {digests.records_dir}/")
+    elif current != result.get("record_sha256"):
+        check.problems.append(f"record '{name}' changed since this run (its digest is no longer the one the run used)")
+    return check, result
+
+
+def check_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> Check:
+    return inspect_run(run_dir, tracks, digests)[0]
+
+
+def check_record(record_dir: Path) -> Check:
+    """a record's files still hash to its [frozen] digest."""
+    from nanopoor import records
+    record = records.load_record(record_dir)
+    check = Check("record", record.name, str(record_dir))
+    if not record.frozen_sha256:
+        check.problems.append(f"record is not frozen (no [frozen] sha256): run `nanopoor freeze {record_dir}`")
+    elif records.compute_digest(record_dir) != record.frozen_sha256:
+        check.problems.append("frozen record changed since it was frozen: make a new record")
+    return check
+
+
+def run_dirs(runs_dir: Path) -> list[Path]:
+    """every run folder under runs_dir, sorted by name."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _resolve(target: str, runs_dir: Path, records_dir: Path) -> Path:
+    """a path as given, else a run id under runs_dir, else a record name under records_dir."""
+    for p in (Path(target), runs_dir / target, records_dir / target):
+        if p.exists():
+            return p
+    known = [p.name for p in run_dirs(runs_dir)]
+    known += [p.parent.name for p in sorted(records_dir.glob("*/record.toml"))]
+    raise UserError(f"'{target}' is not a run folder, a record or a folder of runs{did_you_mean(target, known)}:"
+                    f" try `nanopoor verify {runs_dir.as_posix()}`")
+
+
+def verify_target(target: str, runs_dir: Path = Path("runs"), records_dir: Path = Path("records"),
+                  tracks: Mapping | None = None) -> list[Check]:
+    """checks for a run folder, a record (itself and its runs in runs_dir), or a folder of runs."""
+    from harness.tracks import load_tracks
+    tracks = load_tracks() if tracks is None else tracks
+    runs_dir, records_dir = Path(runs_dir), Path(records_dir)
+    path = _resolve(target, runs_dir, records_dir)
+    if path.is_file():
+        path = path.parent   # result.json or record.toml given: its folder is meant
+    if (path / "record.toml").is_file():
+        digests = RecordDigests(path.parent)
+        checks = [check_record(path)]
+        for run in run_dirs(runs_dir):
+            try:
+                ran = Path(str(load_result(run).get("record", ""))).name
+            except (ValueError, OSError, UserError):
+                ran = None
+            if ran == path.name:
+                checks.append(check_run(run, tracks, digests))
+        return checks
+    digests = RecordDigests(records_dir)
+    if (path / RESULT_FILE).is_file():
+        return [check_run(path, tracks, digests)]
+    runs = run_dirs(path)
+    if not runs:
+        raise UserError(f"{path} holds no run folders: give runs/<run_id>, records/<name> or a folder of runs")
+    return [check_run(run, tracks, digests) for run in runs]

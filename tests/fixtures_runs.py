@@ -1,0 +1,110 @@
+"""synthetic records and run folders for the leaderboard, verify, stats and submit tests.
+
+a run folder is written the way the runner writes one: config.json, events.jsonl, log.txt and
+loss.png first, then result.json with the sha256 of each and a digest of itself."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nanopoor.hardware import classify
+from nanopoor.records import compute_digest, freeze, load_record
+from nanopoor.result import files_digest, write_result
+
+T4 = {"name": "Tesla T4", "memory_bytes": 15 * 2**30, "driver": "535.104.05", "capability": "7.5"}
+H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 2**30, "driver": "550.54.15", "capability": "9.0"}
+TRACK_DICTS = {
+    "fineweb-edu": {"official_gpu": "Tesla T4", "official_gpu_count": 1, "official_capability": "7.5"},
+    "demo": {"official_gpu": "", "official_gpu_count": 0, "official_capability": ""},
+}
+FULL = {"seq_len": 1024, "batch_size": 8, "grad_accum": 4, "steps": 160}   # 5,242,880 tokens
+SMOKE = {"seq_len": 64, "batch_size": 4, "grad_accum": 1, "steps": 8}
+
+
+def claim_toml(**c) -> str:
+    lines = ["", "[[claims]]"]
+    lines += [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in c.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_record(records_dir: Path, name: str, *, title: str | None = None, author: str = "tester",
+                track: str = "fineweb-edu", seeds: int = 3, claims: list[dict] = (), frozen: bool = True) -> Path:
+    """a minimal valid record folder (record.toml + train.py), frozen unless told otherwise."""
+    d = Path(records_dir) / name
+    d.mkdir(parents=True)
+    (d / "train.py").write_text(f"# record {name}: never run by these tests\nimport harness\n")
+    full = "\n".join(f"{k} = {v}" for k, v in FULL.items())
+    smoke = "\n".join(f"{k} = {v}" for k, v in SMOKE.items())
+    text = (f'name = "{name}"\ntitle = "{title or name + " title"}"\nauthor = "{author}"\n'
+            f'date = "2025-02-03"\ntrack = "{track}"\nentrypoint = "train.py"\nseeds = {seeds}\n\n'
+            f"[scales.full]\n{full}\nargs = {{ lr = 0.003 }}\n\n"
+            f'[scales.smoke]\ntrack = "demo"\n{smoke}\nargs = {{ n_layer = 2 }}\n')
+    text += "".join(claim_toml(**c) for c in claims)
+    (d / "record.toml").write_text(text)
+    if frozen:
+        freeze(d)
+    return d
+
+
+def make_run(runs_dir: Path, record_dir: Path, *, seed: int, val_loss: float | None = 3.20,
+             train_time_ms: float = 900_000.0, status: str = "completed", causal: bool | None = True,
+             gpu: dict | None = T4, gpu_count: int = 1, scale: str = "full", track: str = "fineweb-edu",
+             tokens: int | None = None, finished_at: str = "2025-03-01T10:00:00+00:00",
+             fingerprint: str = "fp-fineweb-edu", evals: list[tuple[int, float]] = (),
+             run_id: str | None = None, overrides: dict | None = None) -> Path:
+    """one run folder as the runner writes it; `overrides` replaces result keys before hashing."""
+    rec = load_record(record_dir)
+    record = rec.name
+    shape = FULL if scale == "full" else SMOKE
+    budget = shape["seq_len"] * shape["batch_size"] * shape["grad_accum"] * shape["steps"]
+    tokens = budget if tokens is None else tokens
+    run_id = run_id or f"{finished_at[:10].replace('-', '')}-{record}-{scale}-s{seed}"
+    d = Path(runs_dir) / run_id
+    d.mkdir(parents=True)
+    digest = compute_digest(record_dir)
+    (d / "config.json").write_text(json.dumps({"run_id": run_id, "record": record, "record_sha256": digest,
+                                               "scale": scale, "seed": seed, **shape,
+                                               "budget_tokens": budget}, sort_keys=True))
+    events = [{"type": "run_start", "time": 1.0, "run_id": run_id}]
+    events += [{"type": "eval", "time": 2.0 + i, "step": i, "tokens": t, "train_time_ms": 1000.0 * (i + 1),
+                "val_loss": v, "val_tokens": 1024, "full": True, "eval_time_ms": 10.0}
+               for i, (t, v) in enumerate(evals)]
+    events.append({"type": "run_end", "time": 99.0, "status": status, "val_loss": val_loss, "tokens": tokens,
+                   "train_time_ms": train_time_ms})
+    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (d / "log.txt").write_text(f"step: {shape['steps']}/{shape['steps']} val_loss: {val_loss} seed {seed}\n")
+    (d / "loss.png").write_bytes(b"\x89PNG fake curve " + str(seed).encode())
+    gpus = [dict(gpu)] * gpu_count if gpu else []
+    hw = {"gpus": gpus, "gpu_count": len(gpus), "cuda": "12.4" if gpus else None, "torch": "2.13.0",
+          "triton": None, "cpu": "x86_64", "os": "Linux", "python": "3.11"}
+    klass, label = classify(hw, TRACK_DICTS.get(track, TRACK_DICTS["demo"]), used_gpus=gpu_count if gpus else 0)
+    result = {
+        "run_id": run_id, "record": record, "record_sha256": digest, "record_title": rec.title,
+        "author": rec.author, "track": track, "dataset": track, "dataset_fingerprint": fingerprint,
+        "harness_version": "0.1.0", "contract_version": 1, "seed": seed, "scale": scale, "hardware": hw,
+        "class": klass, "hardware_label": label, "nproc": gpu_count if gpus else 1, "status": status,
+        "reason": "" if status == "completed" else "synthetic", "train_time_ms": train_time_ms,
+        "eval_time_ms": 20_000.0, "warmup_time_ms": 60_000.0, "wallclock_ms": train_time_ms + 100_000.0,
+        "tokens": tokens, "budget_tokens": budget, "formula": " × ".join(str(v) for v in shape.values()),
+        "steps": shape["steps"], "val_loss": val_loss, "val_loss_full": True, "causal": causal,
+        "started_at": finished_at, "finished_at": finished_at, "git": {"commit": "0" * 40, "dirty": False},
+        **(overrides or {}),
+    }
+    result["files"] = files_digest(d)
+    write_result(d, result)
+    return d
+
+
+def rewrite_result(run_dir: Path, **changes) -> None:
+    """edit result.json in place without updating its digest: what a tamperer would do."""
+    path = Path(run_dir) / "result.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def make_submission(runs_dir: Path, record_dir: Path, losses: list[float], times_ms: list[float],
+                    first_seed: int = 101, **kw) -> list[Path]:
+    """n runs of one record with distinct seeds (one per loss)."""
+    return [make_run(runs_dir, record_dir, seed=first_seed + i, val_loss=loss, train_time_ms=t, **kw)
+            for i, (loss, t) in enumerate(zip(losses, times_ms))]
