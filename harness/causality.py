@@ -1,53 +1,127 @@
-"""the causality check, run untimed on every evaluated model.
+"""the causality check, run on every full evaluation, inside it.
 
-a language model's logits at position t may depend on tokens 0..t only. we feed a val window,
-then the same window with every token after t replaced by random ones, and measure how far the
-logits at positions <= t moved. we also replace a whole other batch row and measure row 0: a
-model that pools statistics across the batch leaks too. a repeat of the unchanged input gives
-the noise floor (nondeterministic kernels); a leak must stand clearly above it."""
+a language model's logits at position t may depend on tokens 0..t only. the probe takes one
+batch of the evaluation itself (same shape, same call site, chosen at random), and runs the
+model again on copies of it:
+
+- the same batch again: the noise floor (nondeterministic kernels);
+- each row with every token after a random position t_r replaced by random tokens: the logits
+  at positions <= t_r must not move (a model that peeks at x[t+1], or mixes statistics over the
+  whole sequence, moves them);
+- every row but the first replaced: the first row must not move (pooling across the batch).
+
+positions and the batch come from the operating system's randomness, and the probe calls are
+indistinguishable by shape or call stack from the evaluation's own, so a record cannot answer
+the probe differently from the evaluation. a leak must stand clearly above the noise floor."""
 from __future__ import annotations
+
+import random
 
 ABS_TOLERANCE = 1e-2   # logits units; the seed's leak measured 0.057 with a single change
 NOISE_FACTOR = 4.0
+SUFFIX_CALLS = 2       # probe calls with per-row random cut positions (B positions tested per call)
+
+
+class Probe:
+    """collects the leak measurements of one or more evaluations (val, held-out)."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self._sys = random.SystemRandom()   # not the seeded generators the record can replay
+        self._gen = None
+        self.max_leak = 0.0
+        self.noise = 0.0
+        self.cross = 0.0
+        self.worst = None
+        self.positions: list[int] = []
+        self.seq_len = 0
+        self.batches = 0
+
+    def pick(self, full_batches: int) -> int:
+        """which batch of an evaluation to probe (among those every rank holds in full)."""
+        return self._sys.randrange(max(1, full_batches))
+
+    def calls(self, x):
+        """(kind, input, cut positions) for the probe calls on batch x: (B, T) int64."""
+        import torch
+
+        if self._gen is None:
+            self._gen = torch.Generator(device="cpu").manual_seed(self._sys.getrandbits(62))
+        B, T = x.shape
+        self.seq_len = T
+        out = [("noise", x.clone(), None)]
+        for c in range(SUFFIX_CALLS):
+            hi = T - 1 if c == 0 else max(1, T // 2)   # the second call cuts early: long suffixes
+            cuts = [self._sys.randrange(hi) for _ in range(B)]
+            xp = x.clone()
+            for r, t in enumerate(cuts):
+                xp[r, t + 1:] = self._random((T - t - 1,), x.device)
+            out.append(("suffix", xp, cuts))
+        if B > 1:
+            xc = x.clone()
+            xc[1:] = self._random((B - 1, T), x.device)
+            out.append(("cross", xc, None))
+        return out
+
+    def _random(self, shape, device):
+        import torch
+
+        return torch.randint(0, self.vocab_size, shape, generator=self._gen).to(device)
+
+    def observe(self, kind: str, cuts, base, logits) -> None:
+        """compare the probe call's logits with the evaluation's (both (B, T, >= vocab))."""
+        V = self.vocab_size
+        if kind == "noise":
+            self.noise = max(self.noise, _max_diff(logits[..., :V], base[..., :V]))
+            self.batches += 1
+        elif kind == "suffix":
+            for r, t in enumerate(cuts):
+                leak = _max_diff(logits[r, : t + 1, :V], base[r, : t + 1, :V])
+                self.positions.append(t)
+                if leak > self.max_leak:
+                    self.max_leak, self.worst = leak, t
+        elif kind == "cross":
+            self.cross = max(self.cross, _max_diff(logits[0, :, :V], base[0, :, :V]))
+
+    def reduce(self, world_size: int, device) -> None:
+        """under torchrun every rank probed its own batch: take the worst over ranks."""
+        if world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            t = torch.tensor([self.max_leak, self.noise, self.cross], dtype=torch.float64, device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            self.max_leak, self.noise, self.cross = (float(v) for v in t.tolist())
+
+    def result(self) -> dict:
+        tol = ABS_TOLERANCE + NOISE_FACTOR * self.noise
+        return {
+            "passed": bool(self.batches > 0 and self.max_leak <= tol and self.cross <= tol),
+            "max_leak": self.max_leak,
+            "worst_position": self.worst,
+            "cross_batch_leak": self.cross,
+            "noise": self.noise,
+            "tolerance": tol,
+            "positions": sorted(set(self.positions)),
+            "probed_batches": self.batches,
+            "seq_len": self.seq_len,
+        }
+
+
+def _max_diff(a, b) -> float:
+    """max |a - b| in float32, a row at a time so the float copy of the logits stays small."""
+    if a.dim() == 2:
+        return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+    return max((_max_diff(a[i], b[i]) for i in range(a.shape[0])), default=0.0)
 
 
 def check_causality(forward, window: "torch.Tensor", vocab_size: int, seed: int = 0) -> dict:
-    """window: (2, T) int64 on the model's device. returns the event fields."""
+    """the probe on its own, for one batch: window (B, T) int64 on the model's device."""
     import torch
 
-    B, T = window.shape
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def rand_like(n: int) -> torch.Tensor:
-        return torch.randint(0, vocab_size, (n,), generator=gen).to(window.device)
-
-    def run(x):
-        with torch.no_grad():
-            return forward(x)[..., :vocab_size].float()
-
-    base = run(window)
-    noise = (run(window) - base).abs().max().item()
-    positions = sorted({max(0, T // 4 - 1), T // 2 - 1, (3 * T) // 4 - 1})
-    max_leak, worst = 0.0, None
-    for t in positions:
-        x = window.clone()
-        x[:, t + 1:] = rand_like((T - t - 1) * B).view(B, T - t - 1)
-        leak = (run(x)[:, : t + 1] - base[:, : t + 1]).abs().max().item()
-        if leak > max_leak:
-            max_leak, worst = leak, t
-    cross = 0.0
-    if B > 1:
-        x = window.clone()
-        x[1:] = rand_like((B - 1) * T).view(B - 1, T)
-        cross = (run(x)[0] - base[0]).abs().max().item()
-    tol = ABS_TOLERANCE + NOISE_FACTOR * noise
-    return {
-        "passed": bool(max_leak <= tol and cross <= tol),
-        "max_leak": max_leak,
-        "worst_position": worst,
-        "cross_batch_leak": cross,
-        "noise": noise,
-        "tolerance": tol,
-        "positions": positions,
-        "seq_len": T,
-    }
+    probe = Probe(vocab_size)
+    with torch.no_grad():
+        base = forward(window)[..., :vocab_size].clone()
+        for kind, x, cuts in probe.calls(window):
+            probe.observe(kind, cuts, base, forward(x))
+    return probe.result()

@@ -1,13 +1,17 @@
 """the train clock: runs only during training, synchronizes the device at every start and stop.
 
 the time source is captured when this module is imported, which harness.launch does before
-any record code runs, so a record that later replaces time.perf_counter_ns does not move it."""
+any record code runs, so a record that later replaces time.perf_counter_ns does not move it.
+a second, independent source (the monotonic clock) times the whole training span; the session
+checks at finish that train time + eval pauses add up to that span, so a record that rewinds
+the clock's counter or swaps its source shows (integrity.code_snapshot also sees the swap)."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
 _now_ns: Callable[[], int] = time.perf_counter_ns  # captured before the record is imported
+_check_ns: Callable[[], int] = time.monotonic_ns   # the span check's own source
 
 
 def _no_sync() -> None:
@@ -49,9 +53,14 @@ def device_sync(device: str) -> Callable[[], None]:
         import torch
 
         index = torch.device(device).index
-        return lambda: torch.cuda.synchronize(index)
+        synchronize = torch.cuda.synchronize  # captured: a record rebinding it later does not blind the clock
+        return lambda: synchronize(index)
     return _no_sync
 
 
 def now_ns() -> int:
     return _now_ns()
+
+
+def check_ns() -> int:
+    return _check_ns()

@@ -10,33 +10,76 @@ import sys
 import types
 from pathlib import Path
 
-_state = {"data_dir": None, "armed": False, "violations": [], "allow": 0}
+_state = {"data_dir": None, "run_dir": None, "armed": False, "violations": [], "allow": 0, "code_before": None,
+          "emit": None}
+# captured at import, before any record code: a record that rebinds os.path.realpath cannot blind the
+# guard without rebinding these too, and rebinding a harness module global shows in code_snapshot
+_realpath, _fsdecode, _sep = os.path.realpath, os.fsdecode, os.sep
+# libc calls that read a file without python's open(): reaching for them through ctypes is a bypass
+_FILE_SYMBOLS = {"open", "open64", "openat", "openat64", "fopen", "fopen64", "mmap", "mmap64", "read", "pread",
+                 "pread64", "syscall", "sendfile", "copy_file_range", "splice"}
+_SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
 
 
-def install_data_guard(data_dir: str) -> None:
+def install_data_guard(data_dir: str, run_dir: str | None = None) -> None:
     """after this, opening any file inside the dataset folder is a violation (the harness has
-    memory-mapped what it serves already). the hook cannot be removed once added."""
-    _state["data_dir"] = os.path.realpath(data_dir)
+    memory-mapped the val split and its data process serves the train split). so is looking up
+    libc's file functions through ctypes, or starting a program whose arguments name the dataset
+    folder. opening a file in the run folder (where the harness's own event log already is open)
+    is a violation too: a record has nothing to write there. the hook cannot be removed once added."""
+    _state["data_dir"] = _realpath(data_dir)
+    _state["run_dir"] = _realpath(run_dir) if run_dir else None
     _state["armed"] = True
     if not _state.get("hooked"):
         sys.addaudithook(_audit)
         _state["hooked"] = True
 
 
-def _audit(event: str, args: tuple) -> None:
-    if event != "open" or not _state["armed"] or _state["allow"]:
-        return
-    path = args[0] if args else None
+def _inside(path, root) -> bool:
     if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not isinstance(path, str):
+        path = _fsdecode(path)
+    if not isinstance(path, str) or not root:
+        return False
+    try:
+        real = _realpath(path)
+    except (ValueError, OSError):  # embedded nul, a loop of links: not a file anyone opened
+        return False
+    return real == root or real.startswith(root + _sep)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _state["armed"] or _state["allow"]:
         return
-    real = os.path.realpath(path)
-    root = _state["data_dir"]
-    if real == root or real.startswith(root + os.sep):
-        detail = f"record opened dataset file {real} directly instead of using the harness stream"
-        _state["violations"].append({"kind": "data_access", "detail": detail})
+    if event == "open":
+        path = args[0] if args else None
+        if _inside(path, _state["data_dir"]):
+            detail = f"record opened dataset file {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} directly instead of using the harness stream"
+            add_violation("data_access", detail)
+            raise PermissionError(detail)
+        if _inside(path, _state["run_dir"]):
+            detail = f"record opened {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} in the run folder (the harness's files)"
+            add_violation("run_files", detail)
+            raise PermissionError(detail)
+    elif event == "ctypes.dlsym" and len(args) > 1 and str(args[1]) in _FILE_SYMBOLS:
+        detail = f"record looked up libc's {args[1]}() through ctypes (file access the data guard cannot see)"
+        add_violation("data_access", detail)
         raise PermissionError(detail)
+    elif event in _SPAWN_EVENTS and _names_data_dir(args):
+        detail = f"record started a program whose arguments name the dataset folder ({event})"
+        add_violation("data_access", detail)
+        raise PermissionError(detail)
+
+
+def _names_data_dir(args) -> bool:
+    """whether any string among a spawn event's arguments is a path inside the dataset folder."""
+    stack, words = [args], []
+    while stack:
+        a = stack.pop()
+        if isinstance(a, (list, tuple)):
+            stack.extend(a)
+        elif isinstance(a, (str, bytes)):
+            words.extend((_fsdecode(a) if isinstance(a, bytes) else a).split())
+    return any(_inside(w, _state["data_dir"]) for w in words if len(w) < 4096)
 
 
 def violations() -> list[dict]:
@@ -44,7 +87,29 @@ def violations() -> list[dict]:
 
 
 def add_violation(kind: str, detail: str) -> None:
-    _state["violations"].append({"kind": kind, "detail": detail})
+    """record a violation, and write it to the event log at once: a record that later empties
+    the list in memory cannot take back what is on disk (harness.launch reads both)."""
+    v = {"kind": kind, "detail": detail}
+    if v in _state["violations"]:
+        return
+    _state["violations"].append(v)
+    emit = _state["emit"]
+    if emit is not None:
+        _state["allow"] += 1
+        try:
+            emit("violation", **v)
+        finally:
+            _state["allow"] -= 1
+
+
+def set_emitter(emit) -> None:
+    """where add_violation writes (the session's event log)."""
+    _state["emit"] = emit
+
+
+def guard_intact() -> bool:
+    """false when the record switched the data guard off (its state is a plain dict)."""
+    return not _state.get("hooked") or (_state["armed"] and _state["allow"] == 0)
 
 
 def _tensors(obj):
@@ -89,37 +154,135 @@ def param_digest(objs, with_grads: bool = False) -> str:
 
 
 def code_snapshot(package: types.ModuleType) -> dict[str, str]:
-    """fingerprints of every function and method defined in the harness's modules, taken before
-    the record runs; a record that replaces one (monkeypatching the clock, say) changes it."""
+    """identities of everything the harness's code calls or reads at run time, taken before the
+    record runs: every global of every harness module (functions by bytecode and identity,
+    everything else by identity: rebinding `harness.clock._now_ns` or a tolerance shows), every
+    method of its classes, and the outside functions the clock and guard rely on (time.*,
+    torch.cuda.synchronize, os.path.realpath, ...)."""
     snap = {}
     prefix = package.__name__ + "."
     for name, mod in sorted(sys.modules.items()):
         if mod is None or not (name == package.__name__ or name.startswith(prefix)):
             continue
+        snap[f"sys.modules[{name}]"] = f"module@{id(mod)}"
         for attr, obj in sorted(vars(mod).items()):
+            if attr.startswith("__") and attr.endswith("__"):
+                continue
+            snap[f"{name}.{attr}"] = _identity(obj)
             for key, fn in _functions(f"{name}.{attr}", obj, mod):
                 snap[key] = _code_id(fn)
+    for key, obj in _outside_functions():
+        snap[key] = _identity(obj)
     return snap
 
 
+def _outside_functions():
+    """functions outside the harness whose replacement would blind the clock or the guard."""
+    import time
+
+    for attr in ("perf_counter_ns", "perf_counter", "monotonic_ns", "monotonic", "time", "time_ns", "sleep"):
+        yield f"time.{attr}", getattr(time, attr)
+    yield "os.path.realpath", os.path.realpath
+    yield "sys.addaudithook", sys.addaudithook
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        yield "torch.cuda.synchronize", torch.cuda.synchronize
+        yield "torch.cuda.Event", torch.cuda.Event
+        yield "torch._C._cuda_synchronize", getattr(torch._C, "_cuda_synchronize", None)
+        yield "torch.from_file", torch.from_file
+
+
+def _identity(obj) -> str:
+    if isinstance(obj, types.FunctionType):
+        return _code_id(obj)
+    return f"{type(obj).__name__}@{id(obj)}"
+
+
 def _functions(key, obj, mod):
-    if isinstance(obj, types.FunctionType) and obj.__module__ == mod.__name__:
-        yield key, obj
-    elif isinstance(obj, type) and obj.__module__ == mod.__name__:
+    if isinstance(obj, type) and obj.__module__ == mod.__name__:
         for a, v in sorted(vars(obj).items()):
             if isinstance(v, (staticmethod, classmethod)):
                 v = v.__func__
+            if isinstance(v, property):
+                v = v.fget
             if isinstance(v, types.FunctionType):
                 yield f"{key}.{a}", v
 
 
 def _code_id(fn) -> str:
     c = fn.__code__
-    return hashlib.sha256(c.co_code + repr(c.co_consts).encode() + repr(c.co_names).encode()).hexdigest()[:16] + f"@{id(fn)}"
+    return hashlib.sha256(c.co_code + repr(c.co_consts).encode() + repr(c.co_names).encode()).hexdigest()[:16] + f"@{id(fn)}@{id(c)}"
 
 
 def changed_functions(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before if after.get(k) != before[k])
+
+
+def remember_code(package: types.ModuleType) -> None:
+    """take the snapshot the later checks compare against (harness.launch, before the record)."""
+    _state["code_before"] = code_snapshot(package)
+
+
+def check_code(package: types.ModuleType) -> list[str]:
+    """names of harness internals replaced since remember_code; each is recorded once as a violation."""
+    before = _state["code_before"]
+    if before is None:
+        return []
+    changed = changed_functions(before, code_snapshot(package))
+    reported = _state.setdefault("code_reported", set())
+    fresh = [k for k in changed if k not in reported]
+    if fresh:
+        reported.update(fresh)
+        add_violation("clock_tamper", f"the record replaced harness code or the clock's time source: {', '.join(fresh[:4])}"
+                                      + (f" (+{len(fresh) - 4} more)" if len(fresh) > 4 else ""))
+    return changed
+
+
+def guard_torch_files() -> None:
+    """torch.from_file maps a file in c++ without python's open(): route it through the guard."""
+    torch = sys.modules.get("torch")
+    if torch is None or _state.get("torch_guarded"):
+        return
+    _state["torch_guarded"] = True
+    from_file, storage_from_file = torch.from_file, torch.UntypedStorage.from_file
+
+    def check(path):
+        if _state["armed"] and not _state["allow"] and _inside(path, _state["data_dir"]):
+            detail = f"record mapped dataset file {path} with torch's from_file instead of using the harness stream"
+            add_violation("data_access", detail)
+            raise PermissionError(detail)
+
+    def guarded_from_file(filename, *args, **kwargs):
+        check(filename)
+        return from_file(filename, *args, **kwargs)
+
+    def guarded_storage_from_file(cls, filename, *args, **kwargs):
+        check(filename)
+        return storage_from_file(filename, *args, **kwargs)
+
+    torch.from_file = guarded_from_file
+    torch.UntypedStorage.from_file = classmethod(guarded_storage_from_file)
+
+
+def mapped_data_files(allowed: set[str]) -> list[str]:
+    """dataset files memory-mapped in this process other than those the harness mapped itself
+    (torch.from_file, or an mmap through a file descriptor, leaves no open() for the guard)."""
+    root = _state["data_dir"]
+    if not root:
+        return []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:  # not linux: nothing to look at
+        return []
+    found = set()
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) == 6:
+            path = parts[5].strip().removesuffix(" (deleted)")
+            if (path == root or path.startswith(root + _sep)) and path not in allowed:
+                found.add(path)
+    return sorted(found)
 
 
 def package_files_digest(root: Path) -> str:

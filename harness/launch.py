@@ -1,8 +1,10 @@
 """`python -m harness.launch RECORD/train.py`: run a record inside the harness.
 
 the order matters: the clock's time source is captured when harness is imported (before any
-record code), the dataset is opened, the harness's own code is fingerprinted and the data guard
-is armed, and only then does the record run. whatever happens, the last event is `run_end`."""
+record code), the dataset is opened (the train split by the data process), the data guard is
+armed, the harness's own code and files are fingerprinted, and only then does the record run.
+whatever happens, the last event is `run_end`, and the process then ends at once (os._exit), so
+no exit handler of the record can write after it."""
 from __future__ import annotations
 
 import json
@@ -14,9 +16,14 @@ import traceback
 from pathlib import Path
 
 import harness
+import harness.causality  # noqa: F401  every module the harness runs, imported before the snapshot
+import harness.dataserver  # noqa: F401
+import harness.evaluate  # noqa: F401
+import harness.stream  # noqa: F401
 from harness import integrity
 from harness.events import EventLog, say
 from harness.session import ContractViolation, session
+from harness.source_scan import scan_record
 
 EXIT = {"completed": 0, "failed": 1, "invalid": 3, "aborted": 130, "killed": 137}
 
@@ -45,8 +52,15 @@ def main(argv: list[str]) -> int:
         return 1
     # local references: a record that rebinds module attributes cannot swap these out
     snapshot, changed, violations = integrity.code_snapshot, integrity.changed_functions, integrity.violations
+    files_digest, harness_dir = integrity.package_files_digest, Path(harness.__file__).parent
+    flags = scan_record(Path(script).parent)
+    if flags:
+        sess.events.emit("source_flags", flags=flags)
+    integrity.install_data_guard(config["data_dir"], config["run_dir"])
+    integrity.guard_torch_files()
+    files_before = files_digest(harness_dir)
     code_before = snapshot(harness)
-    integrity.install_data_guard(config["data_dir"])
+    integrity.remember_code(harness)
 
     status, reason, tb = "completed", "", None
     try:
@@ -68,8 +82,12 @@ def main(argv: list[str]) -> int:
 
     found = violations()
     tampered = changed(code_before, snapshot(harness))
-    if tampered:
+    if tampered and not any(v["kind"] == "clock_tamper" for v in found):
         found.append({"kind": "clock_tamper", "detail": f"the record replaced harness code: {', '.join(tampered[:3])}"})
+    if files_digest(harness_dir) != files_before:
+        found.append({"kind": "harness_files", "detail": f"the record changed the harness's files on disk ({harness_dir})"})
+    logged = _logged_violations(sess.events.path) if sess.is_main else []  # rank 0's log
+    found += [v for v in logged if v not in found]  # what an emptied list forgot
     summary = sess.summary
     if found and status in ("completed", "failed"):
         status, reason = "invalid", f"{found[0]['kind']}: {found[0]['detail']}"
@@ -78,9 +96,10 @@ def main(argv: list[str]) -> int:
     elif status == "completed" and not summary["causal"]:
         status, reason = "invalid", f"causality: logits at earlier positions moved by {summary['max_leak']:.4g} when later tokens changed"
     elif status == "completed" and not summary["heldout_passed"]:
-        status, reason = "invalid", (f"heldout: val loss is {-summary['heldout_gap']:.3f} nats below never-served train tokens "
+        status, reason = "invalid", (f"heldout: val loss is {summary['heldout_gap']:.3f} nats below never-served train tokens "
                                      "(the model may have seen the val tokens)")
-    for v in found:
+    found_new = [v for v in found if v not in logged]
+    for v in found_new:
         sess.events.emit("violation", **v)
     end = dict(summary or {})
     end.setdefault("train_time_ms", sess.clock.elapsed_ms())
@@ -91,6 +110,9 @@ def main(argv: list[str]) -> int:
     if summary is None and sess._last_eval is not None:
         end.setdefault("val_loss", sess._last_eval["val_loss"])
         end.setdefault("val_loss_full", sess._last_eval["full"])
+    if sess.rank != 0 and status != "completed":  # only rank 0 writes events: the runner reads this instead
+        _write_rank_error(Path(config["run_dir"]), sess.rank, status, reason, tb)
+    end["source_flags"] = len(flags)
     sess.events.emit("run_end", status=status, reason=reason, traceback=tb, violations=found, **end)
     say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
     sess.events.close()
@@ -102,5 +124,41 @@ def main(argv: list[str]) -> int:
     return EXIT[status]
 
 
+def _write_rank_error(run_dir: Path, rank: int, status: str, reason: str, tb: str | None) -> None:
+    """rank<N>_error.json: why a rank other than 0 ended (torchrun then stops the others)."""
+    integrity._state["allow"] += 1  # the harness's own write into the run folder
+    try:
+        (run_dir / f"rank{rank}_error.json").write_text(json.dumps({"rank": rank, "status": status, "reason": reason,
+                                                                     "traceback": tb}, indent=2) + "\n")
+    except OSError:
+        pass
+    finally:
+        integrity._state["allow"] -= 1
+
+
+def _logged_violations(path) -> list[dict]:
+    """violation events already in the log (add_violation writes them as they happen)."""
+    out = []
+    if path is None:
+        return out
+    integrity._state["allow"] += 1  # our own read of the run folder
+    try:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("type") == "violation":
+                out.append({"kind": e.get("kind"), "detail": e.get("detail")})
+    except OSError:
+        pass
+    finally:
+        integrity._state["allow"] -= 1
+    return out
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # no atexit handler or lingering thread of the record writes after run_end

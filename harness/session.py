@@ -1,7 +1,9 @@
 """the session a record talks to: data, clock, evaluation and the checks, in one object.
 
 `harness.launch` builds it from the runner's config.json before the record's code runs (so the
-dataset is opened before the data guard is armed); the record gets it with harness.session()."""
+dataset is opened before the data guard is armed); the record gets it with harness.session().
+the train split lives in a separate data process (harness.dataserver): this process only
+ever holds the batches it was served, the val split and, at finish, the held-out tail."""
 from __future__ import annotations
 
 import json
@@ -14,13 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from harness import CONTRACT_VERSION, __version__, integrity
-from harness.clock import Clock, device_sync, now_ns
+from harness.causality import Probe
+from harness.clock import Clock, check_ns, device_sync, now_ns
+from harness.dataserver import DataServerError, StreamClient
+from harness.evaluate import val_loss
+from harness.device_facts import compile_count, device_ms_since, scan_dtypes, torch_facts
 from harness.events import EventLog, eval_line, say
 from harness.shards import open_shard
-from harness.stream import BudgetExceeded, TrainStream, concat_tail, heldout_tokens_for
 from harness.tracks import Track
+from harness.watch import all_parameter_sums, changed_parameters, changed_since, optimizer_digests, stepped_optimizers, to_cpu
 
 HELDOUT_MARGIN = 0.25  # nats: val this far below never-served train tokens means the model saw val
+SPAN_TOLERANCE = 0.01  # train time + eval pauses must match the monotonic span within 1% ...
+SPAN_SLACK_MS = 50.0   # ... plus this (scheduling between two clock reads)
 _SESSION: "Session | None" = None
 
 
@@ -90,12 +98,19 @@ class Session:
         self._last_train_loss: float | None = None
         self._last_step = 0
         self._last_eval: dict | None = None
+        self._in_eval = False
+        self._eval_graph = False
+        self._span_t0: int | None = None     # monotonic time of the clock's first start
+        self._pause_ns_in_span = 0           # eval pauses inside the training span
+        self._warmup_excess_ns = 0           # warm-up time past the cap, charged to the clock
+        self._causality: Probe | None = None  # the probe of the last full evaluation
         self.summary: dict | None = None
+        integrity.set_emitter(self.events.emit)
         self.events.emit("run_start", run_id=config["run_id"], record=config["record"], scale=config["scale"],
                          seed=self.seed, contract_version=CONTRACT_VERSION, harness_version=__version__,
                          track=self.track.name, budget_tokens=self.budget_tokens, steps=self.steps,
                          seq_len=self.seq_len, batch_size=self.batch_size, grad_accum=self.grad_accum,
-                         world_size=self.world_size, torch=_torch_facts(self.device), args=self.args)
+                         world_size=self.world_size, torch=torch_facts(self.device), args=self.args)
 
     # -- data ---------------------------------------------------------------------------------
     def _load_data(self, data_dir: Path) -> None:
@@ -105,17 +120,16 @@ class Session:
         self.vocab_size = int(manifest["vocab_size"])
         self.dataset_fingerprint = manifest.get("fingerprint")
         val = [open_shard(data_dir / s["file"], self.vocab_size) for s in manifest["val"]]
-        train = [open_shard(data_dir / s["file"], self.vocab_size) for s in manifest["train"]]
+        self.val_files = {os.path.realpath(data_dir / s["file"]) for s in manifest["val"]}  # mapped by us
         val_all = np.concatenate([np.asarray(v) for v in val]) if val else np.zeros(0, np.int64)
         if len(val_all) < self.track.val_tokens:
             raise ValueError(f"the val split at {data_dir} has {len(val_all):,} tokens; track {self.track.name} needs {self.track.val_tokens:,}")
         self.val_tokens_np = val_all[: self.track.val_tokens].astype(np.int64)
         self._val_device = None
-        train_total = sum(len(t) for t in train)
-        self.heldout_tokens = heldout_tokens_for(train_total, self.track.val_tokens)
-        self.stream = TrainStream(train, self.seq_len, self.batch_size, self.budget_tokens, self.seed,
-                                  self.rank, self.world_size, self.heldout_tokens)
-        self._train_shards = train
+        # the train split is opened, windowed, counted and served by the data process
+        self.stream = StreamClient(data_dir, self.seq_len, self.batch_size, self.budget_tokens, self.seed,
+                                   self.rank, self.world_size, self.track.val_tokens)
+        self.heldout_tokens = self.stream.heldout_tokens
         self.local_batch_size = self.stream.local_batch_size
 
     def next_batch(self):
@@ -124,12 +138,15 @@ class Session:
 
         if self._in_warmup:
             raise ContractViolation("warmup_data", "the record asked for train data inside the untimed warm-up; warm up on dummy data")
+        if self._in_eval:
+            raise ContractViolation("eval_training", "the record asked for train data inside the evaluation pause")
         if not self._started:
             self._begin_training()
         try:
             arr = self.stream.next_numpy()
-        except BudgetExceeded as e:
-            raise ContractViolation("budget", str(e)) from None
+        except DataServerError as e:
+            kind, _, detail = str(e).partition(": ")
+            raise ContractViolation(kind if detail else "data", detail or str(e)) from None
         t = torch.from_numpy(arr)
         if self.device.startswith("cuda"):
             t = t.pin_memory().to(self.device, non_blocking=True)
@@ -143,10 +160,14 @@ class Session:
         if self._post_warmup_digest is not None and self._watched:
             if integrity.param_digest(self._watched) != self._post_warmup_digest:
                 raise ContractViolation("warmup_reset", "parameters changed between the end of the warm-up and the first train batch")
+        served = self.stream.stats()["tokens_served"]
+        if served:  # batches pulled from the data process around the session, before the clock ran
+            raise ContractViolation("clock_tamper", f"{served:,} train tokens were taken from the data process before the clock started")
         self._started = True
         self._compiles_before = compile_count()
         self.events.emit("train_start", compiles_before=self._compiles_before)
         self.clock.start()
+        self._span_t0 = check_ns()
 
     # -- warm-up ------------------------------------------------------------------------------
     def watch(self, *modules) -> None:
@@ -168,8 +189,9 @@ class Session:
         self.watch(*[o for o in objs if isinstance(o, torch.nn.Module)])
         stateful = [o for o in objs if hasattr(o, "state_dict") and hasattr(o, "load_state_dict")]
         before = integrity.param_digest(stateful)
-        params_before = _all_parameter_sums()
-        snapshot = [_to_cpu(o.state_dict()) for o in stateful] if reset else None
+        params_before = all_parameter_sums()
+        optims_before = optimizer_digests()
+        snapshot = [to_cpu(o.state_dict()) for o in stateful] if reset else None
         self.events.emit("warmup_start")
         sync = device_sync(self.device)
         sync()
@@ -186,16 +208,20 @@ class Session:
                     o.load_state_dict(sd)
             after = integrity.param_digest(stateful)
             self._post_warmup_digest = integrity.param_digest(self._watched) if self._watched else None
-            stray = _changed_parameters(params_before, stateful)
+            stray = changed_parameters(params_before, stateful)
+            stray_optims = stepped_optimizers(optims_before, stateful)
             capped = elapsed_ms > self.warmup_cap_ms
             self.warmup_time_ms = min(elapsed_ms, self.warmup_cap_ms)
             if capped:  # time past the cap is training time
-                self.clock._elapsed_ns += int((elapsed_ms - self.warmup_cap_ms) * 1e6)
+                self._warmup_excess_ns = int((elapsed_ms - self.warmup_cap_ms) * 1e6)
+                self.clock._elapsed_ns += self._warmup_excess_ns
             self.events.emit("warmup_end", warmup_time_ms=elapsed_ms, capped=capped, restored=reset)
         if after != before:
             raise ContractViolation("warmup_reset", "the warm-up changed the model or optimizer state and did not reset it")
         if stray:
             raise ContractViolation("warmup_reset", f"{stray} parameter tensors not handed to h.warmup() changed during the warm-up")
+        if stray_optims:
+            raise ContractViolation("warmup_reset", f"{stray_optims} optimizer(s) not handed to h.warmup() stepped during the warm-up (a shadow model trained untimed)")
 
     # -- steps and evaluation -----------------------------------------------------------------
     def log_step(self, step: int, train_loss: float) -> None:
@@ -207,45 +233,83 @@ class Session:
 
     def evaluate(self, forward, step: int | None = None, val_tokens: int | None = None) -> float:
         """val loss of forward over the canonical val set (or its first val_tokens: progress only).
-        the train clock pauses; the evaluated weights and grads must come out unchanged."""
+        the train clock pauses; the evaluated weights and grads must come out unchanged, and no
+        train batch or autograd graph may be made inside the pause. a full evaluation also runs
+        the causality probe on one of its batches."""
         import torch
 
         was_running = self.clock.running
         self.clock.stop()
+        pause_t0, span_pause_t0 = now_ns(), check_ns()
         if isinstance(forward, torch.nn.Module):
             self.watch(forward)
-        t0 = now_ns()
-        before = integrity.param_digest(self._watched, with_grads=True)
-        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
-        for m, _ in modes:
-            m.eval()
-        try:
-            val = self._val_on_device()
-            if val_tokens is not None:
-                val = val[: int(val_tokens)]
-            from harness.evaluate import val_loss
-
-            loss, n = val_loss(forward, val, int(self.args.get("eval_seq_len", self.seq_len)),
-                               int(self.args.get("eval_batch_size", self.local_batch_size)),
-                               self.vocab_size, self.rank, self.world_size)
-        finally:
-            for m, mode in modes:
-                m.train(mode)
-        if integrity.param_digest(self._watched, with_grads=True) != before:
-            raise ContractViolation("eval_training", "the model's parameters or gradients changed during evaluation (training work inside the eval pause)")
-        ms = device_ms_since(t0, self.device)
-        self.eval_time_ms += ms
-        step = self._last_step if step is None else int(step)
         full = val_tokens is None or int(val_tokens) >= self.track.val_tokens
+        probe = Probe(self.vocab_size) if full else None
+        val = self._val_on_device()
+        if val_tokens is not None:
+            val = val[: int(val_tokens)]
+        loss, n = self._run_eval(forward, val, probe)
+        self._integrity_checks()
+        ms = device_ms_since(pause_t0, self.device)
+        step = self._last_step if step is None else int(step)
+        if probe is not None:
+            self._causality = probe
         self._last_eval = {"step": step, "val_loss": loss, "full": full, "tokens": self.tokens}
         self.events.emit("eval", step=step, tokens=self.tokens, train_time_ms=self.clock.elapsed_ms(), val_loss=loss,
                          val_tokens=n, full=full, eval_time_ms=ms)
         say(eval_line(step, self.steps, self._last_train_loss, loss, self.clock.elapsed_ms(), self.tokens, full), self.is_main)
         if not math.isfinite(loss):
             raise ContractViolation("nan", f"val loss is {loss} at step {step}")
+        # the whole pause counts as eval time: the clock check below adds train + pauses up to the span
+        self.eval_time_ms += (now_ns() - pause_t0) / 1e6
         if was_running:
+            self._pause_ns_in_span += check_ns() - span_pause_t0
             self.clock.start()
         return loss
+
+    def _run_eval(self, forward, tokens, probe: Probe | None) -> tuple[float, int]:
+        """harness.evaluate.val_loss in eval mode, watching for training work inside the pause:
+        parameters, gradients and optimizer state must come out unchanged, no autograd graph
+        may be built, no train batch served."""
+        import torch
+
+        before = integrity.param_digest(self._watched, with_grads=True)
+        live_before = all_parameter_sums(with_grads=True)  # every model, watched or not
+        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
+        for m, _ in modes:
+            m.eval()
+        self._in_eval, self._eval_graph = True, False
+        try:
+            # an autograd graph that saves tensors inside the pause means backward work is being done
+            with torch.autograd.graph.saved_tensors_hooks(self._pack_in_eval, _unpack):
+                result = val_loss(forward, tokens, int(self.args.get("eval_seq_len", self.seq_len)),
+                                  int(self.args.get("eval_batch_size", self.local_batch_size)),
+                                  self.vocab_size, self.rank, self.world_size, probe=probe)
+        finally:
+            self._in_eval = False
+            for m, mode in modes:
+                m.train(mode)
+        if self._eval_graph:
+            raise ContractViolation("eval_training", "the record built an autograd graph inside the evaluation pause (backward work while the clock is stopped)")
+        moved = changed_since(live_before, all_parameter_sums(with_grads=True))
+        if moved or integrity.param_digest(self._watched, with_grads=True) != before:
+            raise ContractViolation("eval_training", f"the model's parameters or gradients changed during evaluation ({moved} tensors; "
+                                                     "training work inside the eval pause)")
+        return result
+
+    def _pack_in_eval(self, t):
+        self._eval_graph = True
+        return t
+
+    def _integrity_checks(self) -> None:
+        """harness code unchanged, data guard still armed, no dataset file mapped behind its back."""
+        import harness
+
+        integrity.check_code(harness)
+        if not integrity.guard_intact():
+            integrity.add_violation("data_access", "the record switched off the harness's data guard")
+        for path in integrity.mapped_data_files(self.val_files):
+            integrity.add_violation("data_access", f"record memory-mapped dataset file {path} itself (not through the harness stream)")
 
     def _val_on_device(self):
         import torch
@@ -255,156 +319,71 @@ class Session:
         return self._val_device
 
     def finish(self, forward) -> dict:
-        """stop the clock, make sure the last eval is full, run the causality and held-out checks."""
+        """stop the clock, make sure the last eval is full, then the causality and held-out checks."""
         import torch
 
         self.clock.stop()
+        span_ms = (check_ns() - self._span_t0) / 1e6 if self._span_t0 is not None else None
+        self._check_span(span_ms)
         if self._last_eval is None or not self._last_eval["full"] or self._last_eval["step"] != self._last_step:
             self.evaluate(forward, self._last_step)
         val = self._last_eval["val_loss"]
         checks_t0 = now_ns()
+        probe = self._causality or Probe(self.vocab_size)
+        heldout = self._heldout_check(forward, val, probe)
+        causal = probe.result()
         T = int(self.args.get("eval_seq_len", self.seq_len))
-        window = self._val_on_device()[: 2 * T].view(2, T)
-        from harness.causality import check_causality
-
         modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
         for m, _ in modes:
             m.eval()
         try:
-            causal = check_causality(forward, window, self.vocab_size, self.seed)
-            heldout = self._heldout_check(forward, val)
-            dtypes = scan_dtypes(forward, window[:1], self._watched)
+            dtypes = scan_dtypes(forward, self._val_on_device()[:T].view(1, T), self._watched)
         finally:
             for m, mode in modes:
                 m.train(mode)
+        served = self.stream.stats()
+        if served["tokens_served"] != self.tokens:
+            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted {self.tokens:,}")
+        self._integrity_checks()
         self.events.emit("causality", **causal)
         self.events.emit("heldout", **heldout)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.startswith("cuda") else None
         self.summary = {
             "train_time_ms": self.clock.elapsed_ms(), "eval_time_ms": self.eval_time_ms,
             "warmup_time_ms": self.warmup_time_ms, "checks_time_ms": (now_ns() - checks_t0) / 1e6,
-            "tokens": self.tokens, "val_loss": val, "val_loss_full": True, "steps": self._last_step,
+            "tokens": served["tokens_served"], "val_loss": val, "val_loss_full": True, "steps": self._last_step,
             "causal": causal["passed"], "max_leak": causal["max_leak"], "heldout_gap": heldout["gap"],
             "heldout_passed": heldout["passed"], "compiles_in_timed": compile_count() - self._compiles_before,
-            "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": self.stream.epoch,
-            "dataset_fingerprint": self.dataset_fingerprint,
+            "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": served["epoch"],
+            "dataset_fingerprint": self.dataset_fingerprint, "train_span_ms": span_ms,
         }
         return self.summary
 
-    def _heldout_check(self, forward, val: float) -> dict:
-        from harness.evaluate import val_loss
+    def _check_span(self, span_ms: float | None) -> None:
+        """the clock's train time plus the eval pauses must add up to the monotonic span of training."""
+        if span_ms is None:
+            return
+        accounted_ms = (self.clock._elapsed_ns - self._warmup_excess_ns + self._pause_ns_in_span) / 1e6
+        if abs(span_ms - accounted_ms) > SPAN_TOLERANCE * span_ms + SPAN_SLACK_MS:
+            integrity.add_violation("clock_tamper", f"train time + eval pauses ({accounted_ms:.0f} ms) do not add up to the "
+                                                    f"training span on an independent clock ({span_ms:.0f} ms)")
 
+    def _heldout_check(self, forward, val: float, probe: Probe) -> dict:
+        """the loss on the never-served tail of the train split (fetched now, once) against val."""
         if self.heldout_tokens < 2 * self.seq_len:
             return {"heldout_loss": None, "val_loss": val, "gap": None, "tokens": 0, "passed": True}
         import torch
 
-        tail = torch.from_numpy(concat_tail(self._train_shards, self.heldout_tokens)).to(self.device)
-        loss, n = val_loss(forward, tail, int(self.args.get("eval_seq_len", self.seq_len)),
-                           int(self.args.get("eval_batch_size", self.local_batch_size)),
-                           self.vocab_size, self.rank, self.world_size)
+        try:
+            tail = torch.from_numpy(self.stream.heldout()).to(self.device)
+        except DataServerError as e:
+            raise ContractViolation("heldout", f"{str(e).partition(': ')[2] or e} (the record read the held-out tail itself)") from None
+        loss, n = self._run_eval(forward, tail, probe)
         gap = loss - val
         return {"heldout_loss": loss, "val_loss": val, "gap": gap, "tokens": n, "margin": HELDOUT_MARGIN,
                 "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}
 
 
 # -- small helpers ------------------------------------------------------------------------------
-def device_ms_since(t0_ns: int, device: str) -> float:
-    device_sync(device)()
-    return (now_ns() - t0_ns) / 1e6
-
-
-def compile_count() -> int:
-    """graphs torch.compile has produced so far in this process (torch's own counter)."""
-    import sys
-
-    utils = sys.modules.get("torch._dynamo.utils")
-    return int(utils.counters["stats"].get("unique_graphs", 0)) if utils is not None else 0
-
-
-def _to_cpu(obj):
-    import copy
-
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
-def _all_parameter_sums() -> dict[int, float]:
-    """a sum per live nn.Parameter in the process, to catch a shadow model trained in warm-up."""
-    import gc
-    import warnings
-
-    import torch
-
-    out = {}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # isinstance() on every object trips deprecated aliases
-        for o in gc.get_objects():
-            if isinstance(o, torch.nn.Parameter) and o.numel():
-                out[id(o)] = o.detach().double().sum().item()
-    return out
-
-
-def _changed_parameters(before: dict[int, float], restored) -> int:
-    import gc
-
-    import torch
-
-    import warnings
-
-    handed = {id(t) for o in restored for t in (o.state_dict(keep_vars=True).values() if isinstance(o, torch.nn.Module) else [])}
-    changed = 0
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for o in gc.get_objects():
-            if isinstance(o, torch.nn.Parameter) and id(o) in before and id(o) not in handed:
-                if o.detach().double().sum().item() != before[id(o)]:
-                    changed += 1
-    return changed
-
-
-def scan_dtypes(forward, x, modules) -> set[str]:
-    """floating dtypes the model computes in: one eager forward under a dispatch mode, plus its
-    parameters and buffers. bf16 or fp8 anywhere means the record would not run as-is on a T4."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
-
-    seen: set[str] = set()
-    for m in modules:
-        for t in m.state_dict().values():
-            if isinstance(t, torch.Tensor) and t.is_floating_point():
-                seen.add(str(t.dtype).replace("torch.", ""))
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    seen.add(str(t.dtype).replace("torch.", ""))
-            return out
-
-    try:
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"), Record():
-            forward(x)
-    except Exception as e:  # a forward that refuses the mode still has its parameters scanned
-        seen.add(f"unknown ({type(e).__name__})")
-    return seen
-
-
-def _torch_facts(device: str) -> dict:
-    import torch
-
-    facts = {"version": torch.__version__, "cuda": torch.version.cuda, "device": device}
-    if device.startswith("cuda"):
-        idx = torch.device(device).index or 0
-        props = torch.cuda.get_device_properties(idx)
-        facts.update(device_name=props.name, capability=f"{props.major}.{props.minor}",
-                     memory_bytes=props.total_memory, device_count=torch.cuda.device_count())
-    return facts
+def _unpack(t):
+    return t

@@ -117,7 +117,7 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) ->
     try:
         with open(tmp, "wb") as f:
             f.write(pack_header(arr.size, vocab_size, bpt))
-            f.write(arr.tobytes())
+            f.write(memoryview(np.ascontiguousarray(arr)))  # no copy of the tokens
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

@@ -1,0 +1,154 @@
+"""the train stream in its own process, so the record's process never holds the train shards.
+
+a record could otherwise read tokens straight out of the memory-mapped shards (`h.stream.shards`,
+or any array gc can find) without them being counted. here a small child process (numpy only)
+owns the shards and the TrainStream: it counts every batch it hands out, refuses to pass the
+budget, and serves the never-served held-out tail exactly once, for the held-out check at the
+end. the record's process only ever sees the batches it was served and, at finish, the tail.
+
+protocol over the child's stdin/stdout pipes: the client writes one command byte (B batch,
+H held-out tail, S stats); the child answers one status byte (K ok, E error), an 8-byte length
+and that many bytes. a batch payload is tokens_served (int64), epoch (int64), then the
+(local_batch_size, seq_len + 1) int64 window. EOF on stdin ends the child."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+_LEN = struct.Struct("<Q")
+_PAIR = struct.Struct("<qq")
+
+
+_CHILD = "import json, sys; from harness.dataserver import serve; serve(json.loads(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)"
+
+
+class DataServerError(RuntimeError):
+    """the data process refused a request (message is one line) or died."""
+
+
+# -- the child ----------------------------------------------------------------------------------
+def _send(out, status: bytes, payload: bytes) -> None:
+    out.write(status + _LEN.pack(len(payload)) + payload)
+    out.flush()
+
+
+def serve(spec: dict, inp, out) -> None:
+    from harness.shards import open_shard
+    from harness.stream import BudgetExceeded, TrainStream, concat_tail, heldout_tokens_for
+
+    data_dir = Path(spec["data_dir"])
+    try:
+        manifest = json.loads((data_dir / "manifest.json").read_text())
+        vocab = int(manifest["vocab_size"])
+        shards = [open_shard(data_dir / s["file"], vocab) for s in manifest["train"]]
+        heldout = heldout_tokens_for(sum(len(s) for s in shards), int(spec["val_tokens"]))
+        stream = TrainStream(shards, int(spec["seq_len"]), int(spec["batch_size"]), int(spec["budget_tokens"]),
+                             int(spec["seed"]), int(spec["rank"]), int(spec["world_size"]), heldout)
+    except Exception as e:  # the session turns this into "harness could not start"
+        _send(out, b"E", f"{type(e).__name__}: {e}".encode())
+        return
+    hello = {"local_batch_size": stream.local_batch_size, "windows": stream.windows, "heldout_tokens": heldout,
+             "train_tokens": int(sum(len(s) for s in shards))}
+    _send(out, b"K", json.dumps(hello).encode())
+    heldout_reads = 0
+    while True:
+        cmd = inp.read(1)
+        if not cmd:
+            return  # the record's process ended
+        if cmd == b"B":
+            if heldout_reads:
+                _send(out, b"E", b"heldout: the held-out tail was read before training ended (only the harness's check reads it); the train stream is closed")
+                continue
+            try:
+                arr = stream.next_numpy()
+            except BudgetExceeded as e:
+                _send(out, b"E", f"budget: {e}".encode())
+                continue
+            _send(out, b"K", _PAIR.pack(stream.tokens_served, stream.epoch) + arr.tobytes())
+        elif cmd == b"H":
+            heldout_reads += 1
+            if heldout_reads > 1:
+                _send(out, b"E", b"heldout: the held-out tail was already read once in this run")
+                continue
+            _send(out, b"K", concat_tail(shards, heldout).tobytes())
+        elif cmd == b"S":
+            stats = {"tokens_served": stream.tokens_served, "batches_served": stream.batches_served,
+                     "epoch": stream.epoch, "heldout_reads": heldout_reads}
+            _send(out, b"K", json.dumps(stats).encode())
+        else:
+            _send(out, b"E", f"protocol: unknown command {cmd!r}".encode())
+
+
+# -- the record's side ----------------------------------------------------------------------------
+class StreamClient:
+    """what the session holds instead of a TrainStream: the same counters, fed by the child."""
+
+    def __init__(self, data_dir, seq_len: int, batch_size: int, budget_tokens: int, seed: int,
+                 rank: int, world_size: int, val_tokens: int):
+        spec = {"data_dir": str(data_dir), "seq_len": seq_len, "batch_size": batch_size, "budget_tokens": budget_tokens,
+                "seed": seed, "rank": rank, "world_size": world_size, "val_tokens": val_tokens}
+        # the child imports this very harness package: its folder is both cwd and PYTHONPATH
+        root = str(Path(__file__).resolve().parent.parent)
+        self._proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root,
+                                      env={**os.environ, "PYTHONPATH": root}, bufsize=0)
+        self.seq_len = seq_len
+        self.tokens_served, self.epoch, self.batches_served = 0, 0, 0
+        hello = json.loads(self._reply("handshake", ValueError))
+        self.local_batch_size = int(hello["local_batch_size"])
+        self.windows = int(hello["windows"])
+        self.heldout_tokens = int(hello["heldout_tokens"])
+        self.train_tokens = int(hello["train_tokens"])
+        self.pid = self._proc.pid
+
+    def _read(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._proc.stdout.read(n - len(buf))
+            if not chunk:
+                raise DataServerError("the harness data process ended unexpectedly")
+            buf += chunk
+        return bytes(buf)
+
+    def _reply(self, what: str, error=DataServerError) -> bytes:
+        status = self._read(1)
+        payload = self._read(_LEN.unpack(self._read(_LEN.size))[0])
+        if status != b"K":
+            raise error(payload.decode(errors="replace"))
+        return payload
+
+    def _ask(self, cmd: bytes) -> bytes:
+        try:
+            self._proc.stdin.write(cmd)
+        except (BrokenPipeError, ValueError):
+            raise DataServerError("the harness data process is gone") from None
+        return self._reply(cmd.decode())
+
+    def next_numpy(self) -> np.ndarray:
+        """(local_batch_size, seq_len + 1) int64; raises DataServerError('budget: ...') past the budget."""
+        payload = self._ask(b"B")
+        self.tokens_served, self.epoch = _PAIR.unpack_from(payload)
+        self.batches_served += 1
+        return np.frombuffer(payload, dtype=np.int64, offset=_PAIR.size).reshape(self.local_batch_size, self.seq_len + 1).copy()
+
+    def heldout(self) -> np.ndarray:
+        """the never-served tail of the train split; the child hands it out once per run."""
+        return np.frombuffer(self._ask(b"H"), dtype=np.int64).copy()
+
+    def stats(self) -> dict:
+        """the child's own count of what it served (the record's process cannot change it)."""
+        return json.loads(self._ask(b"S"))
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.close()
+                self._proc.wait(timeout=5)
+            except Exception:
+                self._proc.kill()
