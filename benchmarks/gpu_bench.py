@@ -1,0 +1,525 @@
+"""gpu_bench: the numbers behind docs/benchmarks.md, measured on one gpu in one call.
+
+    # on the gpu, from the repo root, with the docs dataset built (make data-docs):
+    python benchmarks/gpu_bench.py records/baseline_adamw records/muon_3xlr records/dense_muon_t4 \
+        --data data/docs --track docs --out bench.json
+    # the table again from run folders already written (no training):
+    python benchmarks/gpu_bench.py runs/<id> runs/<id> --skip-micro
+    # the same code path on a cpu with tiny sizes (a synthetic dataset, smoke scales):
+    python benchmarks/gpu_bench.py records/baseline_adamw records/dense_muon_t4 --dry-run
+
+it measures, in order: the gpu's dense fp16 matmul peak (median of timed 8192³ products after a
+warm-up); each record's run (`nanopoor run --scale full`, or a run folder given directly) read
+back from result.json and events.jsonl: tokens/s, mfu against the measured peak, peak memory,
+t4 fit, val loss at equal token counts, time to a common val loss; then the harness's own cost:
+(a) step time fed by h.next_batch() against the same steps on batches already on the gpu, and
+(b) a full eval against its forward-pass flop floor (2·n·val_tokens / peak). goals are checked
+and printed; the json holds every number. it imports harness and nanopoor (it is tooling)."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: harness and nanopoor import from the repo
+
+GIB = 2**30
+T4_MEMORY_BYTES = 15 * GIB
+GOALS = {"mfu": 0.40, "speedup_vs_baseline": 2.0, "stream_overhead": 0.01, "eval_vs_floor": 1.5}
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs from a device keep whole rows
+
+
+# -- 1. the gpu's measured dense fp16 peak ---------------------------------------------------
+def measure_matmul_peak(device: str, n: int, reps: int = 10, warmup: int = 3) -> dict:
+    """median flop/s of an n×n×n product (fp16 on cuda, fp32 on the cpu) over `reps` timed runs."""
+    import torch
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(warmup):
+        a @ b
+    samples = []
+    for _ in range(reps):
+        samples.append(_timed_ms(device, lambda: a @ b))
+    ms = statistics.median(samples)
+    return {"n": n, "dtype": str(dtype).replace("torch.", ""), "median_ms": ms,
+            "flops": 2 * n**3 / (ms / 1000), "samples_ms": samples}
+
+
+def _timed_ms(device: str, fn) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+# -- 2. runs: launch records or read run folders --------------------------------------------
+def collect_runs(targets: list[str], *, scale: str, track: str | None, data: Path | None, runs_out: Path,
+                 timeout_s: float | None) -> tuple[list[Path], list[dict]]:
+    """a run folder per target: given folders as they are, records run now through the runner."""
+    from nanopoor.runner import run_record
+
+    from nanopoor.errors import UserError
+
+    dirs, errors = [], []
+    for t in targets:
+        p = Path(t)
+        if (p / "result.json").is_file():
+            dirs.append(p)
+        elif (p / "record.toml").is_file():
+            console.print(f"[bold]running[/] {p} ({scale} scale{', track ' + track if track else ''})")
+            try:  # one record that cannot start must not cost the other runs of this gpu call
+                dirs.append(run_record(p, scale=scale, data_dir=data, out_root=runs_out, timeout_s=timeout_s,
+                                       track=track, quiet=True))
+            except UserError as e:
+                console.print(f"[red]{t}: {e}[/]")
+                errors.append({"target": t, "error": str(e)})
+        else:
+            errors.append({"target": t, "error": "neither a run folder (result.json) nor a record (record.toml)"})
+            console.print(f"[red]{t}: {errors[-1]['error']}[/]")
+    return dirs, errors
+
+
+def read_events(path: Path) -> list[dict]:
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a torn last line of a killed run
+    return out
+
+
+def matmul_params(run_dir: Path, events: list[dict], overrides: dict[str, int], record: str) -> int | None:
+    """n of 6·n·tokens: an override, else a `matmul_params` event field, else the record's log line."""
+    if record in overrides:
+        return overrides[record]
+    for e in events:
+        if "matmul_params" in e:
+            return int(e["matmul_params"])
+    log = run_dir / "log.txt"
+    if log.is_file():
+        m = re.search(r"matmul_params=(\d+)", log.read_text(errors="replace"))
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def eval_curve(events: list[dict]) -> list[dict]:
+    """eval events sorted by tokens (progress prefixes and full evals together)."""
+    evals = [e for e in events if e.get("type") == "eval" and _finite(e.get("val_loss"))]
+    return sorted(evals, key=lambda e: (e["tokens"], e.get("full", False)))
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def val_at_tokens(curve: list[dict], tokens: float) -> float | None:
+    """val loss at `tokens`, linear in tokens between the evals around it; None outside them."""
+    for a, b in zip(curve, curve[1:]):
+        if a["tokens"] <= tokens <= b["tokens"]:
+            if b["tokens"] == a["tokens"]:
+                return float(b["val_loss"])
+            w = (tokens - a["tokens"]) / (b["tokens"] - a["tokens"])
+            return float(a["val_loss"]) + w * (float(b["val_loss"]) - float(a["val_loss"]))
+    if curve and curve[-1]["tokens"] == tokens:
+        return float(curve[-1]["val_loss"])
+    return None
+
+
+def time_to_loss(curve: list[dict], target: float) -> float | None:
+    """train_time_ms when val loss first reaches target, linear in loss between the two evals that
+    bracket the crossing; the first eval's own time when it is already at or below (an upper bound)."""
+    prev = None
+    for e in curve:
+        if float(e["val_loss"]) <= target:
+            if prev is None or float(prev["val_loss"]) == float(e["val_loss"]):
+                return float(e["train_time_ms"])
+            w = (float(prev["val_loss"]) - target) / (float(prev["val_loss"]) - float(e["val_loss"]))
+            return float(prev["train_time_ms"]) + w * (float(e["train_time_ms"]) - float(prev["train_time_ms"]))
+        prev = e
+    return None
+
+
+def t4_fit(result: dict, end: dict) -> dict:
+    """the runner's verdict when it gave one; else peak memory and the dtypes the harness saw."""
+    if isinstance(result.get("t4_fit"), dict):
+        fit = dict(result["t4_fit"])
+        fit.setdefault("fits", bool(fit.get("within_15gib") and fit.get("no_bf16")))
+        return fit
+    peak = result.get("peak_memory_bytes")
+    dtypes = end.get("dtypes") or []
+    no_bf16 = not any("bfloat16" in d or "float8" in d for d in dtypes)
+    within = None if peak is None else peak <= T4_MEMORY_BYTES
+    return {"peak_memory_bytes": peak, "within_15gib": within, "no_bf16": no_bf16, "dtypes": dtypes,
+            "fits": bool(no_bf16 and within) if within is not None else None}
+
+
+def run_rows(run_dirs: list[Path], peak_flops: float, overrides: dict[str, int]) -> list[dict]:
+    from nanopoor.result import load_result
+
+    rows = []
+    for d in run_dirs:
+        result = load_result(d)
+        events = read_events(d / "events.jsonl")
+        end = next((e for e in reversed(events) if e.get("type") == "run_end"), {})
+        n = matmul_params(d, events, overrides, result["record"])
+        tokens, train_ms = result.get("tokens") or 0, result.get("train_time_ms") or 0.0
+        tps = tokens / (train_ms / 1000) if train_ms else None
+        mfu = 6 * n * tps / peak_flops if (n and tps and peak_flops) else None
+        rows.append({
+            "run_dir": str(d), "record": result["record"], "status": result["status"], "scale": result.get("scale"),
+            "track": result.get("track"), "hardware": result.get("hardware_label"), "tokens": tokens,
+            "train_time_ms": train_ms, "tokens_per_s": tps, "matmul_params": n, "mfu": mfu,
+            "peak_memory_bytes": result.get("peak_memory_bytes"), "t4_fit": t4_fit(result, end),
+            "compiles_in_timed": result.get("compiles_in_timed"), "val_loss": result.get("val_loss"),
+            "curve": [{k: e.get(k) for k in ("step", "tokens", "train_time_ms", "val_loss", "full")} for e in eval_curve(events)],
+        })
+    return rows
+
+
+def compare(rows: list[dict], target: float | None, baseline: str) -> dict:
+    """val loss at equal token counts and time to a common val loss (the worst final loss by default)."""
+    done = [r for r in rows if r["status"] == "completed" and r["curve"]]
+    if not done:
+        return {"target_val_loss": target, "tokens_compared": [], "baseline": None}
+    if target is None:
+        target = max(float(r["val_loss"]) for r in done if r["val_loss"] is not None)
+    common = min(r["curve"][-1]["tokens"] for r in done)
+    checkpoints = [common // 4, common // 2, common]
+    base = next((r for r in done if r["record"] == baseline), None)
+    for r in rows:
+        r["val_at_tokens"] = {str(t): val_at_tokens(r["curve"], t) for t in checkpoints} if r["curve"] else {}
+        r["time_to_target_ms"] = time_to_loss(r["curve"], target) if r["curve"] else None
+    base_ms = base["time_to_target_ms"] if base else None
+    for r in rows:
+        ms = r["time_to_target_ms"]
+        r["speedup_vs_baseline"] = base_ms / ms if (base_ms and ms) else None
+    return {"target_val_loss": target, "tokens_compared": checkpoints, "baseline": baseline if base else None}
+
+
+# -- 3. the harness's own cost ----------------------------------------------------------------
+def load_record_model(record: Path):
+    """the GPT / GPTConfig of a record's model.py, imported under a private name."""
+    spec = importlib.util.spec_from_file_location(f"_bench_model_{record.name}", record / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod.GPT, mod.GPTConfig
+
+
+def make_session(data: Path, track: str, seq_len: int, batch_size: int, steps: int, run_dir: Path, args: dict):
+    """a harness session outside a run (no launcher): the same stream, clock and evaluation."""
+    from harness.session import Session
+    from harness.tracks import get_track
+
+    config = {"run_id": "gpu-bench", "record": "gpu-bench", "record_sha256": "", "scale": "bench", "seed": 1234,
+              "track": get_track(track).to_dict(), "data_dir": str(data.resolve()), "seq_len": seq_len,
+              "batch_size": batch_size, "grad_accum": 1, "steps": steps, "budget_tokens": seq_len * batch_size * steps,
+              "args": args, "warmup_cap_s": 900, "run_dir": str(run_dir), "contract_version": 1}
+    return Session(config)
+
+
+def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: float, *, seq_len: int, batch_size: int,
+                     grad_accum: int, steps_per_block: int, blocks: int, model_overrides: dict,
+                     eval_tokens: int | None, compile_model: bool) -> dict:
+    import torch
+
+    GPT, GPTConfig = load_record_model(step_record)
+    with tempfile.TemporaryDirectory() as tmp:
+        total_micro = (2 * blocks + 1) * steps_per_block * grad_accum + 4
+        h = make_session(data, track, seq_len, batch_size, total_micro, Path(tmp), {})
+        dev = h.device
+        on_cuda = dev.startswith("cuda")
+        names = {f.name for f in fields(GPTConfig)}
+        cfg_kw = {"vocab_size": math.ceil(h.vocab_size / 64) * 64, "real_vocab_size": h.vocab_size, **model_overrides}
+        for key in ("block_size", "max_seq_len"):
+            if key in names:
+                cfg_kw[key] = seq_len
+        model = GPT(GPTConfig(**{k: v for k, v in cfg_kw.items() if k in names})).to(dev)
+        n = model.param_counts()["matmul"]
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=on_cuda)
+        scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
+        fwd = torch.compile(model) if compile_model else model
+
+        def amp():
+            return torch.autocast("cuda", dtype=torch.float16) if on_cuda else torch.autocast("cpu", enabled=False)
+
+        def train_step(batches, log_step=None, step=0):
+            total = torch.zeros((), device=dev)
+            for x, y in batches:
+                with amp():
+                    loss = fwd(x, y)
+                scaler.scale(loss / grad_accum).backward()
+                total += loss.detach()
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            value = total.item() / grad_accum  # the per-step sync every record makes
+            if log_step is not None:
+                log_step(step, value)
+
+        # warm-up (compile) on staged batches taken from the stream itself
+        staged = [h.next_batch() for _ in range(steps_per_block * grad_accum)]
+        for s in range(2):
+            train_step(staged[s * grad_accum:(s + 1) * grad_accum])
+        sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+
+        def block(streamed: bool) -> float:
+            sync()
+            t0 = time.perf_counter()
+            for s in range(steps_per_block):
+                if streamed:
+                    train_step([h.next_batch() for _ in range(grad_accum)], h.log_step, s)
+                else:
+                    train_step(staged[s * grad_accum:(s + 1) * grad_accum])
+            sync()
+            return (time.perf_counter() - t0) * 1000 / steps_per_block
+
+        staged_ms, stream_ms = [], []
+        for _ in range(blocks):  # interleaved, so clock drift and thermals hit both alike
+            staged_ms.append(block(False))
+            stream_ms.append(block(True))
+        a, b = statistics.median(staged_ms), statistics.median(stream_ms)
+        stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len, "batch_size": batch_size,
+                  "grad_accum": grad_accum, "steps_per_block": steps_per_block, "blocks": blocks,
+                  "staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_samples_ms": staged_ms,
+                  "stream_samples_ms": stream_ms}
+
+        # (b) a full eval by the harness against the forward-pass floor at the measured peak
+        model.eval()
+
+        def forward(x):
+            with amp():
+                return model(x)
+
+        h.evaluate(forward, 0, val_tokens=seq_len * batch_size * 2 + 1)  # warm the eval path
+        before = h.eval_time_ms
+        h.evaluate(forward, 0, val_tokens=eval_tokens)
+        eval_ms = h.eval_time_ms - before
+        windows = _val_windows(h, eval_tokens, seq_len)
+        val_tokens = windows.numel()
+        fwd_ms = _forward_only_ms(forward, windows, batch_size, sync)
+        floor_ms = 2 * n * val_tokens / peak_flops * 1000
+        evaluation = {"val_tokens": val_tokens, "eval_ms": eval_ms, "forward_only_ms": fwd_ms, "floor_ms": floor_ms,
+                      "eval_vs_floor": eval_ms / floor_ms, "forward_vs_floor": fwd_ms / floor_ms}
+        h.events.close()
+    return {"matmul_params": n, "stream": stream, "eval": evaluation}
+
+
+def _val_windows(h, eval_tokens: int | None, seq_len: int):
+    """the (windows, seq_len) inputs the harness evaluates: non-overlapping, in file order."""
+    import torch
+
+    val = torch.from_numpy(h.val_tokens_np).to(h.device)
+    if eval_tokens is not None:
+        val = val[:eval_tokens]
+    n = (val.numel() - 1) // seq_len
+    return val[: n * seq_len].view(n, seq_len)
+
+
+def _forward_only_ms(forward, windows, batch_size: int, sync) -> float:
+    import torch
+
+    with torch.no_grad():
+        sync()
+        t0 = time.perf_counter()
+        for i in range(0, windows.size(0), batch_size):
+            forward(windows[i:i + batch_size])
+        sync()
+    return (time.perf_counter() - t0) * 1000
+
+
+# -- 4. dry-run data, goals, output -----------------------------------------------------------
+def synthetic_dataset(root: Path, val_tokens: int, train_tokens: int, vocab_size: int = 100277) -> Path:
+    """a tiny 'demo' dataset of random ids (timing only: the loss means nothing)."""
+    from harness.shards import write_shard
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for split, count in (("val", val_tokens), ("train", train_tokens)):
+        name = f"{split}_000000.bin"
+        write_shard(root / name, rng.integers(0, vocab_size, count), vocab_size)
+        entries[split] = [{"file": name, "tokens": count, "documents": 1,
+                           "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest()}]
+    fp = hashlib.sha256(("cl100k_base" + str(vocab_size) + entries["val"][0]["sha256"] + entries["train"][0]["sha256"]).encode())
+    manifest = {"schema_version": 1, "dataset": "demo", "tokenizer": "cl100k_base", "vocab_size": vocab_size,
+                "eot_id": 100257, "source": {"kind": "synthetic", "by": "benchmarks/gpu_bench.py --dry-run"},
+                "val": entries["val"], "train": entries["train"], "val_tokens": val_tokens, "train_tokens": train_tokens,
+                "fingerprint": fp.hexdigest(), "complete": True}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return root
+
+
+def check_goals(rows: list[dict], micro: dict | None, fast_record: str, rival: str) -> list[dict]:
+    goals = []
+    fast = next((r for r in rows if r["record"] == fast_record and r["status"] == "completed"), None)
+    if fast is not None:
+        goals.append(_goal(f"{fast_record} mfu >= {GOALS['mfu']:.0%}", fast["mfu"], fast["mfu"] is not None and fast["mfu"] >= GOALS["mfu"]))
+        s = fast.get("speedup_vs_baseline")
+        goals.append(_goal(f"{fast_record} >= {GOALS['speedup_vs_baseline']:.0f}x faster than the baseline to the common loss", s,
+                           s is not None and s >= GOALS["speedup_vs_baseline"]))
+        other = next((r for r in rows if r["record"] == rival and r["status"] == "completed"), None)
+        if other is not None:
+            a, b = fast.get("time_to_target_ms"), other.get("time_to_target_ms")
+            goals.append(_goal(f"{fast_record} faster than {rival} to the common loss", (b / a) if (a and b) else None,
+                               bool(a and (b is None or a < b))))
+    if micro:
+        o = micro["stream"]["overhead"]
+        goals.append(_goal(f"harness stream overhead <= {GOALS['stream_overhead']:.0%}", o, o <= GOALS["stream_overhead"]))
+        e = micro["eval"]["eval_vs_floor"]
+        goals.append(_goal(f"full eval <= {GOALS['eval_vs_floor']}x its flop floor", e, e <= GOALS["eval_vs_floor"]))
+    return goals
+
+
+def _goal(name: str, value, passed: bool) -> dict:
+    return {"goal": name, "value": value, "passed": bool(passed)}
+
+
+def _f(v, fmt: str, none: str = "—") -> str:
+    return none if v is None else format(v, fmt)
+
+
+def print_report(report: dict) -> None:
+    peak = report["matmul_peak"]
+    if report["dry_run"]:
+        console.print("[yellow]dry run: cpu-sized smoke runs on synthetic data; the numbers test the code path, not the hardware[/]")
+    console.print(f"matmul peak: {peak['flops'] / 1e12:.1f} TFLOP/s ({peak['dtype']}, {peak['n']}³, median of {len(peak['samples_ms'])}) "
+                  f"on {report['device']}")
+    cmp = report["compare"]
+    tab = Table(title=f"runs (common val loss {_f(cmp['target_val_loss'], '.4f')}; baseline {cmp['baseline'] or '—'})")
+    checkpoints = cmp["tokens_compared"]
+    for col in ("record", "status", "tokens/s", "MFU", "peak GiB", "T4 fit", *[f"val@{t / 1e6:.2f}M" for t in checkpoints],
+                "time to loss s", "speedup"):
+        tab.add_column(col, justify="left" if col in ("record", "status", "T4 fit") else "right")
+    for r in report["runs"]:
+        fit = r["t4_fit"]
+        fit_s = {True: "yes", False: "no", None: "n/a"}[fit.get("fits")]
+        if fit.get("fits") is False:
+            fit_s += " (" + ", ".join(k for k, ok in (("memory", fit.get("within_15gib")), ("bf16", fit.get("no_bf16"))) if ok is False) + ")"
+        vals = [_f(r.get("val_at_tokens", {}).get(str(t)), ".4f") for t in checkpoints]
+        ttl = r.get("time_to_target_ms")
+        tab.add_row(r["record"], r["status"], _f(r["tokens_per_s"], ",.0f"), _f(r["mfu"], ".1%"),
+                    _f(r["peak_memory_bytes"] and r["peak_memory_bytes"] / GIB, ".2f"), fit_s, *vals,
+                    _f(ttl and ttl / 1000, ".1f"), _f(r.get("speedup_vs_baseline"), ".2f"))
+    console.print(tab)
+    micro = report.get("micro")
+    for err in report.get("run_errors") or []:
+        console.print(f"[red]not run: {err['target']}: {err['error']}[/]")
+    if report.get("micro_error"):
+        console.print(f"[red]micro-benchmarks: {report['micro_error']}[/]")
+    if micro:
+        s, e = micro["stream"], micro["eval"]
+        console.print(f"(a) harness stream: {s['stream_step_ms']:.2f} ms/step vs {s['staged_step_ms']:.2f} ms staged on the device "
+                      f"→ overhead {s['overhead']:+.2%} ({s['model']}, {s['blocks']}×{s['steps_per_block']} steps each)")
+        console.print(f"(b) full eval of {e['val_tokens']:,} tokens: {e['eval_ms']:.0f} ms; model forward alone {e['forward_only_ms']:.0f} ms; "
+                      f"flop floor {e['floor_ms']:.0f} ms → {e['eval_vs_floor']:.2f}× the floor")
+    gt = Table(title="goals")
+    for col in ("goal", "value", "met"):
+        gt.add_column(col)
+    for g in report["goals"]:
+        v = g["value"]
+        gt.add_row(g["goal"], _f(v, ".3f") if isinstance(v, float) else str(v), "[green]yes[/]" if g["passed"] else "[red]no[/]")
+    console.print(gt)
+
+
+def main(
+    targets: list[str] = typer.Argument(None, help="record folders (run now) or run folders (read back)"),
+    data: Path = typer.Option(None, help="dataset folder for the runs and the micro-benchmarks (e.g. data/docs)"),
+    track: str = typer.Option(None, help="track to run the records on (e.g. docs); default: the scale's own"),
+    scale: str = typer.Option(None, help="record scale to run (default full; smoke with --dry-run)"),
+    runs_out: Path = typer.Option(Path("bench-runs"), help="where new run folders go"),
+    out: Path = typer.Option(Path("bench.json"), help="json report"),
+    target_loss: float = typer.Option(None, help="common val loss for time-to-loss (default: the worst final loss)"),
+    baseline: str = typer.Option("baseline_adamw", help="record the speedups are measured against"),
+    fast_record: str = typer.Option("dense_muon_t4", help="record the mfu / speed goals are checked for"),
+    rival: str = typer.Option("muon_3xlr", help="record the fast record must beat to the common loss"),
+    params: list[str] = typer.Option(None, help="RECORD=N: matmul params of a record whose log does not say"),
+    step_record: Path = typer.Option(ROOT / "records" / "dense_muon_t4", help="model used for micro-benchmarks (a), (b)"),
+    skip_micro: bool = typer.Option(False, help="only the run table (no matmul-peak-dependent micro-benchmarks)"),
+    peak_n: int = typer.Option(8192, help="matmul size for the peak measurement"),
+    timeout: float = typer.Option(None, help="seconds per record run before it is stopped"),
+    dry_run: bool = typer.Option(False, help="cpu-sized: tiny matmul, synthetic data, smoke scales, tiny micro model"),
+) -> None:
+    """Measure tokens/s, MFU, memory, T4 fit, equal-token val loss, time to a common loss, and the harness's overhead."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    overrides = {}
+    for p in params or []:
+        name, _, value = p.partition("=")
+        overrides[name] = int(float(value))
+    tmp = tempfile.TemporaryDirectory()
+    if dry_run:
+        scale = scale or "smoke"
+        track = track or "demo"
+        data = data or synthetic_dataset(Path(tmp.name) / "demo", 16384 + 1025, 200_000)
+        peak_n = min(peak_n, 256)
+    scale = scale or "full"
+    peak = measure_matmul_peak(device, peak_n)
+    run_dirs, run_errors = collect_runs(targets or [], scale=scale, track=track, data=data, runs_out=runs_out, timeout_s=timeout)
+    rows = run_rows(run_dirs, peak["flops"], overrides)
+    cmp = compare(rows, target_loss, baseline)
+    report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+              "dry_run": dry_run, "matmul_peak": peak, "runs": rows, "run_errors": run_errors, "compare": cmp,
+              "micro": None, "micro_error": None, "thresholds": GOALS}
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")  # the runs are kept even if what follows fails
+    micro = None
+    if not skip_micro and data is None:
+        report["micro_error"] = "the micro-benchmarks need --data (the dataset the harness streams from)"
+    elif not skip_micro:
+        micro_track = track or "docs"
+        try:
+            micro = _micro(step_record, data, micro_track, peak["flops"], dry_run, device)
+        except Exception as e:  # reported, not raised: the run table above is the expensive part
+            report["micro_error"] = f"{type(e).__name__}: {e}"
+    report["micro"] = micro
+    report["goals"] = check_goals(rows, micro, fast_record, rival)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report)
+    console.print(f"wrote {out}")
+    tmp.cleanup()
+
+
+def _micro(step_record: Path, data: Path, track: str, peak_flops: float, dry_run: bool, device: str) -> dict:
+    if dry_run:
+        return micro_benchmarks(step_record, data, track, peak_flops, seq_len=64, batch_size=4, grad_accum=1,
+                                steps_per_block=1, blocks=2, model_overrides={"n_layer": 1, "n_head": 2, "n_embd": 16},
+                                eval_tokens=1025, compile_model=False)
+    return micro_benchmarks(step_record, data, track, peak_flops, seq_len=1024, batch_size=8, grad_accum=4,
+                            steps_per_block=10, blocks=3, model_overrides={}, eval_tokens=None,
+                            compile_model=device == "cuda")
+
+
+if __name__ == "__main__":
+    typer.run(main)
