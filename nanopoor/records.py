@@ -100,6 +100,12 @@ def _files(path: Path) -> list[Path]:
     return sorted(f for f in path.rglob("*") if f.is_file() and not IGNORED_PARTS & set(f.parts) and f.suffix != ".pyc")
 
 
+def record_files(path: str | Path) -> dict[str, str]:
+    """sha256 per file of the record, so a later mismatch can say which file changed."""
+    path = Path(path)
+    return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest() for f in _files(path)}
+
+
 def compute_digest(path: str | Path) -> str:
     """sha256 over every file of the record (relative path + bytes); record.toml without [frozen]."""
     path = Path(path)

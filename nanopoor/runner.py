@@ -24,8 +24,8 @@ from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
-from nanopoor.events import EventTail, last, read_events
-from nanopoor.records import check_frozen, compute_digest, load_record
+from nanopoor.events import EventTail, read_events
+from nanopoor.records import check_frozen, compute_digest, load_record, record_files
 from nanopoor.result import files_digest, git_info, write_result
 
 HARNESS_DIR = Path(harness.__file__).parent
@@ -97,7 +97,9 @@ def _command(rec, nproc: int) -> list[str]:
 
 
 def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool) -> dict:
-    env = {**os.environ, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1",
+    # PYTHONSAFEPATH: no cwd on sys.path (inherited by torchrun's children), so a `harness/` folder
+    # in the current directory cannot stand in for the one whose digest the runner checks
+    env = {**os.environ, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HARNESS_DIR.parent), os.environ.get("PYTHONPATH")]))}
     state = RunState(rec.name, config["steps"], config["budget_tokens"])
     tail = EventTail(run_dir / "events.jsonl")
@@ -175,8 +177,13 @@ def rank_failures(run_dir: Path) -> list[dict]:
     return out
 
 
+def first_end(events: list[dict]) -> dict | None:
+    """the launcher writes run_end once and exits; anything claiming to be a later one is the record's."""
+    return next((e for e in events if e.get("type") == "run_end"), None)
+
+
 def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
-    end = last(events, "run_end")
+    end = first_end(events)
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
@@ -187,6 +194,12 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
         f = failed[0]
         return f.get("status") or "failed", f"rank {f.get('rank')}: {f.get('reason')}"
     if end is not None:
+        after = events.index(end) < len(events) - 1
+        violation = next((e for e in events if e.get("type") == "violation"), None)
+        if end["status"] == "completed" and violation is not None:
+            return "invalid", f"{violation.get('kind')}: {violation.get('detail')}"
+        if end["status"] == "completed" and after:
+            return "invalid", "events: lines were written after run_end (only the harness writes the event log)"
         return end["status"], end.get("reason") or ""
     rc = outcome["returncode"]
     if rc is not None and rc < 0:
@@ -197,8 +210,8 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
 def _result(rec, trk, config, events, outcome, started, harness_before, data) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome)
-    end = last(events, "run_end") or {}
-    start = last(events, "run_start") or {}
+    end = first_end(events) or {}
+    start = next((e for e in events if e.get("type") == "run_start"), {})
     torch_facts = start.get("torch") or {}
     hw = hardware.describe(hardware.query_smi() if torch_facts.get("device", "cpu") != "cpu" else None, torch_facts)
     used = config["nproc"] if torch_facts.get("device", "cpu") != "cpu" else 0
@@ -235,6 +248,8 @@ def _result(rec, trk, config, events, outcome, started, harness_before, data) ->
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),
+        "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
+        "harness_sha256": harness_before, "record_files": record_files(rec.path),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
