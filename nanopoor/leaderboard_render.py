@@ -218,14 +218,20 @@ def progression_png(rows: list[dict]) -> bytes:
                             yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
                             color=colours[hw], capsize=3, label=f"verified, {hw}")
             rest = [r for r in subs if not r["verified"]]
-            if rest:
-                ax.plot([_day(r["date"]) for r in rest], [r["train_time_ms_mean"] / 60000 for r in rest],
-                        "o", mfc="none", color=colours[hw], label=f"not verified, {hw}")
+            # a run that never reached the target shows its whole train time: a different marker,
+            # so nobody reads it as a time to target
+            short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
+                     or r["val_loss_mean"] > r["target_val_loss"]]
+            reached = [r for r in rest if r not in short]
+            for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
+                if group:
+                    ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
+                            marker, mfc="none", color=colours[hw], label=f"{what}, {hw}")
             claims = [r for r in mine if r["kind"] == "claim" and r["hardware"] == hw]
             if claims:
                 ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
                         "x", color=colours[hw], label=f"published claim, {hw}")
-        ax.set_title(f"{name}: train time to target (lower is better)", fontsize=10)
+        ax.set_title(f"{name}: train time (to target where reached; lower is better)", fontsize=10)
         ax.set_ylabel("minutes")
         ax.grid(alpha=0.3)
         locator = AutoDateLocator()
