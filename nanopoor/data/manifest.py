@@ -1,0 +1,139 @@
+"""a dataset folder's manifest: reading it with one-line errors, its fingerprint, atomic json writes.
+
+layout (docs/contract.md): manifest.json, val_000000.bin …, train_000000.bin …; while a build
+runs (or after it was interrupted) progress.json records what is done and how to resume.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from harness.shards import ShardError, read_header
+from nanopoor.errors import UserError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
+REQUIRED_KEYS = (
+    "schema_version", "dataset", "tokenizer", "vocab_size", "eot_id", "source",
+    "val", "train", "val_tokens", "train_tokens", "fingerprint", "complete",
+)
+
+
+def fingerprint(tokenizer: str, vocab_size: int, val: list[dict], train: list[dict]) -> str:
+    """sha256 over the tokenizer name, the vocabulary size and each shard's sha256, in order.
+
+    exactly: sha256 of the utf-8 text "nanopoor-dataset-v1\\n{tokenizer}\\n{vocab_size}\\n" followed by
+    one line "{split} {sha256}\\n" per shard, val shards first, then train, in stream order."""
+    h = hashlib.sha256(f"nanopoor-dataset-v1\n{tokenizer}\n{vocab_size}\n".encode())
+    for split, shards in (("val", val), ("train", train)):
+        for s in shards:
+            h.update(f"{split} {s['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """temp file beside the target, fsync, rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
+
+
+def write_error(path: Path, e: OSError) -> UserError:
+    """one line for a failed write; the build keeps what it finished and resumes."""
+    if e.errno == errno.ENOSPC:
+        return UserError(
+            f"disk full while writing {path}: free space on that disk and run the same command "
+            "again; the shards already written are kept and the build resumes")
+    return UserError(f"cannot write {path}: {e.strerror or e}; fix it and run the same command again to resume")
+
+
+def build_hint(path: Path) -> str:
+    """the command that (re)builds the dataset at path."""
+    prog = Path(path) / PROGRESS
+    if prog.is_file():
+        try:
+            cmd = json.loads(prog.read_text()).get("command")
+            if cmd:
+                return cmd
+        except (OSError, ValueError):
+            pass
+    name = Path(path).name
+    if name == "fineweb-edu":
+        return f"nanopoor data fineweb-edu --out {path}"
+    if name == "docs":
+        return "make data-docs"
+    if name == "demo":
+        return f"nanopoor data demo --out {path}" if str(path) != "data/demo" else "nanopoor data demo"
+    return "nanopoor data demo"
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """the parsed manifest of a complete dataset folder, or a one-line UserError saying what to run."""
+    d = Path(path)
+    if not d.exists():
+        raise UserError(f"no dataset at {d}: build it with `{build_hint(d)}`")
+    if not d.is_dir():
+        raise UserError(f"{d} is a file, not a dataset folder (a folder with manifest.json and shards)")
+    mf = d / MANIFEST
+    if not mf.is_file():
+        if (d / PROGRESS).is_file():
+            raise UserError(f"the dataset at {d} is incomplete (its build was interrupted): resume it with `{build_hint(d)}`")
+        raise UserError(f"no dataset at {d} (no {MANIFEST}): build it with `{build_hint(d)}`")
+    try:
+        m = json.loads(mf.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read {mf}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UserError(f"{mf} is not valid json ({e}): rebuild it with `{build_hint(d)}`") from None
+    if not isinstance(m, dict):
+        raise UserError(f"{mf} is not a manifest (expected a json object): rebuild it with `{build_hint(d)}`")
+    version = m.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise UserError(f"{mf} has schema_version {version}; this nanopoor reads up to {SCHEMA_VERSION}: update nanopoor")
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise UserError(f"{mf} lacks {', '.join(missing)}: rebuild it with `{build_hint(d)}`")
+    if not m["complete"]:
+        raise UserError(f"the dataset at {d} is incomplete: resume it with `{build_hint(d)}`")
+    return m
+
+
+def shard_paths(path: str | os.PathLike, manifest: dict) -> list[tuple[str, Path, dict]]:
+    """(split, file path, manifest entry) for every shard, val first, in stream order."""
+    d = Path(path)
+    return [(split, d / e["file"], e) for split in ("val", "train") for e in manifest[split]]
+
+
+def ensure_dataset(path: str | os.PathLike) -> dict:
+    """the manifest of a usable dataset: complete, every shard present with the header and size the
+    manifest says (no hashing: `nanopoor data audit` does that). one-line UserError otherwise."""
+    d = Path(path)
+    m = load_manifest(d)
+    if not m["val"]:
+        raise UserError(f"the dataset at {d} has no val shards: rebuild it with `{build_hint(d)}`")
+    for _, p, e in shard_paths(d, m):
+        if not p.is_file():
+            raise UserError(f"shard {p} listed in {d / MANIFEST} is missing: rebuild with `{build_hint(d)}`")
+        try:
+            h = read_header(p)
+        except ShardError as err:
+            raise UserError(f"{err}") from None
+        if h.vocab_size != m["vocab_size"]:
+            raise UserError(
+                f"shard {p}: vocabulary {h.vocab_size} does not match the manifest's {m['vocab_size']}; "
+                f"rebuild with `{build_hint(d)}`")
+        if h.tokens != e["tokens"]:
+            raise UserError(f"shard {p} holds {h.tokens} tokens but the manifest says {e['tokens']}: rebuild with `{build_hint(d)}`")
+    return m

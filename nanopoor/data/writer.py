@@ -1,0 +1,338 @@
+"""turn a stream of documents into val then train shards, atomically and resumably.
+
+the stream is given as a function `batches(start_doc)` that yields (tokens, starts) pairs from
+document `start_doc` on: tokens is the uint32 concatenation of whole documents (each non-empty
+one preceded by eot), starts[i] the offset of the batch's i-th document. the val split is the first `val_tokens`
+tokens; the train split starts at the document after the one that holds the last val token.
+
+progress.json records every finished shard with the stream position (document, offset within
+it) where the shard starts, and the position after the last one. a resumed build re-reads the
+source from that position; since the stream is deterministic the result is byte-identical to an
+uninterrupted build. the manifest is written last, with complete: true.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.shards import ShardError, pack_header, read_header, write_shard
+from nanopoor.data.manifest import (
+    MANIFEST, PROGRESS, SCHEMA_VERSION, fingerprint, write_error, write_json_atomic,
+)
+from nanopoor.data.tokenizer import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
+from nanopoor.errors import UserError
+
+PROGRESS_VERSION = 1
+Batches = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]]
+WriteShard = Callable[[Path, np.ndarray, int], None]
+
+
+@dataclass
+class BuildSpec:
+    """what a build makes; two builds with equal specs write the same bytes."""
+    dataset: str
+    source: dict                      # recorded in the manifest: kind, repo/config or files, shuffle, …
+    val_tokens: int
+    train_tokens: int | None          # None: until the source ends
+    shard_tokens: int
+    command: str                      # how to run (and resume) this build, for messages
+
+    def params(self) -> dict:
+        return {
+            "dataset": self.dataset, "tokenizer": TOKENIZER_NAME, "vocab_size": VOCAB_SIZE,
+            "source": self.source, "val_tokens": self.val_tokens, "train_tokens": self.train_tokens,
+            "shard_tokens": self.shard_tokens,
+        }
+
+
+def command_line(args: list[str] | None = None) -> str:
+    """the command as the user typed it, for 'run … again' messages."""
+    argv = sys.argv if args is None else args
+    if argv and Path(argv[0]).name in ("nanopoor", "__main__.py"):
+        return shlex.join(["nanopoor", *argv[1:]])
+    return ""
+
+
+class Reporter:
+    """a rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._p = None
+        self._task = None
+
+    def start(self, description: str, total: int | None, unit: str = "tokens") -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+            TimeElapsedColumn, TimeRemainingColumn,
+        )
+        self.stop()
+        self._p = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+            TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True),
+        )
+        self._p.start()
+        self._task = self._p.add_task(description, total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        if self._p is not None:
+            self._p.advance(self._task, n)
+            speed = self._p.tasks[0].speed
+            if speed:
+                self._p.update(self._task, rate=f"{speed / 1e6:.2f}M/s")
+
+    def describe(self, description: str) -> None:
+        if self._p is not None:
+            self._p.update(self._task, description=description)
+
+    def stop(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+            self._p = None
+
+    def note(self, msg: str) -> None:
+        if self.enabled:
+            print(msg, file=sys.stderr)
+
+
+def shard_sha256(tokens: np.ndarray, vocab_size: int) -> str:
+    """the sha256 of the shard file write_shard makes from these tokens."""
+    h = hashlib.sha256(pack_header(tokens.size, vocab_size))
+    h.update(memoryview(np.ascontiguousarray(tokens)))
+    return h.hexdigest()
+
+
+class Build:
+    """one dataset folder being built: its spec, its progress file and its shards."""
+
+    def __init__(self, out_dir: Path, spec: BuildSpec, reporter: Reporter | None = None):
+        self.out = Path(out_dir)
+        self.spec = spec
+        self.report = reporter or Reporter(False)
+        self.manifest: dict | None = None
+        if spec.val_tokens <= 0:
+            raise UserError(f"val tokens must be positive, not {spec.val_tokens}")
+        if spec.shard_tokens <= 0:
+            raise UserError(f"shard tokens must be positive, not {spec.shard_tokens}")
+        if spec.train_tokens is not None and spec.train_tokens < 0:
+            raise UserError(f"train tokens must be 0 or more, not {spec.train_tokens}")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create {self.out}: {e.strerror or e}") from None
+        self._check_existing()
+        if self.manifest is None:
+            self.state = self._load_progress()
+            self.save()  # from now on the folder says how to resume it
+
+    @property
+    def done(self) -> bool:
+        return self.manifest is not None
+
+    # --- existing folder -------------------------------------------------------------------
+    def _check_existing(self) -> None:
+        mf = self.out / MANIFEST
+        if not mf.is_file():
+            return
+        try:
+            m = json.loads(mf.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            m = None
+        if isinstance(m, dict) and m.get("complete") and m.get("build") == self.spec.params():
+            self.manifest = m
+            (self.out / PROGRESS).unlink(missing_ok=True)  # left if the last run stopped right after the manifest
+            return
+        raise UserError(
+            f"{self.out} already holds a dataset built with other settings ({mf}): "
+            "choose another --out or remove that folder")
+
+    def _load_progress(self) -> dict:
+        path = self.out / PROGRESS
+        params = self.spec.params()
+        fresh = {"version": PROGRESS_VERSION, "command": self.spec.command, "params": params,
+                 "shards": [], "next": {"split": "val", "doc": 0, "offset": 0}}
+        if not path.is_file():
+            if any(self.out.glob("*_0*.bin")):
+                raise UserError(f"{self.out} holds shards but no {PROGRESS} or {MANIFEST}: choose another --out or remove that folder")
+            return fresh
+        try:
+            st = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UserError(f"{path} is unreadable: remove {self.out} and build again") from None
+        if st.get("version") != PROGRESS_VERSION or st.get("params") != params:
+            raise UserError(
+                f"{self.out} holds an interrupted build with other settings: resume it with "
+                f"`{st.get('command') or 'the command that started it'}`, or remove that folder")
+        # every recorded shard must still be there, whole; resume from the first one that is not
+        for i, e in enumerate(st["shards"]):
+            try:
+                ok = read_header(self.out / e["file"]).tokens == e["tokens"]
+            except ShardError:
+                ok = False
+            if not ok:
+                st["shards"] = st["shards"][:i]
+                st["next"] = {"split": e["split"], "doc": e["start"][0], "offset": e["start"][1]}
+                break
+        for tmp in self.out.glob("*.bin.tmp"):
+            tmp.unlink(missing_ok=True)
+        if st["shards"] or st.get("phase1"):
+            self.report.note(f"resuming the build in {self.out} ({len(st['shards'])} shards already written)")
+        return st
+
+    def save(self) -> None:
+        write_json_atomic(self.out / PROGRESS, self.state)
+
+    # --- the stream ------------------------------------------------------------------------
+    def _flush(self, split: str, tokens: np.ndarray, documents: int, start: tuple[int, int], nxt: dict,
+               write: WriteShard) -> None:
+        index = sum(1 for e in self.state["shards"] if e["split"] == split)
+        name = f"{split}_{index:06d}.bin"
+        path = self.out / name
+        try:
+            write(path, tokens, VOCAB_SIZE)
+        except OSError as e:
+            raise write_error(path, e) from None
+        self.state["shards"].append({
+            "split": split, "file": name, "tokens": int(tokens.size),
+            "sha256": shard_sha256(tokens, VOCAB_SIZE),
+            "documents": int(documents),  # documents that begin in this shard
+            "start": [int(start[0]), int(start[1])],
+        })
+        self.state["next"] = nxt
+        self.save()
+
+    def run(self, batches: Batches, *, write: WriteShard = write_shard, describe: str = "writing shards",
+            total: int | None = None) -> dict:
+        """write the shards from the recorded position to the end, then the manifest."""
+        if self.manifest is not None:
+            return self.manifest
+        if self.state["next"]["split"] != "done":
+            self._stream(batches, write, describe, total)
+        return self._finish()
+
+    def _stream(self, batches: Batches, write: WriteShard, describe: str, total: int | None) -> None:
+        spec, st = self.spec, self.state
+        nxt = st["next"]
+        split, doc, skip = nxt["split"], int(nxt["doc"]), int(nxt["offset"])
+        inf = math.inf
+        limit = spec.val_tokens if split == "val" else (spec.train_tokens if spec.train_tokens is not None else inf)
+        in_split = sum(e["tokens"] for e in st["shards"] if e["split"] == split)
+        written = sum(e["tokens"] for e in st["shards"])
+        if total is None and spec.train_tokens is not None:
+            total = spec.val_tokens + spec.train_tokens
+        if split == "train" and limit == 0:
+            st["next"] = {"split": "done", "doc": doc, "offset": 0}
+            self.save()
+            return
+        self.report.start(describe, total)
+        self.report.advance(written)
+        buf = np.empty(spec.shard_tokens, np.uint32)  # pages are touched only as they fill
+        n = docs = 0
+        start = (doc, skip)
+        base = doc
+        stream = iter(batches(doc))
+        try:
+            for tokens, starts in stream:
+                L = len(tokens)
+                p = skip
+                skip = 0
+
+                def position(q: int) -> tuple[int, int]:
+                    if q >= L:
+                        return base + len(starts), 0
+                    j = int(np.searchsorted(starts, q, side="right")) - 1
+                    return base + j, q - int(starts[j])
+
+                while p < L:
+                    take = int(min(L - p, spec.shard_tokens - n, limit - in_split - n))
+                    piece = tokens[p:p + take]
+                    buf[n:n + take] = piece
+                    docs += int(np.count_nonzero(piece == EOT_ID))
+                    n += take
+                    p += take
+                    self.report.advance(take)
+                    if in_split + n == limit:
+                        if split == "val":
+                            last, _ = position(p - 1)
+                            first_train = last + 1
+                            train_limit = spec.train_tokens if spec.train_tokens is not None else inf
+                            after = {"split": "train" if train_limit else "done", "doc": first_train, "offset": 0}
+                            self._flush("val", buf[:n], docs, start, after, write)
+                            if not train_limit:
+                                return
+                            split, limit, in_split, n, docs = "train", train_limit, 0, 0, 0
+                            start = (first_train, 0)
+                            rel = first_train - base
+                            p = int(starts[rel]) if rel < len(starts) else L
+                        else:
+                            end = position(p)
+                            self._flush("train", buf[:n], docs, start, {"split": "done", "doc": end[0], "offset": end[1]}, write)
+                            return
+                    elif n == spec.shard_tokens:
+                        end = position(p)
+                        self._flush(split, buf[:n], docs, start, {"split": split, "doc": end[0], "offset": end[1]}, write)
+                        in_split += n
+                        n = docs = 0
+                        start = end
+                base += len(starts)
+            # the source ended
+            if split == "val":
+                raise UserError(
+                    f"the source ended after {in_split + n:,} tokens, fewer than the {spec.val_tokens:,} "
+                    "val tokens it needs: give more text or a smaller --val-tokens")
+            if n:
+                self._flush("train", buf[:n], docs, start, {"split": "done", "doc": base, "offset": 0}, write)
+            else:
+                st["next"] = {"split": "done", "doc": base, "offset": 0}
+                self.save()
+            if spec.train_tokens is not None and in_split + n < spec.train_tokens:
+                self.report.note(f"note: the source ended after {in_split + n:,} train tokens (asked for {spec.train_tokens:,})")
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+            self.report.stop()
+
+    def _finish(self) -> dict:
+        spec, st = self.spec, self.state
+        entries = {"val": [], "train": []}
+        for e in st["shards"]:
+            entries[e["split"]].append({k: e[k] for k in ("file", "tokens", "sha256", "documents")})
+        if not entries["val"]:
+            raise UserError(f"the build in {self.out} wrote no val shard; remove that folder and build again")
+        m = {
+            "schema_version": SCHEMA_VERSION,
+            "dataset": spec.dataset,
+            "tokenizer": TOKENIZER_NAME,
+            "vocab_size": VOCAB_SIZE,
+            "eot_id": EOT_ID,
+            "bytes_per_token": 4,
+            "source": spec.source,
+            "val": entries["val"],
+            "train": entries["train"],
+            "val_tokens": sum(e["tokens"] for e in entries["val"]),
+            "train_tokens": sum(e["tokens"] for e in entries["train"]),
+            "fingerprint": fingerprint(TOKENIZER_NAME, VOCAB_SIZE, entries["val"], entries["train"]),
+            "build": spec.params(),
+            "complete": True,
+        }
+        write_json_atomic(self.out / MANIFEST, m)
+        try:
+            (self.out / PROGRESS).unlink(missing_ok=True)
+        except OSError:
+            pass
+        self.manifest = m
+        return m
+
