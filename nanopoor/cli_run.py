@@ -74,11 +74,18 @@ def demo(
     console.print(f"[bold]2/3[/] running {DEMO_RECORD} (smoke scale, cpu) under the harness")
     run_dir = run_record(DEMO_RECORD, scale="smoke", data_dir=data, out_root=out)
     print_summaries([summary(run_dir)], "table", console)
-    console.print("[bold]3/3[/] leaderboard preview (cpu runs are dev: counted, never ranked)")
-    from rich.markdown import Markdown
+    console.print("[bold]3/3[/] leaderboard preview of", out)
+    from rich.table import Table
 
-    from nanopoor.leaderboard import build, output_paths
+    from nanopoor.leaderboard import build
 
-    preview = out / "leaderboard-preview.md"
-    board = build(out, Path("records"), preview)
-    console.print(Markdown(board.files[output_paths(preview)["md"]].decode()))
+    board = build(out, Path("records"), out / "leaderboard-preview.md")
+    tab = Table(show_header=True, header_style="bold")
+    for col in ("record", "track", "class", "hardware", "runs", "val loss (mean)", "verdict"):
+        tab.add_column(col)
+    for r in board.frame[board.frame["kind"] == "submission"].to_dict("records"):
+        vl = r["val_loss_mean"]
+        tab.add_row(str(r["record"]), str(r["track"]), str(r["class"]), str(r["hardware"]), str(r["n_runs"]),
+                    f"{vl:.4f}" if isinstance(vl, float) else "–", str(r["verdict"]))
+    console.print(tab)
+    console.print("cpu runs are dev: counted, never ranked. The real board: leaderboard.md (`make leaderboard`).")

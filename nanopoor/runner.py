@@ -38,15 +38,11 @@ def new_seed() -> int:
 
 
 def resolve_data(track, data_dir: str | Path | None) -> Path:
+    """the dataset folder for the track: complete, its shards intact, and of the track's dataset."""
+    from nanopoor.data.manifest import ensure_dataset
+
     d = Path(data_dir) if data_dir else Path("data") / track.dataset
-    manifest = d / "manifest.json"
-    if not manifest.is_file():
-        build = "nanopoor data demo" if track.dataset == "demo" else (
-            "nanopoor data fineweb-edu" if track.dataset == "fineweb-edu" else f"nanopoor data files PATH... --dataset {track.dataset}")
-        raise UserError(f"no dataset at {d} (track {track.name} needs dataset '{track.dataset}'): build it with `{build} --out {d}` or pass --data DIR")
-    m = json.loads(manifest.read_text())
-    if not m.get("complete", True):
-        raise UserError(f"dataset at {d} is an interrupted build: run the same `nanopoor data` command again to resume it")
+    m = ensure_dataset(d)
     if m.get("dataset") != track.dataset:
         raise UserError(f"dataset at {d} is '{m.get('dataset')}', but track {track.name} needs '{track.dataset}': "
                         f"pass --track {m.get('dataset')} or --data with a '{track.dataset}' dataset")
