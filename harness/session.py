@@ -95,6 +95,8 @@ class Session:
         self._post_warmup_digest: str | None = None
         self._started = False
         self._compiles_before = 0
+        self._compiles_paused = 0      # compiles during eval pauses (untimed)
+        self._compiles_timed = None    # fixed when the clock stops for good
         self._last_train_loss: float | None = None
         self._last_step = 0
         self._last_eval: dict | None = None
@@ -241,6 +243,7 @@ class Session:
         was_running = self.clock.running
         self.clock.stop()
         pause_t0, span_pause_t0 = now_ns(), check_ns()
+        compiles_t0 = compile_count()  # compiles in the pause are untimed: not counted as timed
         if isinstance(forward, torch.nn.Module):
             self.watch(forward)
         full = val_tokens is None or int(val_tokens) >= self.track.val_tokens
@@ -262,6 +265,7 @@ class Session:
             raise ContractViolation("nan", f"val loss is {loss} at step {step}")
         # the whole pause counts as eval time: the clock check below adds train + pauses up to the span
         self.eval_time_ms += (now_ns() - pause_t0) / 1e6
+        self._compiles_paused += compile_count() - compiles_t0
         if was_running:
             self._pause_ns_in_span += check_ns() - span_pause_t0
             self.clock.start()
@@ -323,6 +327,8 @@ class Session:
         import torch
 
         self.clock.stop()
+        if self._started:
+            self._compiles_timed = compile_count() - self._compiles_before - self._compiles_paused
         span_ms = (check_ns() - self._span_t0) / 1e6 if self._span_t0 is not None else None
         self._check_span(span_ms)
         if self._last_eval is None or not self._last_eval["full"] or self._last_eval["step"] != self._last_step:
@@ -353,7 +359,7 @@ class Session:
             "warmup_time_ms": self.warmup_time_ms, "checks_time_ms": (now_ns() - checks_t0) / 1e6,
             "tokens": served["tokens_served"], "val_loss": val, "val_loss_full": True, "steps": self._last_step,
             "causal": causal["passed"], "max_leak": causal["max_leak"], "heldout_gap": heldout["gap"],
-            "heldout_passed": heldout["passed"], "compiles_in_timed": compile_count() - self._compiles_before,
+            "heldout_passed": heldout["passed"], "compiles_in_timed": self._compiles_timed,
             "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": served["epoch"],
             "dataset_fingerprint": self.dataset_fingerprint, "train_span_ms": span_ms,
         }
