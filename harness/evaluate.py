@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 
 def num_windows(tokens: int, seq_len: int) -> int:
     return max(0, (tokens - 1) // seq_len)
@@ -68,8 +66,3 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
         probe.reduce(world_size, val.device)
     mean = (loss_sum / count).item()
     return (mean if math.isfinite(mean) else float("nan")), int(count.item())
-
-
-def val_prefix(val_tokens: np.ndarray, tokens: int | None) -> np.ndarray:
-    """the first `tokens` of the val split (all of it for None)."""
-    return val_tokens if tokens is None else val_tokens[: int(tokens)]

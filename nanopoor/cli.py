@@ -31,17 +31,10 @@ class _Group(TyperGroup):
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="nanopoor: run frozen speedrun records under the harness, review logs, keep the leaderboard.")
 
-from nanopoor import cli_run  # noqa: E402
+from nanopoor import cli_board, cli_data, cli_logs, cli_run  # noqa: E402
 
-cli_run.register(app)
-for _name in ("cli_data", "cli_logs", "cli_board"):
-    try:
-        _mod = __import__(f"nanopoor.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as _e:  # a verb group still being written
-        if _e.name != f"nanopoor.{_name}":
-            raise
-        continue
-    _mod.register(app)
+for _verbs in (cli_run, cli_data, cli_logs, cli_board):
+    _verbs.register(app)
 
 
 def main() -> None:

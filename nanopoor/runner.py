@@ -24,7 +24,7 @@ from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
-from nanopoor.events import EventTail, read_events
+from nanopoor.events import EventTail, first, read_events
 from nanopoor.records import check_frozen, compute_digest, load_record, record_files
 from nanopoor.result import files_digest, git_info, write_result
 
@@ -173,13 +173,8 @@ def rank_failures(run_dir: Path) -> list[dict]:
     return out
 
 
-def first_end(events: list[dict]) -> dict | None:
-    """the launcher writes run_end once and exits; anything claiming to be a later one is the record's."""
-    return next((e for e in events if e.get("type") == "run_end"), None)
-
-
 def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
-    end = first_end(events)
+    end = first(events, "run_end")
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
@@ -206,8 +201,8 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
 def _result(rec, trk, config, events, outcome, started, harness_before, data) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome)
-    end = first_end(events) or {}
-    start = next((e for e in events if e.get("type") == "run_start"), {})
+    end = first(events, "run_end") or {}
+    start = first(events, "run_start") or {}
     torch_facts = start.get("torch") or {}
     hw = hardware.describe(hardware.query_smi() if torch_facts.get("device", "cpu") != "cpu" else None, torch_facts)
     used = config["nproc"] if torch_facts.get("device", "cpu") != "cpu" else 0

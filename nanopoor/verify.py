@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nanopoor import hardware
 from nanopoor.errors import UserError, did_you_mean
-from nanopoor.events import last, read_events
+from nanopoor.events import first, read_events
 from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
 
 RESULT_FILE = "result.json"
@@ -122,7 +122,7 @@ def event_problems(run_dir: Path, result: Mapping) -> list[str]:
     """a completed result must carry the numbers its own event log ended with."""
     if result.get("status") != "completed":
         return []
-    end = last(read_events(run_dir / "events.jsonl"), "run_end")
+    end = first(read_events(run_dir / "events.jsonl"), "run_end")
     if end is None:
         return ["completed but events.jsonl has no run_end event"]
     out = []
