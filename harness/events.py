@@ -44,13 +44,16 @@ class EventLog:
             self._f = None
 
 
-def fmt_tokens(tokens: int) -> str:
-    if tokens >= 1e9:
-        return f"{tokens / 1e9:.2f}B"
-    if tokens >= 1e6:
-        return f"{tokens / 1e6:.2f}M"
-    if tokens >= 1e3:
-        return f"{tokens / 1e3:.1f}k"
+def fmt_tokens(tokens: int | None) -> str:
+    """three significant digits: 5242880 -> '5.24M', 14008320 -> '14.0M', 100_000_000 -> '100M'.
+
+    the one token formatter: the eval line, the live display, review and the leaderboard."""
+    if tokens is None:
+        return "?"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if tokens >= scale * 0.9995:   # 999_999 rounds to 1.00M, not 1000k
+            x = tokens / scale
+            return f"{x:.{max(0, 2 - int(math.log10(x)))}f}{unit}"
     return str(tokens)
 
 

@@ -93,7 +93,8 @@ def _print_review(data: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nanopoor.review import fmt_ms, fmt_tokens
+    from harness.events import fmt_tokens
+    from nanopoor.review import fmt_ms
 
     console = Console()
     log = data["log"]
@@ -185,7 +186,8 @@ def _print_comparison(cmp) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nanopoor.review import fmt_ms, fmt_tokens
+    from harness.events import fmt_tokens
+    from nanopoor.review import fmt_ms
 
     console = Console()
     t, tok, run = cmp.time, cmp.tokens, cmp.run

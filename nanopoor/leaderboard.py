@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from nanopoor import stats
-from nanopoor.leaderboard_render import fmt_tokens
+from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
 CLASS_ORDER = {"official": 0, "unofficial": 1, "dev": 2}

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from nanopoor.leaderboard_render import fmt_tokens
+from harness.events import fmt_tokens
 from nanopoor.verify import track_name
 
 

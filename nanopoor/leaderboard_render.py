@@ -13,6 +13,7 @@ from datetime import date
 
 import pandas as pd
 
+
 CLASS_NAMES = ("official", "unofficial", "dev")
 PNG_SIZE_IN = (9.0, 3.6)   # width, height per track panel, inches
 PNG_DPI = 100
@@ -20,17 +21,6 @@ SUBMISSION_HEADER = ["rank", "time", "date", "data", "person", "description",
                      "val loss (mean, p)", "hardware", "verdict", "log"]
 CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log",
                 "what the harness found"]
-
-
-def fmt_tokens(n) -> str:
-    """three significant digits: 5242880 -> '5.24M', 14008320 -> '14.0M', 100_000_000 -> '100M'."""
-    if n is None:
-        return "?"
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= scale * 0.9995:   # 999_999 rounds to 1.00M, not 1000k
-            x = n / scale
-            return f"{x:.{max(0, 2 - int(math.log10(x)))}f}{unit}"
-    return str(n)
 
 
 def rows_of(frame: pd.DataFrame) -> list[dict]:

@@ -9,6 +9,7 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from harness.events import fmt_tokens
 from nanopoor.logs.model import ParsedLog, ParsedRun, StepPoint
 
 SEVERITIES = ("error", "warn", "info")
@@ -266,15 +267,6 @@ def review_parsed(parsed: ParsedLog, track, tokens_per_step: int | None = None, 
 
 
 # --- formatting ----------------------------------------------------------------------------
-def fmt_tokens(tokens: int | None) -> str:
-    if tokens is None:
-        return "?"
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if tokens >= scale:
-            return f"{tokens / scale:.3g}{suffix}"
-    return str(tokens)
-
-
 def fmt_ms(ms: float | None) -> str:
     if ms is None:
         return "?"
