@@ -103,18 +103,6 @@ def collect_runs(targets: list[str], *, scale: str, track: str | None, data: Pat
     return dirs, errors
 
 
-def read_events(path: Path) -> list[dict]:
-    out = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a torn last line of a killed run
-    return out
-
-
 def matmul_params(run_dir: Path, events: list[dict], overrides: dict[str, int], record: str) -> int | None:
     """n of 6·n·tokens: an override, else a `matmul_params` event field, else the record's log line."""
     if record in overrides:
@@ -185,6 +173,7 @@ def t4_fit(result: dict, end: dict) -> dict:
 
 
 def run_rows(run_dirs: list[Path], peak_flops: float, overrides: dict[str, int]) -> list[dict]:
+    from nanopoor.events import read_events
     from nanopoor.result import load_result
 
     rows = []

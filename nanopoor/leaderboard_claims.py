@@ -8,13 +8,13 @@ the claimed token budget.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
 from harness.events import fmt_tokens
+from nanopoor.events import read_events
 from nanopoor.verify import track_name
 
 
@@ -46,15 +46,7 @@ def eval_at(run_path: Path, result: Mapping, tokens: int):
             and math.isfinite(result["val_loss"]):
         return result["val_loss"], tokens, result.get("train_time_ms"), bool(result.get("val_loss_full", True))
     best = None
-    try:
-        lines = (run_path / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
+    for ev in read_events(run_path / "events.jsonl"):
         if ev.get("type") != "eval" or not isinstance(ev.get("tokens"), int) or ev["tokens"] > tokens:
             continue
         key = (ev["tokens"], bool(ev.get("full")))   # latest eval; a full one over a prefix one

@@ -37,8 +37,8 @@ def new_seed() -> int:
     return secrets.randbelow(2**31 - 1) + 1
 
 
-def resolve_data(track, data_dir: str | Path | None) -> Path:
-    """the dataset folder for the track: complete, its shards intact, and of the track's dataset."""
+def resolve_data(track, data_dir: str | Path | None) -> tuple[Path, dict]:
+    """the dataset folder for the track and its manifest: complete, shards intact, the track's dataset."""
     from nanopoor.data.manifest import ensure_dataset
 
     d = Path(data_dir) if data_dir else Path("data") / track.dataset
@@ -46,7 +46,7 @@ def resolve_data(track, data_dir: str | Path | None) -> Path:
     if m.get("dataset") != track.dataset:
         raise UserError(f"dataset at {d} is '{m.get('dataset')}', but track {track.name} needs '{track.dataset}': "
                         f"pass --track {m.get('dataset')} or --data with a '{track.dataset}' dataset")
-    return d
+    return d, m
 
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
@@ -57,7 +57,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     record_sha = check_frozen(rec)
     sc = rec.scale(scale)
     trk = get_track(track or sc["track"])
-    data = resolve_data(trk, data_dir)
+    data, manifest = resolve_data(trk, data_dir)
     seed = new_seed() if seed is None else int(seed)
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{rec.name}-{scale}-s{seed}-{secrets.token_hex(2)}"
@@ -75,7 +75,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     harness_before = package_files_digest(HARNESS_DIR)
     outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet)
     events = read_events(run_dir / "events.jsonl")
-    result = _result(rec, trk, config, events, outcome, started, harness_before, data)
+    result = _result(rec, trk, config, events, outcome, started, harness_before, manifest)
     from nanopoor.plots import loss_curve
 
     loss_curve(events, run_dir / "loss.png", f"{rec.name} ({scale}, seed {seed}) — {result['status']}", trk.target_val_loss)
@@ -198,7 +198,7 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
     return "failed", f"the record's process exited with code {rc} without a run_end event (see log.txt)"
 
 
-def _result(rec, trk, config, events, outcome, started, harness_before, data) -> dict:
+def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome)
     end = first(events, "run_end") or {}
@@ -227,7 +227,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, data) ->
     return {
         "run_id": config["run_id"], "record": rec.name, "record_sha256": config["record_sha256"],
         "record_title": rec.title, "author": rec.author, "track": trk.name, "dataset": trk.dataset,
-        "dataset_fingerprint": end.get("dataset_fingerprint") or json.loads((data / "manifest.json").read_text()).get("fingerprint"),
+        "dataset_fingerprint": end.get("dataset_fingerprint") or manifest.get("fingerprint"),
         "harness_version": harness.__version__, "contract_version": CONTRACT_VERSION,
         "seed": config["seed"], "scale": config["scale"], "hardware": hw, "class": klass, "hardware_label": hw_label,
         "nproc": config["nproc"], "status": status, "reason": reason,
