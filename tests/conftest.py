@@ -69,5 +69,13 @@ def copy_record(src: Path, dst_root: Path, name: str | None = None, args: dict |
 
 
 @pytest.fixture
+def app():
+    """the real root cli (its group turns a UserError into one line and exit 1)."""
+    from nanopoor.cli import app as root
+
+    return root
+
+
+@pytest.fixture
 def tiny_record(tmp_path) -> Path:
     return copy_record(FIXTURES / "records" / "tiny", tmp_path / "records")

@@ -7,26 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from fixtures_runs import H100, make_record, make_run, make_submission, rewrite_result
 from nanopoor import leaderboard
-from nanopoor.cli import _Group
-from nanopoor.cli_board import register
 
 SEED_CLAIM = {"time_min": 14.86, "date": "2025-02-03", "tokens": 5_242_880, "formula": "1024 × 8 × 4 × 160",
               "hardware": "1× Tesla T4", "person": "VatsaDev",
               "log": "https://github.com/VatsaDev/NanoPoor/blob/main/logs/tweaks_run_nosave.txt",
               "peer_log": "nanopoor/tweaks_run_nosave.txt",
               "notes": "reads uint32 shards as uint16 (every second target is 0); top-k attention sees the future"}
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    a = typer.Typer(cls=_Group)
-    register(a)
-    return a
 
 
 @pytest.fixture

@@ -5,20 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from fixtures_runs import make_record, make_run, make_submission
 from nanopoor import runner
-from nanopoor.cli import _Group
-from nanopoor.cli_board import register
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    a = typer.Typer(cls=_Group)
-    register(a)
-    return a
 
 
 @pytest.fixture

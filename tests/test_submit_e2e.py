@@ -8,19 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from conftest import FIXTURES, copy_record
-from nanopoor.cli import _Group
-from nanopoor.cli_board import register
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    a = typer.Typer(cls=_Group)
-    register(a)
-    return a
 
 
 @pytest.mark.slow

@@ -5,20 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from fixtures_runs import H100, make_record, make_run, rewrite_result
-from nanopoor.cli import _Group
-from nanopoor.cli_board import register
 from nanopoor.verify import verify_target
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    a = typer.Typer(cls=_Group)   # the root app's group: a UserError becomes one line, exit 1
-    register(a)
-    return a
 
 
 @pytest.fixture
