@@ -174,8 +174,11 @@ def main() -> None:
     print(f"  {'method':<13}{'tokens/s':>10}{'nanopoor ÷ it':>15}{'cpu s / M tokens':>18}")
     for m in METHODS:
         print(f"  {m:<13}{med[m] / 1e6:>9.2f}M{ratio[m]:>14.2f}×{cpu[m]:>18.3f}")
+    # an import cannot beat the bare tokenizer on texts already in memory: tiktoken ÷ naive is the
+    # most any import can gain over the naive one on this machine
+    ceiling = statistics.median(r["tiktoken"]["rate"] / r["naive"]["rate"] for r in rounds)
     print(f"  targets: nanopoor ≥ 0.70 of tiktoken (is {ratio['tiktoken']:.2f}), "
-          f"≥ 2.5× naive (is {ratio['naive']:.2f}×)")
+          f"≥ 2.5× naive (is {ratio['naive']:.2f}×; the tokenizer alone is {ceiling:.2f}× naive here, the ceiling)")
     print()
     print(f"peak rss (ru_maxrss of the child), nanopoor with {a.rss_shard_tokens / 1e6:.0f}M-token shards")
     print(f"  {'input':<12}{'tokens':>10}{'nanopoor':>12}{'naive':>12}")

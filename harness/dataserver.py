@@ -9,7 +9,13 @@ end. the record's process only ever sees the batches it was served and, at finis
 protocol over the child's stdin/stdout pipes: the client writes one command byte (B batch,
 H held-out tail, S stats); the child answers one status byte (K ok, E error), an 8-byte length
 and that many bytes. a batch payload is tokens_served (int64), epoch (int64), then the
-(local_batch_size, seq_len + 1) int64 window. EOF on stdin ends the child."""
+(local_batch_size, seq_len + 1) int32 window (ids < 2**31; half the bytes of int64, widened on
+the device). EOF on stdin ends the child.
+
+the child cuts the next batch as soon as it has sent one, while the record computes, so a
+request is answered from memory. the prepared batch stays in the child until it is asked for:
+the counters it reports (with each batch, and in S) are those of the batches sent, never of the
+one prepared, and a budget refusal is prepared the same way and sent only when asked."""
 from __future__ import annotations
 
 import json
@@ -46,6 +52,8 @@ def serve(spec: dict, inp, out) -> None:
     try:
         manifest = json.loads((data_dir / "manifest.json").read_text())
         vocab = int(manifest["vocab_size"])
+        if vocab > 2**31:
+            raise ValueError(f"vocabulary of {vocab:,} ids does not fit the int32 batches")
         shards = [open_shard(data_dir / s["file"], vocab) for s in manifest["train"]]
         heldout = heldout_tokens_for(sum(len(s) for s in shards), int(spec["val_tokens"]))
         stream = TrainStream(shards, int(spec["seq_len"]), int(spec["batch_size"]), int(spec["budget_tokens"]),
@@ -57,6 +65,18 @@ def serve(spec: dict, inp, out) -> None:
              "train_tokens": int(sum(len(s) for s in shards))}
     _send(out, b"K", json.dumps(hello).encode())
     heldout_reads = 0
+    sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
+
+    def prepare():
+        """the reply to the next B: (status, payload, counters after it is sent)."""
+        try:
+            arr = stream.next_numpy().astype(np.int32)
+        except BudgetExceeded as e:
+            return b"E", f"budget: {e}".encode(), None
+        after = {"tokens_served": stream.tokens_served, "batches_served": stream.batches_served, "epoch": stream.epoch}
+        return b"K", _PAIR.pack(stream.tokens_served, stream.epoch) + arr.tobytes(), after
+
+    pending = prepare()
     while True:
         cmd = inp.read(1)
         if not cmd:
@@ -65,12 +85,11 @@ def serve(spec: dict, inp, out) -> None:
             if heldout_reads:
                 _send(out, b"E", b"heldout: the held-out tail was read before training ended (only the harness's check reads it); the train stream is closed")
                 continue
-            try:
-                arr = stream.next_numpy()
-            except BudgetExceeded as e:
-                _send(out, b"E", f"budget: {e}".encode())
-                continue
-            _send(out, b"K", _PAIR.pack(stream.tokens_served, stream.epoch) + arr.tobytes())
+            status, payload, after = pending
+            _send(out, status, payload)
+            if after is not None:
+                sent = after
+            pending = prepare()  # while the record computes
         elif cmd == b"H":
             heldout_reads += 1
             if heldout_reads > 1:
@@ -78,8 +97,7 @@ def serve(spec: dict, inp, out) -> None:
                 continue
             _send(out, b"K", concat_tail(shards, heldout).tobytes())
         elif cmd == b"S":
-            stats = {"tokens_served": stream.tokens_served, "batches_served": stream.batches_served,
-                     "epoch": stream.epoch, "heldout_reads": heldout_reads}
+            stats = {**sent, "heldout_reads": heldout_reads}
             _send(out, b"K", json.dumps(stats).encode())
         else:
             _send(out, b"E", f"protocol: unknown command {cmd!r}".encode())
@@ -116,26 +134,51 @@ class StreamClient:
             buf += chunk
         return bytes(buf)
 
-    def _reply(self, what: str, error=DataServerError) -> bytes:
-        status = self._read(1)
-        payload = self._read(_LEN.unpack(self._read(_LEN.size))[0])
-        if status != b"K":
-            raise error(payload.decode(errors="replace"))
-        return payload
+    def _readinto(self, view: memoryview) -> None:
+        got = 0
+        while got < len(view):
+            n = self._proc.stdout.readinto(view[got:])
+            if not n:
+                raise DataServerError("the harness data process ended unexpectedly")
+            got += n
 
-    def _ask(self, cmd: bytes) -> bytes:
+    def _header(self, error=DataServerError) -> int:
+        """the status and length of a reply; an error reply is read whole and raised."""
+        status = self._read(1)
+        length = _LEN.unpack(self._read(_LEN.size))[0]
+        if status != b"K":
+            raise error(self._read(length).decode(errors="replace"))
+        return length
+
+    def _reply(self, what: str, error=DataServerError) -> bytes:
+        return self._read(self._header(error))
+
+    def _send_cmd(self, cmd: bytes) -> None:
         try:
             self._proc.stdin.write(cmd)
         except (BrokenPipeError, ValueError):
             raise DataServerError("the harness data process is gone") from None
+
+    def _ask(self, cmd: bytes) -> bytes:
+        self._send_cmd(cmd)
         return self._reply(cmd.decode())
 
-    def next_numpy(self) -> np.ndarray:
-        """(local_batch_size, seq_len + 1) int64; raises DataServerError('budget: ...') past the budget."""
-        payload = self._ask(b"B")
-        self.tokens_served, self.epoch = _PAIR.unpack_from(payload)
+    def next_numpy(self, out: np.ndarray | None = None) -> np.ndarray:
+        """(local_batch_size, seq_len + 1) int32, read straight into `out` when given (e.g. a pinned
+        buffer); raises DataServerError('budget: ...') past the budget."""
+        shape = (self.local_batch_size, self.seq_len + 1)
+        if out is None:
+            out = np.empty(shape, dtype=np.int32)
+        if out.shape != shape or out.dtype != np.int32 or not out.flags.c_contiguous:
+            raise ValueError(f"batch buffer must be a contiguous int32 array of shape {shape}")
+        self._send_cmd(b"B")
+        length = self._header()
+        if length != _PAIR.size + out.nbytes:
+            raise DataServerError(f"protocol: a batch of {length} bytes, expected {_PAIR.size + out.nbytes}")
+        self.tokens_served, self.epoch = _PAIR.unpack(self._read(_PAIR.size))
+        self._readinto(memoryview(out).cast("B"))
         self.batches_served += 1
-        return np.frombuffer(payload, dtype=np.int64, offset=_PAIR.size).reshape(self.local_batch_size, self.seq_len + 1).copy()
+        return out
 
     def heldout(self) -> np.ndarray:
         """the never-served tail of the train split; the child hands it out once per run."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+# the compiled loss, one per process (filled on the first cuda evaluation; None: compiling failed)
+_COMPILED: dict = {}
+
 
 def num_windows(tokens: int, seq_len: int) -> int:
     return max(0, (tokens - 1) // seq_len)
@@ -23,7 +26,6 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
     probe (a causality.Probe): one batch, picked at random, is also run through the probe calls,
     from the same line as the evaluation's own calls."""
     import torch
-    import torch.nn.functional as F
 
     n = num_windows(val.numel(), seq_len)
     if n == 0:
@@ -50,11 +52,7 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
                     continue
                 if len(calls) > 1:  # a copy: compiled graphs may reuse the output buffer on the next call
                     base = logits[..., :vocab_size].clone()
-                # rows in chunks of at most ~64M logits keep the float32 copy small (a T4 has 15 GiB)
-                rows = max(1, (1 << 26) // (x.shape[1] * logits.shape[-1]))
-                for r in range(0, x.shape[0], rows):
-                    lr = logits[r:r + rows, :, :vocab_size].float().flatten(0, 1)
-                    loss_sum += F.cross_entropy(lr, y[r:r + rows].flatten(), reduction="sum").double()
+                loss_sum += cross_entropy_sum(logits, y, vocab_size)
                 count += y.numel()
             del base
     if world_size > 1:
@@ -66,3 +64,38 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
         probe.reduce(world_size, val.device)
     mean = (loss_sum / count).item()
     return (mean if math.isfinite(mean) else float("nan")), int(count.item())
+
+
+def _ce_sum(logits, y, vocab_size: int):
+    """float32 cross-entropy summed over rows: logits (N, V_padded) in the model's dtype, y (N,)."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits[:, :vocab_size].float(), y, reduction="sum")
+
+
+def cross_entropy_sum(logits, y, vocab_size: int):
+    """sum over every position of float32 cross-entropy over the real vocabulary, as a float64 scalar.
+
+    logits (B, T, V_padded), y (B, T). on cuda the loss is compiled, so the float32 upcast happens
+    inside one fused reduction instead of as a float32 copy of the logits (100k columns: the copy,
+    log-softmax and gather moved ~8× the bytes of the fp16 logits and took most of an eval's time
+    beyond the forward). elsewhere, and if compiling fails, rows go through eagerly in chunks of at
+    most ~64M logits so the float32 copy stays small (a T4 has 15 GiB)."""
+    import torch
+
+    flat, targets = logits.flatten(0, 1), y.flatten()     # (B·T, V_padded), (B·T,)
+    if flat.is_cuda:
+        fn = _COMPILED.get("ce", ...)
+        if fn is ...:
+            fn = _COMPILED["ce"] = torch.compile(_ce_sum, dynamic=True)
+        if fn is not None:
+            try:
+                return fn(flat, targets, vocab_size).double()
+            except Exception as e:  # no triton, an old gpu: the eager path gives the same number
+                _COMPILED["ce"] = None
+                print(f"harness: compiled loss unavailable ({type(e).__name__}); evaluating eagerly", flush=True)
+    total = torch.zeros((), dtype=torch.float64, device=flat.device)
+    rows = max(1, (1 << 26) // flat.shape[-1])
+    for r in range(0, flat.shape[0], rows):
+        total += _ce_sum(flat[r:r + rows], targets[r:r + rows], vocab_size).double()
+    return total

@@ -128,10 +128,11 @@ def _tensors(obj):
 
 def param_digest(objs, with_grads: bool = False) -> str:
     """a digest of every parameter, buffer and optimizer state tensor (and gradient): exact
-    float64 sums on the device, hashed. any in-place update changes it with overwhelming probability."""
+    float64 sums on the device, read back in one copy per device and hashed. any in-place update
+    changes it with overwhelming probability."""
     import torch
 
-    h = hashlib.sha256()
+    by_device: dict = {}
     with torch.no_grad():
         for m in objs:
             if isinstance(m, torch.nn.Module):
@@ -149,7 +150,12 @@ def param_digest(objs, with_grads: bool = False) -> str:
                 g = getattr(t, "grad", None)
                 if with_grads and g is not None:
                     vals += [g.double().sum(), (g.double() ** 2).sum()]
-                h.update(torch.stack(vals).cpu().numpy().tobytes())
+                by_device.setdefault(str(d.device), []).append(torch.stack(vals))
+    h = hashlib.sha256()
+    for device in sorted(by_device):
+        rows = by_device[device]
+        h.update(device.encode() + bytes(len(r) for r in rows))  # which tensors had a gradient
+        h.update(torch.cat(rows).cpu().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -24,7 +24,8 @@ from harness.device_facts import compile_count, device_ms_since, scan_dtypes, to
 from harness.events import EventLog, eval_line, say
 from harness.shards import open_shard
 from harness.tracks import Track
-from harness.watch import all_parameter_sums, changed_parameters, changed_since, optimizer_digests, stepped_optimizers, to_cpu
+from harness.watch import (all_parameter_sums, changed_parameters, changed_since, live_parameters, optimizer_digests,
+                           stepped_optimizers, to_cpu)
 
 HELDOUT_MARGIN = 0.25  # nats: val this far below never-served train tokens means the model saw val
 SPAN_TOLERANCE = 0.01  # train time + eval pauses must match the monotonic span within 1% ...
@@ -128,6 +129,7 @@ class Session:
             raise ValueError(f"the val split at {data_dir} has {len(val_all):,} tokens; track {self.track.name} needs {self.track.val_tokens:,}")
         self.val_tokens_np = val_all[: self.track.val_tokens].astype(np.int64)
         self._val_device = None
+        self._pinned: list = []  # [pinned int32 (B, T + 1) buffer, cuda event of its last copy] × 2
         # the train split is opened, windowed, counted and served by the data process
         self.stream = StreamClient(data_dir, self.seq_len, self.batch_size, self.budget_tokens, self.seed,
                                    self.rank, self.world_size, self.track.val_tokens)
@@ -144,14 +146,29 @@ class Session:
             raise ContractViolation("eval_training", "the record asked for train data inside the evaluation pause")
         if not self._started:
             self._begin_training()
+        on_cuda = self.device.startswith("cuda")
+        if on_cuda:
+            # the batch lands straight in one of two pinned buffers; the copy out of a buffer must
+            # have finished before the buffer is filled again (two steps later, so never a wait in practice)
+            if not self._pinned:
+                shape = (self.local_batch_size, self.seq_len + 1)
+                self._pinned = [[torch.empty(shape, dtype=torch.int32).pin_memory(), None] for _ in range(2)]
+            slot = self._pinned[self.stream.batches_served % 2]
+            if slot[1] is not None:
+                slot[1].synchronize()
+            buf = slot[0]
         try:
-            arr = self.stream.next_numpy()
+            arr = self.stream.next_numpy(buf.numpy() if on_cuda else None)
         except DataServerError as e:
             kind, _, detail = str(e).partition(": ")
             raise ContractViolation(kind if detail else "data", detail or str(e)) from None
-        t = torch.from_numpy(arr)
-        if self.device.startswith("cuda"):
-            t = t.pin_memory().to(self.device, non_blocking=True)
+        if on_cuda:
+            t = buf.to(self.device, non_blocking=True)
+            slot[1] = torch.cuda.Event()
+            slot[1].record()
+        else:
+            t = torch.from_numpy(arr)
+        t = t.long()  # (B, T + 1) int64 ids
         return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
     @property
@@ -278,7 +295,10 @@ class Session:
         import torch
 
         before = integrity.param_digest(self._watched, with_grads=True)
-        live_before = all_parameter_sums(with_grads=True)  # every model, watched or not
+        # every model, watched or not: one scan of the heap finds them; the same tensors are read
+        # again afterwards (training work inside the pause has to move a tensor alive before it)
+        live = live_parameters()
+        live_before = all_parameter_sums(with_grads=True, params=live)
         modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
         for m, _ in modes:
             m.eval()
@@ -295,7 +315,8 @@ class Session:
                 m.train(mode)
         if self._eval_graph:
             raise ContractViolation("eval_training", "the record built an autograd graph inside the evaluation pause (backward work while the clock is stopped)")
-        moved = changed_since(live_before, all_parameter_sums(with_grads=True))
+        moved = changed_since(live_before, all_parameter_sums(with_grads=True, params=live))
+        del live
         if moved or integrity.param_digest(self._watched, with_grads=True) != before:
             raise ContractViolation("eval_training", f"the model's parameters or gradients changed during evaluation ({moved} tensors; "
                                                      "training work inside the eval pause)")

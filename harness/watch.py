@@ -37,11 +37,12 @@ def live_parameters() -> list:
         return [o for o in gc.get_objects() if issubclass(type(o), torch.nn.Parameter) and o.numel()]
 
 
-def all_parameter_sums(with_grads: bool = False) -> dict[int, tuple]:
-    """(sum, sum of squares[, the same of its grad]) per live parameter, read back in one copy."""
+def all_parameter_sums(with_grads: bool = False, params: list | None = None) -> dict[int, tuple]:
+    """(sum, sum of squares[, the same of its grad]) per live parameter (or per one of `params`, a
+    list taken earlier by live_parameters()), read back in one copy."""
     import torch
 
-    params = live_parameters()
+    params = live_parameters() if params is None else params
     if not params:
         return {}
     by_device: dict = {}

@@ -1,0 +1,66 @@
+"""the data process: what it serves is what the in-process stream would serve, counted when sent
+(the batch it prepares ahead is not counted), and a budget refusal arrives only when asked for."""
+import numpy as np
+import pytest
+
+from harness.dataserver import DataServerError, StreamClient
+from harness.shards import open_shard
+from harness.stream import TrainStream, heldout_tokens_for
+
+SEQ, BATCH = 32, 4
+
+
+@pytest.fixture
+def client(tiny_data):
+    budget = 3 * SEQ * BATCH  # three batches
+    c = StreamClient(tiny_data, SEQ, BATCH, budget, seed=7, rank=0, world_size=1, val_tokens=16384)
+    yield c
+    c.close()
+
+
+def reference(tiny_data, budget):
+    import json
+
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    shards = [open_shard(tiny_data / s["file"], int(manifest["vocab_size"])) for s in manifest["train"]]
+    held = heldout_tokens_for(sum(len(s) for s in shards), 16384)
+    return TrainStream(shards, SEQ, BATCH, budget, seed=7, heldout_tokens=held)
+
+
+def test_same_batches_as_the_in_process_stream(client, tiny_data):
+    ref = reference(tiny_data, 3 * SEQ * BATCH)
+    for _ in range(3):
+        got = client.next_numpy()
+        assert got.dtype == np.int32 and got.shape == (BATCH, SEQ + 1)
+        assert np.array_equal(got, ref.next_numpy())
+    assert client.tokens_served == ref.tokens_served == 3 * SEQ * BATCH
+
+
+def test_the_prepared_batch_is_not_counted(client):
+    assert client.stats()["tokens_served"] == 0  # the child has already cut batch 1
+    client.next_numpy()
+    assert client.stats() == {"tokens_served": SEQ * BATCH, "batches_served": 1, "epoch": 0, "heldout_reads": 0}
+
+
+def test_budget_refused_only_when_asked_and_counts_stay(client):
+    for _ in range(3):
+        client.next_numpy()
+    with pytest.raises(DataServerError, match="^budget: "):
+        client.next_numpy()
+    with pytest.raises(DataServerError, match="^budget: "):  # and again: nothing was counted
+        client.next_numpy()
+    assert client.stats()["tokens_served"] == 3 * SEQ * BATCH
+
+
+def test_reads_into_a_given_buffer(client):
+    buf = np.zeros((BATCH, SEQ + 1), dtype=np.int32)
+    assert client.next_numpy(buf) is buf and buf.any()
+    with pytest.raises(ValueError, match="int32 array of shape"):
+        client.next_numpy(np.zeros((BATCH, SEQ + 1), dtype=np.int64))
+
+
+def test_no_batch_after_the_heldout_tail(client):
+    client.next_numpy()
+    assert len(client.heldout()) > 0
+    with pytest.raises(DataServerError, match="^heldout: "):
+        client.next_numpy()
