@@ -285,26 +285,30 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
             train_step(staged[:grad_accum])
         sync = torch.cuda.synchronize if on_cuda else (lambda: None)
 
-        def block(streamed: bool) -> float:
+        def block(streamed: bool, logged: bool) -> float:
             sync()
             t0 = time.perf_counter()
             for s in range(steps_per_block):
-                if streamed:  # fetched inside the micro-step loop, as records do
-                    train_step(h.next_batch, h.log_step, s)
-                else:
-                    train_step(staged[s * grad_accum:(s + 1) * grad_accum])
+                batches = h.next_batch if streamed else staged[s * grad_accum:(s + 1) * grad_accum]
+                train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
             sync()
             return (time.perf_counter() - t0) * 1000 / steps_per_block
 
-        staged_ms, stream_ms = [], []
-        for _ in range(blocks):  # interleaved, so clock drift and thermals hit both alike
-            staged_ms.append(block(False))
-            stream_ms.append(block(True))
-        a, b = statistics.median(staged_ms), statistics.median(stream_ms)
+        # the stream's cost: streamed vs staged, both logging each step through h.log_step as every
+        # record does; the event log's own cost: staged with vs without h.log_step
+        variants = {"staged_unlogged": (False, False), "staged": (False, True), "stream": (True, True)}
+        samples = {k: [] for k in variants}
+        for _ in range(blocks):  # interleaved, so clock drift and thermals hit all alike
+            for k, (streamed, logged) in variants.items():
+                samples[k].append(block(streamed, logged))
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        a, b = med["staged"], med["stream"]
         stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len, "batch_size": batch_size,
                   "grad_accum": grad_accum, "steps_per_block": steps_per_block, "blocks": blocks,
-                  "staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_samples_ms": staged_ms,
-                  "stream_samples_ms": stream_ms}
+                  "staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_unlogged_step_ms": med["staged_unlogged"],
+                  "log_step_overhead": a / med["staged_unlogged"] - 1,
+                  "pairwise_overhead": [y / x - 1 for x, y in zip(samples["staged"], samples["stream"])],
+                  **{f"{k}_samples_ms": v for k, v in samples.items()}}
 
         # (b) a full eval by the harness against the forward-pass floor at the measured peak
         model.eval()
@@ -336,7 +340,8 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
                     "harness_ms": eval_ms - fwd_ms}
 
         # as the record evaluates (eager forward, its train batch), then a compiled forward on bigger batches
-        evaluation = {"val_tokens": val_tokens, "floor_ms": floor_ms, **eval_parts(forward, batch_size)}
+        evaluation = {"val_tokens": val_tokens, "floor_ms": floor_ms, **eval_parts(forward, batch_size),
+                      "fixed_costs_ms": _eval_fixed_costs(h, model, windows[:batch_size], forward, sync)}
         if compile_model:
             compiled = torch.compile(model)
 
@@ -347,6 +352,40 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
             evaluation["compiled"] = eval_parts(forward_compiled, 4 * batch_size)
         h.events.close()
     return {"matmul_params": n, "stream": stream, "eval": evaluation}
+
+
+def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
+    """what one evaluation pays besides the forward passes, each piece timed alone (ms, median of 3)."""
+    import torch
+
+    from harness import integrity
+    from harness.evaluate import cross_entropy_sum
+    from harness.watch import all_parameter_sums, live_parameters
+
+    with torch.no_grad():
+        logits = forward(x)
+    y = x.roll(-1, dims=1)
+    live = live_parameters()
+    pieces = {
+        "heap scan (live_parameters)": live_parameters,
+        "live parameter sums": lambda: all_parameter_sums(with_grads=True, params=live),
+        "watched digest": lambda: integrity.param_digest([model], with_grads=True),
+        "integrity checks": h._integrity_checks,
+        "eval event (fsynced)": lambda: h.events.emit("bench_probe", note="timing an fsynced event"),
+        f"loss over one batch ({x.shape[0]}×{x.shape[1]})": lambda: cross_entropy_sum(logits, y, h.vocab_size),
+    }
+    out = {}
+    for name, fn in pieces.items():
+        times = []
+        for _ in range(3):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = statistics.median(times)
+    out["objects on the heap"] = len(__import__("gc").get_objects())
+    return out
 
 
 def _val_windows(h, eval_tokens: int | None, seq_len: int):
@@ -457,7 +496,12 @@ def print_report(report: dict) -> None:
     if micro:
         s, e = micro["stream"], micro["eval"]
         console.print(f"(a) harness stream: {s['stream_step_ms']:.2f} ms/step vs {s['staged_step_ms']:.2f} ms staged on the device "
-                      f"→ overhead {s['overhead']:+.2%} ({s['model']}, {s['blocks']}×{s['steps_per_block']} steps each)")
+                      f"→ overhead {s['overhead']:+.2%} ({s['model']}, {s['blocks']}×{s['steps_per_block']} steps each, both logging "
+                      f"each step; h.log_step itself {s.get('log_step_overhead', float('nan')):+.2%})")
+        if e.get("fixed_costs_ms"):
+            console.print("    per-eval costs besides the forward: " + "; ".join(
+                f"{k} {v:,}" if k == "objects on the heap" else f"{k} {v:.1f} ms"
+                for k, v in e["fixed_costs_ms"].items()))
         for label, part in (("eager forward", e), ("compiled forward", e.get("compiled"))):
             if part is None or "eval_ms" not in part:
                 continue
