@@ -285,29 +285,31 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
             train_step(staged[:grad_accum])
         sync = torch.cuda.synchronize if on_cuda else (lambda: None)
 
-        def block(streamed: bool, logged: bool) -> float:
-            sync()
+        def timed_step(streamed: bool, logged: bool, s: int) -> float:
+            """one optimizer step, ms: from an idle device (the previous step's .item() synced) to this one's."""
+            batches = h.next_batch if streamed else staged[(s % steps_per_block) * grad_accum:((s % steps_per_block) + 1) * grad_accum]
             t0 = time.perf_counter()
-            for s in range(steps_per_block):
-                batches = h.next_batch if streamed else staged[s * grad_accum:(s + 1) * grad_accum]
-                train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
+            train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
             sync()
-            return (time.perf_counter() - t0) * 1000 / steps_per_block
+            return (time.perf_counter() - t0) * 1000
 
-        # the stream's cost: streamed vs staged, both logging each step through h.log_step as every
-        # record does; the event log's own cost: staged with vs without h.log_step
+        # the stream's cost: streamed vs staged steps, both logging through h.log_step as every record
+        # does; the event log's own cost: staged with vs without h.log_step. the variants alternate
+        # step by step (the gpu's clocks drift by a few % over a minute, more than the effects here),
+        # and each step is timed alone; medians of blocks × steps_per_block steps per variant.
         variants = {"staged_unlogged": (False, False), "staged": (False, True), "stream": (True, True)}
         samples = {k: [] for k in variants}
-        for _ in range(blocks):  # interleaved, so clock drift and thermals hit all alike
+        sync()
+        for s in range(blocks * steps_per_block):
             for k, (streamed, logged) in variants.items():
-                samples[k].append(block(streamed, logged))
+                samples[k].append(timed_step(streamed, logged, s))
         med = {k: statistics.median(v) for k, v in samples.items()}
         a, b = med["staged"], med["stream"]
         stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len, "batch_size": batch_size,
                   "grad_accum": grad_accum, "steps_per_block": steps_per_block, "blocks": blocks,
                   "staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_unlogged_step_ms": med["staged_unlogged"],
                   "log_step_overhead": a / med["staged_unlogged"] - 1,
-                  "pairwise_overhead": [y / x - 1 for x, y in zip(samples["staged"], samples["stream"])],
+                  "paired_overhead_median": statistics.median(y / x - 1 for x, y in zip(samples["staged"], samples["stream"])),
                   **{f"{k}_samples_ms": v for k, v in samples.items()}}
 
         # (b) a full eval by the harness against the forward-pass floor at the measured peak
@@ -372,6 +374,8 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
         "watched digest": lambda: integrity.param_digest([model], with_grads=True),
         "integrity checks": h._integrity_checks,
         "eval event (fsynced)": lambda: h.events.emit("bench_probe", note="timing an fsynced event"),
+        "step event ×100": lambda: [h.events.emit("step", step=i, tokens=0, train_loss=1.0, train_time_ms=0.0) for i in range(100)],
+        "h.log_step ×100": lambda: [h.log_step(i, 1.0) for i in range(100)],
         f"loss over one batch ({x.shape[0]}×{x.shape[1]})": lambda: cross_entropy_sum(logits, y, h.vocab_size),
     }
     out = {}
@@ -496,8 +500,8 @@ def print_report(report: dict) -> None:
     if micro:
         s, e = micro["stream"], micro["eval"]
         console.print(f"(a) harness stream: {s['stream_step_ms']:.2f} ms/step vs {s['staged_step_ms']:.2f} ms staged on the device "
-                      f"→ overhead {s['overhead']:+.2%} ({s['model']}, {s['blocks']}×{s['steps_per_block']} steps each, both logging "
-                      f"each step; h.log_step itself {s.get('log_step_overhead', float('nan')):+.2%})")
+                      f"→ overhead {s['overhead']:+.2%} ({s['model']}, medians of {s['blocks'] * s['steps_per_block']} steps each, "
+                      f"alternating step by step, both logging each step; h.log_step itself {s.get('log_step_overhead', float('nan')):+.2%})")
         if e.get("fixed_costs_ms"):
             console.print("    per-eval costs besides the forward: " + "; ".join(
                 f"{k} {v:,}" if k == "objects on the heap" else f"{k} {v:.1f} ms"
@@ -582,7 +586,7 @@ def _micro(step_record: Path, data: Path, track: str, peak_flops: float, dry_run
                                 steps_per_block=1, blocks=2, model_overrides={"n_layer": 1, "n_head": 2, "n_embd": 16},
                                 eval_tokens=1025, compile_model=False)
     return micro_benchmarks(step_record, data, track, peak_flops, seq_len=1024, batch_size=8, grad_accum=4,
-                            steps_per_block=10, blocks=3, model_overrides={}, eval_tokens=None,
+                            steps_per_block=10, blocks=6, model_overrides={}, eval_tokens=None,
                             compile_model=device == "cuda")
 
 

@@ -12,14 +12,20 @@ and that many bytes. a batch payload is tokens_served (int64), epoch (int64), th
 (local_batch_size, seq_len + 1) int32 window (ids < 2**31; half the bytes of int64, widened on
 the device). EOF on stdin ends the child.
 
-the child cuts the next batch as soon as it has sent one, while the record computes, so a
-request is answered from memory. the prepared batch stays in the child until it is asked for:
-the counters it reports (with each batch, and in S) are those of the batches sent, never of the
-one prepared, and a budget refusal is prepared the same way and sent only when asked."""
+the child cuts the next batch as soon as it has sent one, and the client asks for the next batch
+as soon as it has read one, so while the record computes, the next batch crosses the pipe and a
+fetch only reads what is already there (the round trip cost ~1% of a 73 ms H100 step). the child
+counts a batch when it sends it; the client counts it when the record takes it (`tokens_served`,
+the number in result.json). so at most one batch is in flight: at the end the client reads it
+back (`drain`) and reports it as `unused_tokens`, and the child's count must equal the session's
+plus that. a budget refusal travels the same way and is raised only when the record asks for
+that batch. a record that reads the pipe itself takes a batch the client then never sees: the
+client waits REPLY_TIMEOUT_S for it and stops the run with a data_access violation."""
 from __future__ import annotations
 
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 _LEN = struct.Struct("<Q")
+REPLY_TIMEOUT_S = 120.0  # the child answers from memory; silence this long means the reply was taken
 _PAIR = struct.Struct("<qq")
 
 
@@ -118,6 +125,8 @@ class StreamClient:
                                       env={**os.environ, "PYTHONPATH": root}, bufsize=0)
         self.seq_len = seq_len
         self.tokens_served, self.epoch, self.batches_served = 0, 0, 0
+        self.unused_tokens = 0      # sent by the child ahead of a request the record never made
+        self._in_flight = False     # a B request whose reply the client has not read yet
         hello = json.loads(self._reply("handshake", ValueError))
         self.local_batch_size = int(hello["local_batch_size"])
         self.windows = int(hello["windows"])
@@ -144,6 +153,10 @@ class StreamClient:
 
     def _header(self, error=DataServerError) -> int:
         """the status and length of a reply; an error reply is read whole and raised."""
+        ready, _, _ = select.select([self._proc.stdout], [], [], REPLY_TIMEOUT_S)
+        if not ready:
+            raise DataServerError(f"data_access: no reply from the harness data process in {REPLY_TIMEOUT_S:.0f} s: "
+                                  "a batch already sent was taken from the pipe by someone else (the record?)")
         status = self._read(1)
         length = _LEN.unpack(self._read(_LEN.size))[0]
         if status != b"K":
@@ -160,8 +173,24 @@ class StreamClient:
             raise DataServerError("the harness data process is gone") from None
 
     def _ask(self, cmd: bytes) -> bytes:
+        self.drain()
         self._send_cmd(cmd)
         return self._reply(cmd.decode())
+
+    def drain(self) -> None:
+        """read back the batch in flight (asked for ahead, never taken by the record), if any."""
+        if not self._in_flight:
+            return
+        self._in_flight = False
+        try:
+            length = self._header()
+        except DataServerError as e:
+            if str(e).startswith("budget: "):
+                return  # the refusal of a batch nobody asked for
+            raise
+        tokens_after, _ = _PAIR.unpack(self._read(_PAIR.size))
+        self._read(length - _PAIR.size)
+        self.unused_tokens += tokens_after - self.tokens_served
 
     def next_numpy(self, out: np.ndarray | None = None) -> np.ndarray:
         """(local_batch_size, seq_len + 1) int32, read straight into `out` when given (e.g. a pinned
@@ -171,13 +200,17 @@ class StreamClient:
             out = np.empty(shape, dtype=np.int32)
         if out.shape != shape or out.dtype != np.int32 or not out.flags.c_contiguous:
             raise ValueError(f"batch buffer must be a contiguous int32 array of shape {shape}")
-        self._send_cmd(b"B")
+        if not self._in_flight:
+            self._send_cmd(b"B")
+        self._in_flight = False
         length = self._header()
         if length != _PAIR.size + out.nbytes:
             raise DataServerError(f"protocol: a batch of {length} bytes, expected {_PAIR.size + out.nbytes}")
         self.tokens_served, self.epoch = _PAIR.unpack(self._read(_PAIR.size))
         self._readinto(memoryview(out).cast("B"))
         self.batches_served += 1
+        self._send_cmd(b"B")  # the next one crosses the pipe while the record computes
+        self._in_flight = True
         return out
 
     def heldout(self) -> np.ndarray:

@@ -368,9 +368,10 @@ class Session:
         finally:
             for m, mode in modes:
                 m.train(mode)
-        served = self.stream.stats()
-        if served["tokens_served"] != self.tokens:
-            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted {self.tokens:,}")
+        served = self.stream.stats()  # reads back the batch in flight first (stream.unused_tokens)
+        if served["tokens_served"] != self.tokens + self.stream.unused_tokens:
+            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted "
+                                                   f"{self.tokens:,} taken and {self.stream.unused_tokens:,} in flight")
         self._integrity_checks()
         self.events.emit("causality", **causal)
         self.events.emit("heldout", **heldout)

@@ -36,10 +36,23 @@ def test_same_batches_as_the_in_process_stream(client, tiny_data):
     assert client.tokens_served == ref.tokens_served == 3 * SEQ * BATCH
 
 
-def test_the_prepared_batch_is_not_counted(client):
-    assert client.stats()["tokens_served"] == 0  # the child has already cut batch 1
+def test_the_batch_in_flight_is_counted_apart(client):
+    assert client.stats()["tokens_served"] == 0  # nothing asked yet, nothing sent
+    client.next_numpy()                          # and the next one is already on its way
+    stats = client.stats()                       # reads it back first
+    assert client.tokens_served == SEQ * BATCH and client.unused_tokens == SEQ * BATCH
+    assert stats["tokens_served"] == client.tokens_served + client.unused_tokens
+
+
+def test_a_batch_taken_from_the_pipe_is_a_data_access_violation(client, monkeypatch):
+    import harness.dataserver as ds
+
     client.next_numpy()
-    assert client.stats() == {"tokens_served": SEQ * BATCH, "batches_served": 1, "epoch": 0, "heldout_reads": 0}
+    header = client._read(1 + 8)                 # what a record reading the pipe fd itself would do
+    client._read(ds._LEN.unpack(header[1:])[0])
+    monkeypatch.setattr(ds, "REPLY_TIMEOUT_S", 0.5)
+    with pytest.raises(DataServerError, match="^data_access: no reply"):
+        client.next_numpy()
 
 
 def test_budget_refused_only_when_asked_and_counts_stay(client):
@@ -49,7 +62,7 @@ def test_budget_refused_only_when_asked_and_counts_stay(client):
         client.next_numpy()
     with pytest.raises(DataServerError, match="^budget: "):  # and again: nothing was counted
         client.next_numpy()
-    assert client.stats()["tokens_served"] == 3 * SEQ * BATCH
+    assert client.stats()["tokens_served"] == 3 * SEQ * BATCH and client.unused_tokens == 0
 
 
 def test_reads_into_a_given_buffer(client):
