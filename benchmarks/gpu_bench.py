@@ -368,6 +368,10 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
         logits = forward(x)
     y = x.roll(-1, dims=1)
     live = live_parameters()
+    from harness.evaluate import _ce_sum
+    flat, targets = logits.flatten(0, 1), y.flatten()
+    unsplit = torch.compile(_ce_sum, dynamic=True, options={"split_reductions": False})
+    unsplit(flat, targets, h.vocab_size)  # compile outside the timing
     pieces = {
         "heap scan (live_parameters)": live_parameters,
         "live parameter sums": lambda: all_parameter_sums(with_grads=True, params=live),
@@ -377,6 +381,7 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
         "step event ×100": lambda: [h.events.emit("step", step=i, tokens=0, train_loss=1.0, train_time_ms=0.0) for i in range(100)],
         "h.log_step ×100": lambda: [h.log_step(i, 1.0) for i in range(100)],
         f"loss over one batch ({x.shape[0]}×{x.shape[1]})": lambda: cross_entropy_sum(logits, y, h.vocab_size),
+        "the same, reduction not split": lambda: unsplit(flat, targets, h.vocab_size),
     }
     out = {}
     for name, fn in pieces.items():
