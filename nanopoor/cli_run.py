@@ -15,7 +15,7 @@ class Format(str, Enum):
     json = "json"
 
 
-DEMO_RECORD = Path("records/baseline_adamw")
+DEMO_RECORD = Path("records/demo_gpt")
 DEMO_RUNS = Path("demo-runs")
 
 
