@@ -127,7 +127,7 @@ class StreamClient:
         self.tokens_served, self.epoch, self.batches_served = 0, 0, 0
         self.unused_tokens = 0      # sent by the child ahead of a request the record never made
         self._in_flight = False     # a B request whose reply the client has not read yet
-        hello = json.loads(self._reply("handshake", ValueError))
+        hello = json.loads(self._reply(ValueError))
         self.local_batch_size = int(hello["local_batch_size"])
         self.windows = int(hello["windows"])
         self.heldout_tokens = int(hello["heldout_tokens"])
@@ -163,7 +163,7 @@ class StreamClient:
             raise error(self._read(length).decode(errors="replace"))
         return length
 
-    def _reply(self, what: str, error=DataServerError) -> bytes:
+    def _reply(self, error=DataServerError) -> bytes:
         return self._read(self._header(error))
 
     def _send_cmd(self, cmd: bytes) -> None:
@@ -175,7 +175,7 @@ class StreamClient:
     def _ask(self, cmd: bytes) -> bytes:
         self.drain()
         self._send_cmd(cmd)
-        return self._reply(cmd.decode())
+        return self._reply()
 
     def drain(self) -> None:
         """read back the batch in flight (asked for ahead, never taken by the record), if any."""
