@@ -361,14 +361,13 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
     import torch
 
     from harness import integrity
-    from harness.evaluate import cross_entropy_sum
+    from harness.evaluate import _ce_sum, cross_entropy_sum
     from harness.watch import all_parameter_sums, live_parameters
 
     with torch.no_grad():
         logits = forward(x)
     y = x.roll(-1, dims=1)
     live = live_parameters()
-    from harness.evaluate import _ce_sum
     flat, targets = logits.flatten(0, 1), y.flatten()
     unsplit = torch.compile(_ce_sum, dynamic=True, options={"split_reductions": False})
     unsplit(flat, targets, h.vocab_size)  # compile outside the timing
