@@ -287,7 +287,8 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
 
         def timed_step(streamed: bool, logged: bool, s: int) -> float:
             """one optimizer step, ms: from an idle device (the previous step's .item() synced) to this one's."""
-            batches = h.next_batch if streamed else staged[(s % steps_per_block) * grad_accum:((s % steps_per_block) + 1) * grad_accum]
+            k = s % steps_per_block  # which of the staged steps
+            batches = h.next_batch if streamed else staged[k * grad_accum:(k + 1) * grad_accum]
             t0 = time.perf_counter()
             train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
             sync()

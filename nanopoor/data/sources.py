@@ -98,15 +98,18 @@ def _texts(rows: Iterable, what: str) -> Iterator[str]:
         if isinstance(row, str):
             yield row
             continue
-        if not isinstance(row, Mapping) or "text" not in row:
-            keys = ", ".join(map(str, row.keys())) if isinstance(row, Mapping) else type(row).__name__
-            raise UserError(f"{what}: row {i} has no 'text' field (has: {keys})")
-        t = row["text"]
-        if t is None:
-            t = ""
-        if not isinstance(t, str):
-            raise UserError(f"{what}: row {i} has a 'text' that is {type(t).__name__}, not a string")
-        yield t
+        yield _text_field(row, f"{what}: row {i}")
+
+
+def _text_field(obj, where: str) -> str:
+    """a row's 'text' (None reads as empty); no field, or not a string, is one line naming where."""
+    if not isinstance(obj, Mapping) or "text" not in obj:
+        keys = ", ".join(map(str, obj.keys())) if isinstance(obj, Mapping) else type(obj).__name__
+        raise UserError(f"{where}: no 'text' field (has: {keys})")
+    t = "" if obj["text"] is None else obj["text"]
+    if not isinstance(t, str):
+        raise UserError(f"{where}: 'text' is {type(t).__name__}, not a string")
+    return t
 
 
 def stream_batches(encoder: DocEncoder, rows: Rows) -> Callable[[int], Iterator]:
@@ -306,15 +309,7 @@ def iter_file(p: Path, skip: int = 0) -> Iterator[str]:
                     raise  # said as "not utf-8" by _read_errors
                 except ValueError as e:
                     raise UserError(f"{p}:{lineno}: not valid json ({_first_line(e)})") from None
-                if not isinstance(obj, dict) or "text" not in obj:
-                    keys = ", ".join(obj) if isinstance(obj, dict) else type(obj).__name__
-                    raise UserError(f"{p}:{lineno}: no 'text' field (has: {keys})")
-                t = obj["text"]
-                if t is None:
-                    t = ""
-                if not isinstance(t, str):
-                    raise UserError(f"{p}:{lineno}: 'text' is {type(t).__name__}, not a string")
-                yield t
+                yield _text_field(obj, f"{p}:{lineno}")
 
 
 def iter_files(paths: list[Path], skip: int = 0) -> Iterator[str]:
