@@ -1,5 +1,5 @@
-"""baseline_adamw and dense_muon_t4: their models and muon checked directly with torch on the cpu,
-both smoke scales run end to end through `nanopoor run`, and benchmarks/gpu_bench.py's
+"""baseline_adamw, dense_muon_t4 and dense_muon_t4_v2: their models and muon checked directly with
+torch on the cpu, the smoke scales run end to end through `nanopoor run`, and benchmarks/gpu_bench.py's
 arithmetic and its --dry-run path (the same code the lead runs on an h100)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "records"
-T4_RECORDS = ("baseline_adamw", "dense_muon_t4")
+T4_RECORDS = ("baseline_adamw", "dense_muon_t4", "dense_muon_t4_v2")
 VOCAB = 100277
 PADDED = 100288  # 100277 rounded up to a multiple of 64
 
@@ -37,7 +37,7 @@ def tiny(record: str):
     cfg = m.GPTConfig(vocab_size=PADDED, real_vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32,
                       **({"block_size": 64} if record == "baseline_adamw" else {"max_seq_len": 64}))
     model = m.GPT(cfg).eval()
-    if record == "dense_muon_t4":  # zero-initialised projections make every position equal; wake them up
+    if record.startswith("dense_muon_t4"):  # zero-initialised projections make every position equal; wake them up
         with torch.no_grad():
             for p in model.parameters():
                 if p.dim() == 2 and not p.any():
@@ -67,7 +67,8 @@ def test_model_is_causal_and_rows_are_independent(record):
     assert changed > 1e-3  # the perturbation does reach the positions that may see it
 
 
-@pytest.mark.parametrize("record, matmul_m, total_m", [("baseline_adamw", 162.1, 162.9), ("dense_muon_t4", 119.5, 196.5)])
+@pytest.mark.parametrize("record, matmul_m, total_m", [("baseline_adamw", 162.1, 162.9), ("dense_muon_t4", 119.5, 196.5),
+                                                      ("dense_muon_t4_v2", 119.5, 196.5)])
 def test_full_size_parameter_counts(record, matmul_m, total_m):
     """the full scale's shapes (meta tensors: no memory); matmul = blocks + head, the n of 6·n·tokens."""
     m = load_module(record, "model")
@@ -129,6 +130,41 @@ def test_muon_step_has_fixed_spectral_size():
     assert "momentum_buffer" in opt.state[w]  # state the harness's warm-up can save and restore
 
 
+def _muon_pair(optim):
+    """two identical matrices, each with its own muon, after one ordinary step."""
+    torch.manual_seed(3)
+    w0 = torch.randn(48, 16)
+    grad = torch.randn(48, 16)
+    ws, opts = [], []
+    for _ in range(2):
+        w = torch.nn.Parameter(w0.clone())
+        opt = optim.Muon([w], lr=0.1, momentum=0.9)
+        w.grad = grad.clone()
+        opt.step()  # a first, ordinary step: the momentum is not zero any more
+        ws.append(w), opts.append(opt)
+    return ws, opts, grad
+
+
+def test_v2_muon_skips_an_overflowed_step_on_the_device():
+    """found_inf set: neither the weights nor the momentum move, even when the gradient is inf;
+    found_inf = 0 is an ordinary step, equal to one without the flag."""
+    optim = load_module("dense_muon_t4_v2", "optim")
+    (w, ref), (opt, ref_opt), grad = _muon_pair(optim)
+    before, buf = w.detach().clone(), opt.state[w]["momentum_buffer"].clone()
+    w.grad = torch.full_like(grad, float("inf"))
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()
+    assert torch.equal(w.detach(), before) and torch.equal(opt.state[w]["momentum_buffer"], buf)
+    # flag 0 and no flag: the same step
+    w.grad, ref.grad = grad.clone(), grad.clone()
+    opt.found_inf = torch.tensor(0.0)
+    opt.step()
+    ref_opt.step()
+    assert not torch.equal(w.detach(), before)
+    assert torch.equal(w.detach(), ref.detach())
+    assert torch.equal(opt.state[w]["momentum_buffer"], ref_opt.state[ref]["momentum_buffer"])
+
+
 def test_muon_refuses_non_matrices():
     optim = load_module("dense_muon_t4", "optim")
     with pytest.raises(ValueError, match="2-d weight matrices only"):
@@ -166,6 +202,35 @@ def test_smoke_run_completes_causal_and_learns(smoke_runs, record):
     assert any(e["type"] == "eval" and not e["full"] for e in events)  # a progress eval happened
     log = (Path(r["run_dir"]) / "log.txt").read_text()
     assert "matmul_params=" in log  # what gpu_bench reads for mfu
+
+
+@pytest.mark.slow
+def test_v2_warmup_steps_the_optimizers_and_the_harness_restores_them(tiny_data, tmp_path):
+    """dense_muon_t4_v2's warm-up takes one optimizer step (kernels and optimizer state made
+    before the clock starts); only the compiled path has a warm-up, so the smoke scale is copied
+    with compile = true, compiled on the cpu, and must pass the harness's warm-up checks."""
+    import shutil
+
+    from nanopoor.cli_run import register
+    from nanopoor.records import freeze
+
+    rec = tmp_path / "dense_muon_t4_v2"
+    shutil.copytree(RECORDS / "dense_muon_t4_v2", rec, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = (rec / "record.toml").read_text()
+    smoke = toml.index("[scales.smoke]")
+    (rec / "record.toml").write_text(toml[:smoke] + toml[smoke:].replace("args = { ", "args = { compile = true, ", 1))
+    freeze(rec)
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(app, ["run", str(rec), "--scale", "smoke", "--data", str(tiny_data),
+                                   "--out", str(tmp_path / "runs"), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output[res.output.index("{"):])
+    assert r["status"] == "completed", r.get("reason")
+    events = [json.loads(line) for line in (Path(r["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    warm = [e for e in events if e["type"] == "warmup_end"]
+    assert len(warm) == 1 and warm[0]["restored"] is True
+    assert r["val_loss"] < math.log(VOCAB)
 
 
 # -- gpu_bench ---------------------------------------------------------------------------------
@@ -241,3 +306,16 @@ def test_gpu_bench_dry_run_produces_the_table(bench, smoke_runs, tiny_data, tmp_
     assert e["val_tokens"] == 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0
     assert {g["goal"].split(" ")[0] for g in report["goals"]} >= {"dense_muon_t4", "harness"}
     assert "goals" in res.output and "dry run" in res.output
+
+
+def test_step_variants_dry_run_trains_the_same_weights():
+    """benchmarks/t4_step_variants.py on the cpu: every variant steps, and the parent's loop and
+    the sync-free one end on identical weights (the cpu's kernels are deterministic)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "t4_step_variants.py"), "--dry-run", "--out", "/dev/stdout"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    report = json.loads(out[out.index("{"):])
+    assert [r["variant"] for r in report["rows"]] == ["v1", "v1_twin", "syncfree", "syncfree_b16", "syncfree_b16_nsc"]
+    assert report["v1_vs_v1_twin_max_abs_diff"] == 0 and report["v1_vs_syncfree_max_abs_diff"] == 0
+    assert all(r["step_ms"] > 0 and r["skipped_steps"] == 0 for r in report["rows"])
