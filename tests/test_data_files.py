@@ -201,3 +201,43 @@ def test_docs_corpus_imports_as_the_docs_track(tmp_path):
     assert load_manifest(tmp_path)["fingerprint"] == m["fingerprint"]
     report = audit(tmp_path)
     assert report["ok"], report["checks"]
+
+
+def test_import_benchmark_methods_do_the_same_work(tmp_path, monkeypatch):
+    """benchmarks/bench_data.py: every method tokenizes the same text, and the token-by-token
+    baselines (struct writes, numpy-scalar writes, batch-encoded) write the same bytes. the real
+    import keeps a little less: the rest of the document the val split ends in is dropped, so the
+    train split starts at the next document."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_data", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_data.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts_for("bench", 300, 5)))
+    written = {}
+    real_tmp = bench.tempfile.TemporaryDirectory
+
+    class Keep:  # keep what a naive method wrote, to compare the bytes
+        def __init__(self, *a, **k):
+            self.name = str(tmp_path / f"out{len(written)}")
+            Path(self.name).mkdir()
+
+        def __enter__(self):
+            return self.name
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(bench, "VAL_TOKENS", 1024)
+    counts = {}
+    for method in bench.METHODS:
+        monkeypatch.setattr(bench.tempfile, "TemporaryDirectory", Keep if method.startswith("naive") else real_tmp)
+        r = bench.worker(method, [src], threads=2, shard_tokens=1_000_000)
+        counts[method] = r["tokens"]
+        if method.startswith("naive"):
+            written[method] = b"".join(f.read_bytes() for f in sorted(Path(tmp_path / f"out{len(written)}").glob("*.bin")))
+    real = counts.pop("nanopoor")
+    assert len(set(counts.values())) == 1 and counts["tiktoken"] > 5_000
+    assert 0.99 * counts["tiktoken"] < real <= counts["tiktoken"]
+    assert written["naive"] == written["naive-np"] == written["naive-batch"]
