@@ -85,7 +85,6 @@ class Variant:
         self.amp = (lambda: torch.autocast("cuda", dtype=torch.float16)) if on_cuda else (lambda: torch.autocast("cpu", enabled=False))
         self.step_fn = step_v1 if name.startswith("v1") else step_syncfree
         self.skipped = torch.zeros((), device=device)
-        self.first_step_peak_bytes = 0
         self.base_bytes = base
 
     def step(self) -> float:
@@ -152,7 +151,6 @@ def main() -> None:
         cfg, T, rounds = GPTConfig(vocab_size=128, real_vocab_size=120, n_layer=2, n_head=2, n_embd=32, max_seq_len=16), 16, 2
     else:
         cfg, T, rounds = GPTConfig(), 1024, a.rounds
-    n = GPT(cfg).param_counts()["matmul"] if a.dry_run else None
     peak = None if a.dry_run else fp16_peak_tflops()
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, cfg.real_vocab_size, (32, T + 1), generator=gen).to(device)
