@@ -17,6 +17,7 @@ t4 fit, val loss at equal token counts, time to a common val loss; then the harn
 and printed; the json holds every number. it imports harness and nanopoor (it is tooling)."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -393,7 +394,7 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
             sync()
             times.append((time.perf_counter() - t0) * 1000)
         out[name] = statistics.median(times)
-    out["objects on the heap"] = len(__import__("gc").get_objects())
+    out["objects on the heap"] = len(gc.get_objects())
     return out
 
 
