@@ -41,6 +41,16 @@ class Clock:
             self._elapsed_ns += _now_ns() - self._started_ns
             self._started_ns = None
 
+    def charge_ns(self, ns: int) -> None:
+        """add time spent outside the clock that counts as training (warm-up past its cap, an eval
+        pause longer than its forward passes can explain)."""
+        self._elapsed_ns += int(ns)
+
+    @property
+    def elapsed_ns(self) -> int:
+        """closed intervals only (the span check reads this once the clock has stopped)."""
+        return self._elapsed_ns
+
     def elapsed_ms(self) -> float:
         """elapsed time so far; reading does not synchronize (the display may lag the device)."""
         running = _now_ns() - self._started_ns if self._started_ns is not None else 0

@@ -52,8 +52,9 @@ def _send(out, status: bytes, payload: bytes) -> None:
 
 
 def serve(spec: dict, inp, out) -> None:
-    from harness.shards import open_shard
-    from harness.stream import BudgetExceeded, TrainStream, concat_tail, heldout_tokens_for
+    from harness.filewatch import DataWatch
+    from harness.shards import ShardFile
+    from harness.stream import BudgetExceeded, TrainStream, concat_tail, heldout_tokens_for, split_tail
 
     data_dir = Path(spec["data_dir"])
     try:
@@ -61,17 +62,30 @@ def serve(spec: dict, inp, out) -> None:
         vocab = int(manifest["vocab_size"])
         if vocab > 2**31:
             raise ValueError(f"vocabulary of {vocab:,} ids does not fit the int32 batches")
-        shards = [open_shard(data_dir / s["file"], vocab) for s in manifest["train"]]
+        # read with pread, never mapped: this process holds only what it has served
+        shards = [ShardFile(data_dir / s["file"], vocab) for s in manifest["train"]]
+        val_shards = [ShardFile(data_dir / s["file"], vocab) for s in manifest["val"]]
         heldout = heldout_tokens_for(sum(len(s) for s in shards), int(spec["val_tokens"]))
         stream = TrainStream(shards, int(spec["seq_len"]), int(spec["batch_size"]), int(spec["budget_tokens"]),
                              int(spec["seed"]), int(spec["rank"]), int(spec["world_size"]), heldout)
     except Exception as e:  # the session turns this into "harness could not start"
         _send(out, b"E", f"{type(e).__name__}: {e}".encode())
         return
+    # every file of the dataset (and its sources) is watched from here on: none is opened again by
+    # this process, so any open the kernel reports is someone else's
+    watched = [data_dir / "manifest.json", *(data_dir / s["file"] for s in manifest["train"] + manifest["val"]),
+               *map(Path, spec.get("guarded_files", []))]
+    watch = DataWatch(watched, os.getppid())
+    progress_part, check_part = split_tail(concat_tail(shards, heldout), int(spec.get("eval_seq_len") or spec["seq_len"]))
     hello = {"local_batch_size": stream.local_batch_size, "windows": stream.windows, "heldout_tokens": heldout,
-             "train_tokens": int(sum(len(s) for s in shards))}
+             "train_tokens": int(sum(len(s) for s in shards)), "progress_tokens": len(progress_part),
+             "check_tokens": len(check_part), "watched": watch.available, "watch_reason": watch.reason}
     _send(out, b"K", json.dumps(hello).encode())
-    heldout_reads = 0
+    reads = {"H": 0, "V": 0}
+    eval_T = int(spec.get("eval_seq_len") or spec["seq_len"])
+    eval_B = int(spec.get("eval_batch_size") or stream.local_batch_size)
+    evals = {"v": _EvalStream(lambda: _val(val_shards, int(spec["val_tokens"])), eval_T, eval_B, spec),
+             "c": _EvalStream(lambda: check_part, eval_T, eval_B, spec)}
     sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
 
     def prepare():
@@ -89,7 +103,7 @@ def serve(spec: dict, inp, out) -> None:
         if not cmd:
             return  # the record's process ended
         if cmd == b"B":
-            if heldout_reads:
+            if reads["H"]:
                 _send(out, b"E", b"heldout: the held-out tail was read before training ended (only the harness's check reads it); the train stream is closed")
                 continue
             status, payload, after = pending
@@ -97,17 +111,59 @@ def serve(spec: dict, inp, out) -> None:
             if after is not None:
                 sent = after
             pending = prepare()  # while the record computes
-        elif cmd == b"H":
-            heldout_reads += 1
-            if heldout_reads > 1:
-                _send(out, b"E", b"heldout: the held-out tail was already read once in this run")
-                continue
-            _send(out, b"K", concat_tail(shards, heldout).tobytes())
+        elif cmd in (b"v", b"c", b"w", b"d"):  # the claim's val set / the held-out check, window batch by batch
+            key = {b"v": "v", b"w": "v", b"c": "c", b"d": "c"}[cmd]
+            reads["V" if key == "v" else "H"] = 1
+            ok, payload = evals[key].next(targets=cmd in (b"w", b"d"))
+            _send(out, b"K" if ok else b"E", payload)
+        elif cmd == b"P":  # the progress half of the tail: as often as asked
+            _send(out, b"K", progress_part.astype(np.int32).tobytes())
         elif cmd == b"S":
-            stats = {**sent, "heldout_reads": heldout_reads}
+            stats = {**sent, "heldout_reads": reads["H"], "val_reads": reads["V"], "watch": watch.report()}
             _send(out, b"K", json.dumps(stats).encode())
         else:
             _send(out, b"E", f"protocol: unknown command {cmd!r}".encode())
+
+
+class _EvalStream:
+    """one pass over an evaluation's windows, served once: a batch's inputs, then (after the forward)
+    its targets; an empty reply after the last batch. asking again after the end is refused."""
+
+    def __init__(self, load, seq_len: int, batch_size: int, spec: dict):
+        self.load, self.seq_len, self.batch_size, self.spec = load, seq_len, batch_size, spec
+        self.tokens = self.plan = None
+        self.i, self.inputs_sent, self.ended = 0, False, False
+
+    def next(self, targets: bool) -> tuple[bool, bytes]:
+        from harness.evaluate import cut_windows, window_plan
+
+        if self.ended:
+            return False, b"eval: this evaluation's tokens were already served once in this run"
+        if self.tokens is None:
+            self.tokens = self.load()
+            self.plan = window_plan(len(self.tokens), self.seq_len, self.batch_size, int(self.spec["rank"]), int(self.spec["world_size"]))
+        if targets != self.inputs_sent:
+            return False, b"protocol: an evaluation batch's targets come after its inputs, once"
+        if self.i >= len(self.plan):
+            self.ended = True
+            return True, b""
+        chunk = cut_windows(self.tokens, self.plan[self.i], self.seq_len).astype(np.int32)
+        if targets:
+            self.i, self.inputs_sent = self.i + 1, False
+            return True, chunk[:, 1:].tobytes()
+        self.inputs_sent = True
+        return True, chunk[:, :-1].tobytes()
+
+
+def _val(val_shards, tokens: int) -> np.ndarray:
+    """the first `tokens` tokens of the val split: the canonical val set."""
+    parts, need = [], tokens
+    for s in val_shards:
+        if need <= 0:
+            break
+        parts.append(s[0:min(need, len(s))])
+        need -= len(parts[-1])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
 # -- the record's side ----------------------------------------------------------------------------
@@ -115,9 +171,13 @@ class StreamClient:
     """what the session holds instead of a TrainStream: the same counters, fed by the child."""
 
     def __init__(self, data_dir, seq_len: int, batch_size: int, budget_tokens: int, seed: int,
-                 rank: int, world_size: int, val_tokens: int):
+                 rank: int, world_size: int, val_tokens: int, eval_seq_len: int | None = None,
+                 guarded_files: list[str] | None = None, eval_batch_size: int | None = None):
         spec = {"data_dir": str(data_dir), "seq_len": seq_len, "batch_size": batch_size, "budget_tokens": budget_tokens,
-                "seed": seed, "rank": rank, "world_size": world_size, "val_tokens": val_tokens}
+                "seed": seed, "rank": rank, "world_size": world_size, "val_tokens": val_tokens,
+                "eval_seq_len": eval_seq_len or seq_len, "eval_batch_size": eval_batch_size or batch_size // world_size,
+                "guarded_files": list(guarded_files or [])}
+        self.eval_seq_len = eval_seq_len or seq_len
         # the child imports this very harness package: its folder is both cwd and PYTHONPATH
         root = str(Path(__file__).resolve().parent.parent)
         self._proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
@@ -127,11 +187,14 @@ class StreamClient:
         self.tokens_served, self.epoch, self.batches_served = 0, 0, 0
         self.unused_tokens = 0      # sent by the child ahead of a request the record never made
         self._in_flight = False     # a B request whose reply the client has not read yet
+        self._held: bytes | None = None  # a batch reply read early (to ask the child something else), not yet taken
         hello = json.loads(self._reply(ValueError))
         self.local_batch_size = int(hello["local_batch_size"])
         self.windows = int(hello["windows"])
         self.heldout_tokens = int(hello["heldout_tokens"])
         self.train_tokens = int(hello["train_tokens"])
+        self.progress_tokens, self.check_tokens = int(hello["progress_tokens"]), int(hello["check_tokens"])
+        self.watched, self.watch_reason = bool(hello["watched"]), hello["watch_reason"]
         self.pid = self._proc.pid
 
     def _read(self, n: int) -> bytes:
@@ -179,6 +242,11 @@ class StreamClient:
 
     def drain(self) -> None:
         """read back the batch in flight (asked for ahead, never taken by the record), if any."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            if held[:1] == b"K":
+                self.unused_tokens += _PAIR.unpack_from(held, 1)[0] - self.tokens_served
+            return
         if not self._in_flight:
             return
         self._in_flight = False
@@ -200,22 +268,58 @@ class StreamClient:
             out = np.empty(shape, dtype=np.int32)
         if out.shape != shape or out.dtype != np.int32 or not out.flags.c_contiguous:
             raise ValueError(f"batch buffer must be a contiguous int32 array of shape {shape}")
-        if not self._in_flight:
-            self._send_cmd(b"B")
-        self._in_flight = False
-        length = self._header()
-        if length != _PAIR.size + out.nbytes:
-            raise DataServerError(f"protocol: a batch of {length} bytes, expected {_PAIR.size + out.nbytes}")
-        self.tokens_served, self.epoch = _PAIR.unpack(self._read(_PAIR.size))
-        self._readinto(memoryview(out).cast("B"))
+        if self._held is not None:
+            held, self._held = self._held, None
+            if held[:1] == b"E":
+                raise DataServerError(held[1:].decode(errors="replace"))
+            self.tokens_served, self.epoch = _PAIR.unpack_from(held, 1)
+            out.reshape(-1)[:] = np.frombuffer(held, dtype=np.int32, offset=1 + _PAIR.size)
+        else:
+            if not self._in_flight:
+                self._send_cmd(b"B")
+            self._in_flight = False
+            length = self._header()
+            if length != _PAIR.size + out.nbytes:
+                raise DataServerError(f"protocol: a batch of {length} bytes, expected {_PAIR.size + out.nbytes}")
+            self.tokens_served, self.epoch = _PAIR.unpack(self._read(_PAIR.size))
+            self._readinto(memoryview(out).cast("B"))
         self.batches_served += 1
         self._send_cmd(b"B")  # the next one crosses the pipe while the record computes
         self._in_flight = True
         return out
 
-    def heldout(self) -> np.ndarray:
-        """the never-served tail of the train split; the child hands it out once per run."""
-        return np.frombuffer(self._ask(b"H"), dtype=np.int64).copy()
+    def _hold(self) -> None:
+        """read the batch in flight into memory so another request can be made mid-training; the
+        record takes it with its next next_numpy() as if it had come then."""
+        if not self._in_flight:
+            return
+        self._in_flight = False
+        try:
+            length = self._header()
+        except DataServerError as e:
+            self._held = b"E" + str(e).encode()
+            return
+        self._held = b"K" + self._read(length)
+
+    def eval_inputs(self, kind: str) -> np.ndarray:
+        """(B, T) int64: the inputs of the next batch of the claim's evaluation ("val") or of the
+        held-out check ("check"); each is served once, after training."""
+        return self._eval_reply(b"v" if kind == "val" else b"c")
+
+    def eval_targets(self, kind: str) -> np.ndarray:
+        """(B, T) int64: the targets of the batch whose inputs were served last."""
+        return self._eval_reply(b"w" if kind == "val" else b"d")
+
+    def _eval_reply(self, cmd: bytes) -> np.ndarray:
+        T = self.eval_seq_len
+        return np.frombuffer(self._ask(cmd), dtype=np.int32).astype(np.int64).reshape(-1, T)
+
+    def progress(self) -> np.ndarray:
+        """the progress evals' half of the never-served tail (neither the claim nor the check reads it).
+        asked for mid-training: the batch in flight is held for the record, not drained."""
+        self._hold()
+        self._send_cmd(b"P")
+        return np.frombuffer(self._reply(), dtype=np.int32).astype(np.int64)
 
     def stats(self) -> dict:
         """the child's own count of what it served (the record's process cannot change it)."""

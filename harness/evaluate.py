@@ -18,30 +18,95 @@ def num_windows(tokens: int, seq_len: int) -> int:
     return max(0, (tokens - 1) // seq_len)
 
 
-def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_size: int,
-             rank: int = 0, world_size: int = 1, probe=None) -> tuple[float, int]:
-    """(mean loss, predicted tokens) over val (1-d int64 tensor on the model's device).
+def window_plan(tokens: int, seq_len: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """the window ids of each of this rank's evaluation batches: windows rank::world_size, in order."""
+    n = num_windows(tokens, seq_len)
+    if n == 0:
+        raise ValueError(f"an evaluation of {tokens} tokens holds no window of {seq_len + 1}")
+    mine = list(range(rank, n, world_size))
+    return [mine[b:b + batch_size] for b in range(0, len(mine), batch_size)]
 
-    under torchrun each rank takes windows rank::world_size and the sums are all-reduced.
-    probe (a causality.Probe): one batch, picked at random, is also run through the probe calls,
-    from the same line as the evaluation's own calls."""
+
+def cut_windows(tokens, ids, seq_len: int):
+    """(B, T + 1) windows of a 1-d token array or tensor: window w is tokens[w·T : w·T + T + 1]."""
+    import numpy as np
+
+    starts = np.asarray(ids)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    if hasattr(tokens, "device"):
+        import torch
+
+        return tokens[torch.as_tensor(starts, device=tokens.device)]
+    return np.asarray(tokens)[starts]
+
+
+class TensorWindows:
+    """an evaluation over tokens already in this process (the progress slice)."""
+
+    def __init__(self, tokens, seq_len: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.tokens, self.seq_len = tokens, seq_len
+        self.plan = window_plan(tokens.numel(), seq_len, batch_size, rank, world_size)
+        self._chunk = None
+
+    def inputs(self, i: int):
+        self._chunk = cut_windows(self.tokens, self.plan[i], self.seq_len)  # (B, T + 1)
+        return self._chunk[:, :-1]
+
+    def targets(self, i: int):
+        return self._chunk[:, 1:]
+
+    def pool(self):
+        return self.tokens
+
+
+class StreamWindows:
+    """an evaluation whose tokens stay in the data process: each batch's inputs are served when it
+    is evaluated and its targets only once the forward has returned, so no token the model is
+    about to be scored on is anywhere in this process while the record's code runs."""
+
+    def __init__(self, client, kind: str, tokens: int, seq_len: int, batch_size: int, device, rank: int = 0,
+                 world_size: int = 1):
+        self.client, self.kind, self.device = client, kind, device
+        self.plan = window_plan(tokens, seq_len, batch_size, rank, world_size)
+        self._seen: list = []
+        self.first_row = None
+
+    def inputs(self, i: int):
+        import torch
+
+        x = torch.from_numpy(self.client.eval_inputs(self.kind)).to(self.device)   # (B, T)
+        self._seen.append(x.flatten())
+        if self.first_row is None:
+            self.first_row = x[:1]
+        return x
+
+    def targets(self, i: int):
+        import torch
+
+        return torch.from_numpy(self.client.eval_targets(self.kind)).to(self.device)
+
+    def pool(self):
+        import torch
+
+        return torch.cat(self._seen)   # only tokens already shown: replacement tokens for the probe
+
+
+def val_loss(forward, source, vocab_size: int, world_size: int = 1, probe=None, device=None) -> tuple[float, int]:
+    """(mean loss, predicted tokens) of forward over an evaluation source (TensorWindows or
+    StreamWindows), batch by batch in order.
+
+    under torchrun each rank's source holds windows rank::world_size and the sums are all-reduced.
+    probe (a causality.Probe): the batches it picks (one at random, the last if shorter) are also
+    run through the probe calls, from the same line as the evaluation's own calls."""
     import torch
 
-    n = num_windows(val.numel(), seq_len)
-    if n == 0:
-        raise ValueError(f"val split of {val.numel()} tokens holds no window of {seq_len + 1}")
-    mine = list(range(rank, n, world_size))
-    batches = [mine[b:b + batch_size] for b in range(0, len(mine), batch_size)]
-    probe_at = probe.pick((n // world_size) // batch_size) if probe is not None else -1
-    loss_sum = torch.zeros((), dtype=torch.float64, device=val.device)
-    count = torch.zeros((), dtype=torch.float64, device=val.device)
+    batches = source.plan
+    probe_at = probe.pick(len(batches), len(batches[-1]) < len(batches[0])) if probe is not None and batches else set()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
-        for i, ids in enumerate(batches):
-            idx = torch.tensor(ids, device=val.device)
-            starts = idx[:, None] * seq_len + torch.arange(seq_len + 1, device=val.device)[None, :]
-            chunk = val[starts]                       # (B, T+1)
-            x, y = chunk[:, :-1], chunk[:, 1:]        # (B, T) each
-            calls = [("eval", x, None)] + (probe.calls(x) if i == probe_at else [])
+        for i in range(len(batches)):
+            x = source.inputs(i)                      # (B, T)
+            calls = [("eval", x, None)] + (probe.calls(x, source.pool()) if i in probe_at else [])
             base = None
             for kind, xin, cuts in calls:
                 logits = forward(xin)                 # (B, T, V_padded); one call site for eval and probe
@@ -52,6 +117,7 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
                     continue
                 if len(calls) > 1:  # a copy: compiled graphs may reuse the output buffer on the next call
                     base = logits[..., :vocab_size].clone()
+                y = source.targets(i)                 # (B, T): served after the forward returned
                 loss_sum += cross_entropy_sum(logits, y, vocab_size)
                 count += y.numel()
             del base
@@ -61,7 +127,7 @@ def val_loss(forward, val: "torch.Tensor", seq_len: int, batch_size: int, vocab_
         dist.all_reduce(loss_sum)
         dist.all_reduce(count)
     if probe is not None:
-        probe.reduce(world_size, val.device)
+        probe.reduce(world_size, device)
     mean = (loss_sum / count).item()
     return (mean if math.isfinite(mean) else float("nan")), int(count.item())
 

@@ -10,24 +10,30 @@ import sys
 import types
 from pathlib import Path
 
-_state = {"data_dir": None, "run_dir": None, "armed": False, "violations": [], "allow": 0, "code_before": None,
+_state = {"data_dir": None, "data_dirs": (), "run_dir": None, "armed": False, "violations": [], "allow": 0, "code_before": None,
           "emit": None}
 # captured at import, before any record code: a record that rebinds os.path.realpath cannot blind the
 # guard without rebinding these too, and rebinding a harness module global shows in code_snapshot
 _realpath, _fsdecode, _sep = os.path.realpath, os.fsdecode, os.sep
+_listdir, _readlink, _isdir = os.listdir, os.readlink, os.path.isdir
 # libc calls that read a file without python's open(): reaching for them through ctypes is a bypass
 _FILE_SYMBOLS = {"open", "open64", "openat", "openat64", "fopen", "fopen64", "mmap", "mmap64", "read", "pread",
                  "pread64", "syscall", "sendfile", "copy_file_range", "splice"}
+_FILE_SYMBOLS |= {"process_vm_readv", "pidfd_getfd", "name_to_handle_at", "open_by_handle_at", "linkat", "renameat", "renameat2"}
 _SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
+# events that give a dataset file a second name (then opened by it) or move it: (source index, its dir_fd index)
+_NAME_EVENTS = {"os.link": (0, 2), "os.rename": (0, 2), "os.symlink": (0, None), "shutil.copyfile": (0, None),
+                "shutil.copytree": (0, None), "os.truncate": (0, None)}
 
 
-def install_data_guard(data_dir: str, run_dir: str | None = None) -> None:
+def install_data_guard(data_dir: str, run_dir: str | None = None, also: list[str] | tuple = ()) -> None:
     """after this, opening any file inside the dataset folder is a violation (the harness has
     memory-mapped the val split and its data process serves the train split). so is looking up
     libc's file functions through ctypes, or starting a program whose arguments name the dataset
     folder. opening a file in the run folder (where the harness's own event log already is open)
     is a violation too: a record has nothing to write there. the hook cannot be removed once added."""
     _state["data_dir"] = _realpath(data_dir)
+    _state["data_dirs"] = tuple(_realpath(d) for d in (data_dir, *also))  # the dataset and the files it was built from
     _state["run_dir"] = _realpath(run_dir) if run_dir else None
     _state["armed"] = True
     if not _state.get("hooked"):
@@ -47,27 +53,72 @@ def _inside(path, root) -> bool:
     return real == root or real.startswith(root + _sep)
 
 
+def _in_data(path, dir_fd=None) -> str | None:
+    """the real path when `path` names something inside a guarded folder, else None. a relative
+    path is tried against its dir_fd when known, else against the current folder and every
+    directory this process holds open (os.open(..., dir_fd=fd) reports no dir_fd to the hook)."""
+    if isinstance(path, int):  # an open file descriptor: what it points to
+        path = f"/proc/self/fd/{path}"
+    if isinstance(path, bytes):
+        path = _fsdecode(path)
+    if not isinstance(path, str) or not _state["data_dirs"]:
+        return None
+    bases = [""]
+    if not path.startswith(_sep):
+        bases = [f"/proc/self/fd/{dir_fd}"] if isinstance(dir_fd, int) else ["", *_open_dirs()]
+    for base in bases:
+        full = path if not base else base + _sep + path
+        for root in _state["data_dirs"]:
+            if _inside(full, root):
+                try:
+                    return _realpath(full)
+                except (ValueError, OSError):
+                    return full
+    return None
+
+
+def _open_dirs() -> list[str]:
+    """the directories this process holds open (where a dir_fd-relative open can start)."""
+    out = []
+    try:
+        fds = _listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            target = _readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(_sep) and _isdir(target):
+            out.append(target)
+    return out
+
+
+def _deny(kind: str, detail: str):
+    add_violation(kind, detail)
+    raise PermissionError(detail)
+
+
 def _audit(event: str, args: tuple) -> None:
     if not _state["armed"] or _state["allow"]:
         return
     if event == "open":
         path = args[0] if args else None
-        if _inside(path, _state["data_dir"]):
-            detail = f"record opened dataset file {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} directly instead of using the harness stream"
-            add_violation("data_access", detail)
-            raise PermissionError(detail)
+        hit = _in_data(path)
+        if hit:
+            _deny("data_access", f"record opened dataset file {hit} directly instead of using the harness stream")
         if _inside(path, _state["run_dir"]):
-            detail = f"record opened {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} in the run folder (the harness's files)"
-            add_violation("run_files", detail)
-            raise PermissionError(detail)
+            _deny("run_files", f"record opened {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} in the run folder (the harness's files)")
+    elif event in _NAME_EVENTS:
+        src, fd_at = _NAME_EVENTS[event]
+        dir_fd = args[fd_at] if fd_at is not None and len(args) > fd_at else None
+        hit = _in_data(args[src], dir_fd) if len(args) > src else None
+        if hit:
+            _deny("data_access", f"record gave dataset file {hit} another name or copy ({event})")
     elif event == "ctypes.dlsym" and len(args) > 1 and str(args[1]) in _FILE_SYMBOLS:
-        detail = f"record looked up libc's {args[1]}() through ctypes (file access the data guard cannot see)"
-        add_violation("data_access", detail)
-        raise PermissionError(detail)
+        _deny("data_access", f"record looked up libc's {args[1]}() through ctypes (file access the data guard cannot see)")
     elif event in _SPAWN_EVENTS and _names_data_dir(args):
-        detail = f"record started a program whose arguments name the dataset folder ({event})"
-        add_violation("data_access", detail)
-        raise PermissionError(detail)
+        _deny("data_access", f"record started a program whose arguments name the dataset folder ({event})")
 
 
 def _names_data_dir(args) -> bool:
@@ -79,7 +130,7 @@ def _names_data_dir(args) -> bool:
             stack.extend(a)
         elif isinstance(a, (str, bytes)):
             words.extend((_fsdecode(a) if isinstance(a, bytes) else a).split())
-    return any(_inside(w, _state["data_dir"]) for w in words if len(w) < 4096)
+    return any(_in_data(w) for w in words if len(w) < 4096)
 
 
 def violations() -> list[dict]:
@@ -253,7 +304,7 @@ def guard_torch_files() -> None:
     from_file, storage_from_file = torch.from_file, torch.UntypedStorage.from_file
 
     def check(path):
-        if _state["armed"] and not _state["allow"] and _inside(path, _state["data_dir"]):
+        if _state["armed"] and not _state["allow"] and _in_data(path):
             detail = f"record mapped dataset file {path} with torch's from_file instead of using the harness stream"
             add_violation("data_access", detail)
             raise PermissionError(detail)
@@ -273,8 +324,8 @@ def guard_torch_files() -> None:
 def mapped_data_files(allowed: set[str]) -> list[str]:
     """dataset files memory-mapped in this process other than those the harness mapped itself
     (torch.from_file, or an mmap through a file descriptor, leaves no open() for the guard)."""
-    root = _state["data_dir"]
-    if not root:
+    roots = _state["data_dirs"]
+    if not roots:
         return []
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
@@ -286,7 +337,7 @@ def mapped_data_files(allowed: set[str]) -> list[str]:
         parts = line.split(None, 5)
         if len(parts) == 6:
             path = parts[5].strip().removesuffix(" (deleted)")
-            if (path == root or path.startswith(root + _sep)) and path not in allowed:
+            if any(path == root or path.startswith(root + _sep) for root in roots) and path not in allowed:
                 found.add(path)
     return sorted(found)
 

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     flags = scan_record(Path(script).parent)
     if flags:
         sess.events.emit("source_flags", flags=flags)
-    integrity.install_data_guard(config["data_dir"], config["run_dir"])
+    integrity.install_data_guard(config["data_dir"], config["run_dir"], config.get("guarded_dirs", []))
     integrity.guard_torch_files()
     files_before = files_digest(harness_dir)
     code_before = snapshot(harness)

@@ -12,6 +12,7 @@ import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -19,17 +20,20 @@ from harness import CONTRACT_VERSION, __version__, integrity
 from harness.causality import Probe
 from harness.clock import Clock, check_ns, device_sync, now_ns
 from harness.dataserver import DataServerError, StreamClient
-from harness.evaluate import val_loss
+from harness.evaluate import StreamWindows, TensorWindows, num_windows, val_loss
 from harness.device_facts import compile_count, device_ms_since, scan_dtypes, torch_facts
 from harness.events import EventLog, eval_line, say
-from harness.shards import open_shard
 from harness.tracks import Track
-from harness.watch import (all_parameter_sums, changed_parameters, changed_since, live_parameters, optimizer_digests,
-                           stepped_optimizers, to_cpu)
+from harness.watch import (all_parameter_sums, autograd_nodes, capture_autograd_counter, changed_parameters, changed_since,
+                           live_parameters, optimizer_digests, stepped_optimizers, to_cpu)
 
 HELDOUT_MARGIN = 0.25  # nats: val this far below never-served train tokens means the model saw val
 SPAN_TOLERANCE = 0.01  # train time + eval pauses must match the monotonic span within 1% ...
 SPAN_SLACK_MS = 50.0   # ... plus this (scheduling between two clock reads)
+MIN_HELDOUT_WINDOWS = 8  # a held-out check on fewer eval windows than this cannot run: the run does not start
+MAX_UNTIMED_PROGRESS_EVALS = 100  # progress evals past this many run on the train clock
+PAUSE_COST_FACTOR = 3.0  # a progress eval's forwards may cost this many times a train token each ...
+COMPILING_PAUSES_EXEMPT = 2  # ... except the first pauses in which torch compiles (recorded either way)
 _SESSION: "Session | None" = None
 
 
@@ -63,7 +67,8 @@ class Session:
         self.seq_len, self.batch_size = int(config["seq_len"]), int(config["batch_size"])
         self.grad_accum, self.steps = int(config["grad_accum"]), int(config["steps"])
         self.budget_tokens = int(config["budget_tokens"])
-        self.args: dict = dict(config.get("args", {}))
+        # read-only: the evaluation's settings come from the frozen config, never from a dict the record holds
+        self.args = MappingProxyType(dict(config.get("args", {})))
         self.rank = int(os.environ.get("RANK", 0))
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -85,6 +90,10 @@ class Session:
 
         run_dir = Path(config["run_dir"])
         self.events = EventLog(run_dir / "events.jsonl", enabled=self.is_main)
+        args = config.get("args", {})
+        self._eval_plan = (int(args.get("eval_seq_len", self.seq_len)),
+                           int(args.get("eval_batch_size", self.batch_size // max(1, self.world_size))))
+        capture_autograd_counter()
         self._load_data(Path(config["data_dir"]))
         self.clock = Clock(device_sync(self.device))
         self.eval_time_ms = 0.0
@@ -102,7 +111,10 @@ class Session:
         self._last_step = 0
         self._last_eval: dict | None = None
         self._in_eval = False
-        self._eval_graph = False
+        self._pauses: list[dict] = []         # one per untimed progress eval: tokens, forward ms, compiled
+        self._progress_device = None          # the progress half of the tail, fetched on first use
+        self._progress_evals = 0
+        self._finished = False
         self._span_t0: int | None = None     # monotonic time of the clock's first start
         self._pause_ns_in_span = 0           # eval pauses inside the training span
         self._warmup_excess_ns = 0           # warm-up time past the cap, charged to the clock
@@ -113,28 +125,44 @@ class Session:
                          seed=self.seed, contract_version=CONTRACT_VERSION, harness_version=__version__,
                          track=self.track.name, budget_tokens=self.budget_tokens, steps=self.steps,
                          seq_len=self.seq_len, batch_size=self.batch_size, grad_accum=self.grad_accum,
-                         world_size=self.world_size, torch=torch_facts(self.device), args=self.args)
+                         world_size=self.world_size, torch=torch_facts(self.device), args=dict(self.args),
+                         eval_seq_len=self.eval_seq_len, eval_batch_size=self.eval_batch_size,
+                         progress_tokens=self.stream.progress_tokens, heldout_check_tokens=self.stream.check_tokens,
+                         data_watch={"watched": self.stream.watched, "reason": self.stream.watch_reason})
 
     # -- data ---------------------------------------------------------------------------------
+    @property
+    def eval_seq_len(self) -> int:
+        return self._eval_plan[0]
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self._eval_plan[1]
+
     def _load_data(self, data_dir: Path) -> None:
         manifest = json.loads((data_dir / "manifest.json").read_text())
         if manifest.get("dataset") != self.track.dataset:
             raise ValueError(f"dataset '{manifest.get('dataset')}' at {data_dir} is not track {self.track.name}'s '{self.track.dataset}'")
         self.vocab_size = int(manifest["vocab_size"])
         self.dataset_fingerprint = manifest.get("fingerprint")
-        val = [open_shard(data_dir / s["file"], self.vocab_size) for s in manifest["val"]]
-        self.val_files = {os.path.realpath(data_dir / s["file"]) for s in manifest["val"]}  # mapped by us
-        val_all = np.concatenate([np.asarray(v) for v in val]) if val else np.zeros(0, np.int64)
-        if len(val_all) < self.track.val_tokens:
-            raise ValueError(f"the val split at {data_dir} has {len(val_all):,} tokens; track {self.track.name} needs {self.track.val_tokens:,}")
-        self.val_tokens_np = val_all[: self.track.val_tokens].astype(np.int64)
-        self._val_device = None
+        val_have = sum(int(s.get("tokens") or 0) for s in manifest["val"])
+        if val_have < self.track.val_tokens:
+            raise ValueError(f"the val split at {data_dir} has {val_have:,} tokens; track {self.track.name} needs {self.track.val_tokens:,}")
+        # the val tokens stay in the data process until the claim's evaluation (h.finish) asks for
+        # them, once: no val token is in this process while the record trains
+        self.val_tokens = self.track.val_tokens
         self._pinned: list = []  # [pinned int32 (B, T + 1) buffer, cuda event of its last copy] × 2
         # the train split is opened, windowed, counted and served by the data process
         self.stream = StreamClient(data_dir, self.seq_len, self.batch_size, self.budget_tokens, self.seed,
-                                   self.rank, self.world_size, self.track.val_tokens)
+                                   self.rank, self.world_size, self.track.val_tokens, self.eval_seq_len,
+                                   self.config.get("guarded_files"), self.eval_batch_size)
         self.heldout_tokens = self.stream.heldout_tokens
         self.local_batch_size = self.stream.local_batch_size
+        windows = num_windows(self.stream.check_tokens, self.eval_seq_len)
+        if windows < MIN_HELDOUT_WINDOWS:
+            raise ValueError(f"the held-out check cannot run: the never-served tail holds {windows} windows of "
+                             f"{self.eval_seq_len + 1} tokens (at least {MIN_HELDOUT_WINDOWS} needed); use a shorter "
+                             f"eval_seq_len or a dataset with a longer train split")
 
     def next_batch(self):
         """(x, y): (local_batch_size, seq_len) int64 on the device; the first call starts the clock."""
@@ -233,7 +261,7 @@ class Session:
             self.warmup_time_ms = min(elapsed_ms, self.warmup_cap_ms)
             if capped:  # time past the cap is training time
                 self._warmup_excess_ns = int((elapsed_ms - self.warmup_cap_ms) * 1e6)
-                self.clock._elapsed_ns += self._warmup_excess_ns
+                self.clock.charge_ns(self._warmup_excess_ns)
             self.events.emit("warmup_end", warmup_time_ms=elapsed_ms, capped=capped, restored=reset)
         if after != before:
             raise ContractViolation("warmup_reset", "the warm-up changed the model or optimizer state and did not reset it")
@@ -251,47 +279,74 @@ class Session:
             raise ContractViolation("nan", f"train loss is {loss} at step {step}")
 
     def evaluate(self, forward, step: int | None = None, val_tokens: int | None = None) -> float:
-        """val loss of forward over the canonical val set (or its first val_tokens: progress only).
-        the train clock pauses; the evaluated weights and grads must come out unchanged, and no
-        train batch or autograd graph may be made inside the pause. a full evaluation also runs
-        the causality probe on one of its batches."""
-        import torch
-
+        """a progress evaluation: the loss of forward over the progress slice (its first val_tokens),
+        a half of the never-served end of the train split that neither the claim's evaluation (the
+        val set, in h.finish) nor the held-out check reads. the train clock pauses for at most
+        MAX_UNTIMED_PROGRESS_EVALS of them; the weights and grads must come out unchanged, no train
+        batch may be taken and no autograd node made inside the pause, and a pause longer than its
+        forwards can explain is charged to the train clock at finish."""
+        if self._finished:
+            raise ContractViolation("eval_order", "h.evaluate() after h.finish()")
+        if not self._started:
+            self._begin_training()  # the record is shown tokens from here on: the clock runs
+        untimed = self._progress_evals < MAX_UNTIMED_PROGRESS_EVALS
+        self._progress_evals += 1
         was_running = self.clock.running
-        self.clock.stop()
+        if untimed:
+            self.clock.stop()
         pause_t0, span_pause_t0 = now_ns(), check_ns()
-        compiles_t0 = compile_count()  # compiles in the pause are untimed: not counted as timed
-        if isinstance(forward, torch.nn.Module):
-            self.watch(forward)
-        full = val_tokens is None or int(val_tokens) >= self.track.val_tokens
-        probe = Probe(self.vocab_size) if full else None
-        val = self._val_on_device()
+        compiles_t0 = compile_count()
+        if self._progress_device is None:
+            import torch
+
+            self._progress_device = torch.from_numpy(self.stream.progress()).to(self.device)
+        tokens = self._progress_device
         if val_tokens is not None:
-            val = val[: int(val_tokens)]
-        loss, n = self._run_eval(forward, val, probe)
+            tokens = tokens[: int(val_tokens)]
+        source = TensorWindows(tokens, self.eval_seq_len, self.eval_batch_size, self.rank, self.world_size)
+        loss, n, forward_ms, nodes = self._run_eval(forward, source, None)
         self._integrity_checks()
-        ms = device_ms_since(pause_t0, self.device)
+        compiled = compile_count() - compiles_t0
         step = self._last_step if step is None else int(step)
-        if probe is not None:
-            self._causality = probe
-        self._last_eval = {"step": step, "val_loss": loss, "full": full, "tokens": self.tokens}
-        self.events.emit("eval", step=step, tokens=self.tokens, train_time_ms=self.clock.elapsed_ms(), val_loss=loss,
-                         val_tokens=n, full=full, eval_time_ms=ms)
-        say(eval_line(step, self.steps, self._last_train_loss, loss, self.clock.elapsed_ms(), self.tokens, full), self.is_main)
+        if untimed:
+            self._pauses.append({"tokens": n, "forward_ms": forward_ms, "compiled": compiled, "autograd_nodes": nodes})
+        self._last_eval = {"step": step, "val_loss": loss, "full": False, "tokens": self.tokens}
+        self._emit_eval(step, loss, n, "progress", device_ms_since(pause_t0, self.device), forward_ms, untimed)
+        self._check_nodes(nodes, compiled)
         if not math.isfinite(loss):
-            raise ContractViolation("nan", f"val loss is {loss} at step {step}")
-        # the whole pause counts as eval time: the clock check below adds train + pauses up to the span
-        self.eval_time_ms += (now_ns() - pause_t0) / 1e6
-        self._compiles_paused += compile_count() - compiles_t0
-        if was_running:
-            self._pause_ns_in_span += check_ns() - span_pause_t0
-            self.clock.start()
+            raise ContractViolation("nan", f"progress loss is {loss} at step {step}")
+        if untimed:
+            # the whole pause counts as eval time: the clock check adds train + pauses up to the span
+            self.eval_time_ms += (now_ns() - pause_t0) / 1e6
+            self._compiles_paused += compiled
+            if was_running:
+                self._pause_ns_in_span += check_ns() - span_pause_t0
+                self.clock.start()
         return loss
 
-    def _run_eval(self, forward, tokens, probe: Probe | None) -> tuple[float, int]:
+    def _emit_eval(self, step: int, loss: float, n: int, split: str, ms: float, forward_ms: float, untimed: bool) -> None:
+        full = split == "val"
+        self.events.emit("eval", step=step, tokens=self.tokens, train_time_ms=self.clock.elapsed_ms(), val_loss=loss,
+                         val_tokens=n, full=full, split=split, eval_time_ms=ms, forward_ms=forward_ms, untimed=untimed,
+                         eval_seq_len=self.eval_seq_len, eval_batch_size=self.eval_batch_size)
+        say(eval_line(step, self.steps, self._last_train_loss, loss, self.clock.elapsed_ms(), self.tokens, full), self.is_main)
+
+    def _check_nodes(self, nodes: int, compiled: int) -> None:
+        """autograd nodes made on this thread inside a pause mean backward work while the clock is
+        stopped. torch may make some while it compiles a graph: a pause that compiled is let off, for
+        the first COMPILING_PAUSES_EXEMPT such pauses only (the count stays in the eval events)."""
+        if not nodes:
+            return
+        compiling = sum(1 for p in self._pauses if p["compiled"])
+        if compiled and compiling <= COMPILING_PAUSES_EXEMPT:
+            return
+        raise ContractViolation("eval_training", f"the record's forward made {nodes} autograd nodes inside the evaluation pause "
+                                                 "(forward-for-backward work while the clock is stopped)")
+
+    def _run_eval(self, forward, source, probe: Probe | None) -> tuple[float, int, float, int]:
         """harness.evaluate.val_loss in eval mode, watching for training work inside the pause:
-        parameters, gradients and optimizer state must come out unchanged, no autograd graph
-        may be built, no train batch served."""
+        parameters, gradients and optimizer state must come out unchanged, and no train batch may be
+        served. returns (loss, predicted tokens, forward ms, autograd nodes made on this thread)."""
         import torch
 
         before = integrity.param_digest(self._watched, with_grads=True)
@@ -302,29 +357,28 @@ class Session:
         modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
         for m, _ in modes:
             m.eval()
-        self._in_eval, self._eval_graph = True, False
+        self._in_eval = True
+        sync = device_sync(self.device)
         try:
-            # an autograd graph that saves tensors inside the pause means backward work is being done
-            with torch.autograd.graph.saved_tensors_hooks(self._pack_in_eval, _unpack):
-                result = val_loss(forward, tokens, int(self.args.get("eval_seq_len", self.seq_len)),
-                                  int(self.args.get("eval_batch_size", self.local_batch_size)),
-                                  self.vocab_size, self.rank, self.world_size, probe=probe)
+            sync()
+            nodes_t0, fwd_t0 = autograd_nodes(), now_ns()
+            try:
+                loss, n = val_loss(forward, source, self.vocab_size, self.world_size, probe=probe, device=self.device)
+            except DataServerError as e:  # someone else read this evaluation's tokens from the data process
+                kind = "val" if getattr(source, "kind", "") == "val" else "heldout"
+                raise ContractViolation(kind, f"{str(e).partition(': ')[2] or e} (the record read the evaluation's tokens itself)") from None
+            sync()
+            forward_ms, nodes = (now_ns() - fwd_t0) / 1e6, autograd_nodes() - nodes_t0
         finally:
             self._in_eval = False
             for m, mode in modes:
                 m.train(mode)
-        if self._eval_graph:
-            raise ContractViolation("eval_training", "the record built an autograd graph inside the evaluation pause (backward work while the clock is stopped)")
         moved = changed_since(live_before, all_parameter_sums(with_grads=True, params=live))
         del live
         if moved or integrity.param_digest(self._watched, with_grads=True) != before:
             raise ContractViolation("eval_training", f"the model's parameters or gradients changed during evaluation ({moved} tensors; "
                                                      "training work inside the eval pause)")
-        return result
-
-    def _pack_in_eval(self, t):
-        self._eval_graph = True
-        return t
+        return loss, n, forward_ms, nodes
 
     def _integrity_checks(self) -> None:
         """harness code unchanged, data guard still armed, no dataset file mapped behind its back."""
@@ -333,85 +387,110 @@ class Session:
         integrity.check_code(harness)
         if not integrity.guard_intact():
             integrity.add_violation("data_access", "the record switched off the harness's data guard")
-        for path in integrity.mapped_data_files(self.val_files):
+        for path in integrity.mapped_data_files(set()):  # this process maps no dataset file at all
             integrity.add_violation("data_access", f"record memory-mapped dataset file {path} itself (not through the harness stream)")
 
-    def _val_on_device(self):
-        import torch
-
-        if self._val_device is None:
-            self._val_device = torch.from_numpy(self.val_tokens_np).to(self.device)
-        return self._val_device
-
     def finish(self, forward) -> dict:
-        """stop the clock, make sure the last eval is full, then the causality and held-out checks."""
+        """stop the clock for good, charge unexplained pause time, then the claim's evaluation (the
+        val set, served now for the first time, with the causality probe), the held-out check and
+        the data process's own counts."""
         import torch
 
+        if self._finished:
+            raise ContractViolation("eval_order", "h.finish() was called twice")
+        self._finished = True
         self.clock.stop()
         if self._started:
             self._compiles_timed = compile_count() - self._compiles_before - self._compiles_paused
         span_ms = (check_ns() - self._span_t0) / 1e6 if self._span_t0 is not None else None
         self._check_span(span_ms)
-        if self._last_eval is None or not self._last_eval["full"] or self._last_eval["step"] != self._last_step:
-            self.evaluate(forward, self._last_step)
-        val = self._last_eval["val_loss"]
+        charged_ms = self._charge_pauses()
+        pause_t0 = now_ns()
+        probe = Probe(self.vocab_size)
+        val = StreamWindows(self.stream, "val", self.val_tokens, self.eval_seq_len, self.eval_batch_size, self.device,
+                            self.rank, self.world_size)
+        compiles_t0 = compile_count()
+        loss, n, forward_ms, nodes = self._run_eval(forward, val, probe)
+        if nodes and compile_count() == compiles_t0:  # learning from the val tokens while they are scored
+            integrity.add_violation("eval_training", f"the record's forward made {nodes} autograd nodes inside the claim's evaluation")
+        self._emit_eval(self._last_step, loss, n, "val", device_ms_since(pause_t0, self.device), forward_ms, True)
+        self._last_eval = {"step": self._last_step, "val_loss": loss, "full": True, "tokens": self.tokens}
+        self.eval_time_ms += (now_ns() - pause_t0) / 1e6
+        if not math.isfinite(loss):
+            raise ContractViolation("nan", f"val loss is {loss} at step {self._last_step}")
         checks_t0 = now_ns()
-        probe = self._causality or Probe(self.vocab_size)
-        heldout = self._heldout_check(forward, val, probe)
+        heldout = self._heldout_check(forward, loss, probe)
         causal = probe.result()
-        T = int(self.args.get("eval_seq_len", self.seq_len))
+        T = self.eval_seq_len
         modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
         for m, _ in modes:
             m.eval()
         try:
-            dtypes = scan_dtypes(forward, self._val_on_device()[:T].view(1, T), self._watched)
+            dtypes = scan_dtypes(forward, val.first_row.view(1, T), self._watched)
         finally:
             for m, mode in modes:
                 m.train(mode)
+        del val
         served = self.stream.stats()  # reads back the batch in flight first (stream.unused_tokens)
         if served["tokens_served"] != self.tokens + self.stream.unused_tokens:
             integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted "
                                                    f"{self.tokens:,} taken and {self.stream.unused_tokens:,} in flight")
+        watch = served.get("watch") or {}
+        for detail in watch.get("violations", [])[:5]:
+            integrity.add_violation("data_access", f"dataset file opened around the harness stream: {detail}")
         self._integrity_checks()
         self.events.emit("causality", **causal)
         self.events.emit("heldout", **heldout)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.startswith("cuda") else None
+        progress_tokens = sum(p["tokens"] for p in self._pauses)
         self.summary = {
             "train_time_ms": self.clock.elapsed_ms(), "eval_time_ms": self.eval_time_ms,
             "warmup_time_ms": self.warmup_time_ms, "checks_time_ms": (now_ns() - checks_t0) / 1e6,
-            "tokens": served["tokens_served"], "val_loss": val, "val_loss_full": True, "steps": self._last_step,
+            "tokens": served["tokens_served"], "val_loss": loss, "val_loss_full": True, "steps": self._last_step,
             "causal": causal["passed"], "max_leak": causal["max_leak"], "heldout_gap": heldout["gap"],
             "heldout_passed": heldout["passed"], "compiles_in_timed": self._compiles_timed,
             "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": served["epoch"],
             "dataset_fingerprint": self.dataset_fingerprint, "train_span_ms": span_ms,
+            "progress_evals": self._progress_evals, "progress_eval_tokens": progress_tokens,
+            "eval_charged_ms": charged_ms, "data_watch": bool(watch.get("watched")),
+            "claim_autograd_nodes": nodes,
         }
         return self.summary
+
+    def _charge_pauses(self) -> float:
+        """an untimed progress eval whose forwards took longer than PAUSE_COST_FACTOR train tokens'
+        worth of time per token evaluated did work its forwards cannot explain: the excess is train
+        time. pauses in which torch compiled are let off (the first COMPILING_PAUSES_EXEMPT)."""
+        if not self._pauses or not self.tokens:
+            return 0.0
+        ms_per_token = self.clock.elapsed_ms() / self.tokens
+        excess, compiling = 0.0, 0
+        for p in self._pauses:
+            if p["compiled"]:
+                compiling += 1
+                if compiling <= COMPILING_PAUSES_EXEMPT:
+                    continue
+            excess += max(0.0, p["forward_ms"] - PAUSE_COST_FACTOR * p["tokens"] * ms_per_token)
+        if excess > 0:
+            self.clock.charge_ns(int(excess * 1e6))
+            self.eval_time_ms -= excess
+            self.events.emit("eval_charge", charged_ms=excess, ms_per_train_token=ms_per_token, factor=PAUSE_COST_FACTOR)
+        return excess
 
     def _check_span(self, span_ms: float | None) -> None:
         """the clock's train time plus the eval pauses must add up to the monotonic span of training."""
         if span_ms is None:
             return
-        accounted_ms = (self.clock._elapsed_ns - self._warmup_excess_ns + self._pause_ns_in_span) / 1e6
+        accounted_ms = (self.clock.elapsed_ns - self._warmup_excess_ns + self._pause_ns_in_span) / 1e6
         if abs(span_ms - accounted_ms) > SPAN_TOLERANCE * span_ms + SPAN_SLACK_MS:
             integrity.add_violation("clock_tamper", f"train time + eval pauses ({accounted_ms:.0f} ms) do not add up to the "
                                                     f"training span on an independent clock ({span_ms:.0f} ms)")
 
     def _heldout_check(self, forward, val: float, probe: Probe) -> dict:
-        """the loss on the never-served tail of the train split (fetched now, once) against val."""
-        if self.heldout_tokens < 2 * self.seq_len:
-            return {"heldout_loss": None, "val_loss": val, "gap": None, "tokens": 0, "passed": True}
-        import torch
-
-        try:
-            tail = torch.from_numpy(self.stream.heldout()).to(self.device)
-        except DataServerError as e:
-            raise ContractViolation("heldout", f"{str(e).partition(': ')[2] or e} (the record read the held-out tail itself)") from None
-        loss, n = self._run_eval(forward, tail, probe)
+        """the loss on the check's half of the never-served tail (served now, once) against val."""
+        tail = StreamWindows(self.stream, "check", self.stream.check_tokens, self.eval_seq_len, self.eval_batch_size,
+                             self.device, self.rank, self.world_size)
+        loss, n, _, _ = self._run_eval(forward, tail, probe)
         gap = loss - val
         return {"heldout_loss": loss, "val_loss": val, "gap": gap, "tokens": n, "margin": HELDOUT_MARGIN,
                 "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}
-
-
-# -- small helpers ------------------------------------------------------------------------------
-def _unpack(t):
-    return t

@@ -103,6 +103,37 @@ def open_shard(path: str | os.PathLike, vocab_size: int | None = None) -> np.nda
     return np.memmap(path, dtype=h.dtype, mode="r", offset=h.header_bytes, shape=(h.tokens,))
 
 
+class ShardFile:
+    """a shard read with pread from an open file, never mapped: the process holding it keeps
+    only the windows it has read in memory (the data process: a record that reads its memory,
+    e.g. through /proc/<pid>/mem, finds the batches it was served and nothing more).
+    supports len() and slicing with step 1, like the memory-mapped array of open_shard."""
+
+    def __init__(self, path: str | os.PathLike, vocab_size: int | None = None):
+        h = read_header(path)
+        if vocab_size is not None and h.vocab_size and h.vocab_size != vocab_size:
+            raise ShardError(f"shard {path}: vocabulary {h.vocab_size} does not match the dataset's {vocab_size}; rebuild with the same tokenizer")
+        self.header, self.dtype = h, h.dtype
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def __len__(self) -> int:
+        return self.header.tokens
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a ShardFile is read by contiguous slices")
+        start, stop, _ = key.indices(len(self))
+        n = max(0, stop - start)
+        width = self.dtype.itemsize
+        raw = os.pread(self._fd, n * width, self.header.header_bytes + start * width) if n else b""
+        if len(raw) != n * width:
+            raise ShardError(f"shard {self.header.path}: short read at token {start} (file changed on disk?)")
+        return np.frombuffer(raw, dtype=self.dtype)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) -> None:
     """write tokens atomically: a temp file beside the target, fsync, then rename.
 

@@ -95,3 +95,13 @@ def concat_tail(shards: list[np.ndarray], tokens: int) -> np.ndarray:
         parts.append(np.asarray(s[len(s) - take:]))
         need -= take
     return np.concatenate(parts[::-1]).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def split_tail(tail: np.ndarray, eval_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """the never-served tail in two interleaved halves: (progress, check). progress evaluations read
+    chunks 0, 2, 4, ...; the held-out check reads chunks 1, 3, 5, ... so the check rests on tokens the
+    record was never shown, and both halves hold the same mix of documents. a chunk is a whole
+    number of eval windows (a sixteenth of the tail, or one window when the tail is short)."""
+    chunk = eval_seq_len * max(1, (len(tail) // 16) // max(1, eval_seq_len))
+    idx = np.arange(len(tail)) // chunk
+    return tail[idx % 2 == 0], tail[idx % 2 == 1]

@@ -8,6 +8,24 @@ from __future__ import annotations
 
 from harness import integrity
 
+# torch's count of autograd nodes made on this thread (every op that records for backward adds
+# one). captured by capture_autograd_counter() before any record code runs: a record that rebinds
+# torch's function afterwards does not reach this reference, and rebinding this global shows in
+# integrity.code_snapshot. python hooks (saved-tensor hooks, modes) can be stacked over or popped
+# by a record; this c++ counter cannot be reset from python.
+_AUTOGRAD_NODES = None
+
+
+def capture_autograd_counter() -> None:
+    global _AUTOGRAD_NODES
+    import torch
+
+    _AUTOGRAD_NODES = torch._C._autograd._get_sequence_nr
+
+
+def autograd_nodes() -> int:
+    return _AUTOGRAD_NODES() if _AUTOGRAD_NODES is not None else 0
+
 
 def to_cpu(obj):
     import copy

@@ -96,8 +96,51 @@ def list_records(root: str | Path = "records") -> list[Record]:
     return [load_record(t.parent) for t in sorted(Path(root).glob("*/record.toml"))]
 
 
+UNCOVERED_SUFFIXES = {".pyc", ".pyo", ".so", ".pyd"}
+
+
 def _files(path: Path) -> list[Path]:
-    return sorted(f for f in path.rglob("*") if f.is_file() and not IGNORED_PARTS & set(f.parts) and f.suffix != ".pyc")
+    return sorted(f for f in path.rglob("*") if f.is_file() and not f.is_symlink() and not IGNORED_PARTS & set(f.parts)
+                  and f.suffix not in UNCOVERED_SUFFIXES)
+
+
+def uncovered(path: str | Path) -> list[str]:
+    """what in a record folder the digest cannot vouch for: links (their target can change after
+    freeze), compiled code (python runs a .pyc instead of its source), anything not a plain file."""
+    path = Path(path)
+    out = []
+    for f in sorted(path.rglob("*")):
+        rel = str(f.relative_to(path))
+        if f.is_symlink():
+            out.append(f"{rel} (a link)")
+        elif f.is_file() and (IGNORED_PARTS & set(f.relative_to(path).parts) or f.suffix in UNCOVERED_SUFFIXES):
+            out.append(f"{rel} (compiled or cached code)")
+        elif not f.is_file() and not f.is_dir():
+            out.append(f"{rel} (not a plain file)")
+    return out
+
+
+def refuse_uncovered(path: str | Path, verb: str) -> None:
+    bad = uncovered(path)
+    if bad:
+        extra = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{verb}: {Path(path) / bad[0].split(' (')[0]} is not covered by the record's digest: {bad[0].split(' (', 1)[1][:-1]}"
+                        f"{extra}; remove it (links: copy the real file in) and try again")
+
+
+def stage(rec: "Record", dest: Path) -> Path:
+    """copy exactly the digested files of a frozen record into dest and check the copy's digest:
+    the run executes and reads these bytes, never the original folder."""
+    import shutil
+
+    refuse_uncovered(rec.path, "run")
+    for f in _files(rec.path):
+        target = dest / f.relative_to(rec.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    if compute_digest(dest) != rec.frozen_sha256:
+        raise UserError(f"frozen record changed: {rec.path} changed while it was being staged; run it again")
+    return dest
 
 
 def record_files(path: str | Path) -> dict[str, str]:
@@ -121,6 +164,7 @@ def compute_digest(path: str | Path) -> str:
 def freeze(path: str | Path) -> str:
     """write the current digest into record.toml's [frozen] table (replacing an old one)."""
     rec = load_record(path)
+    refuse_uncovered(rec.path, "freeze")
     digest = compute_digest(rec.path)
     toml_path = rec.path / "record.toml"
     text = _FROZEN.sub("", toml_path.read_text()).rstrip()

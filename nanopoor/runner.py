@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -26,11 +27,23 @@ from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
 from nanopoor.events import EventTail, first, read_events
-from nanopoor.records import check_frozen, compute_digest, load_record, record_files
+from nanopoor.crosscheck import event_findings
+from nanopoor.records import check_frozen, compute_digest, load_record, record_files, stage
 from nanopoor.result import files_digest, git_info, write_result
 
 HARNESS_DIR = Path(harness.__file__).parent
 KILL_GRACE_S = 10.0
+# the text the project's datasets are built from: a record that read it would get val and train
+# tokens around the stream, so it is guarded like the dataset folder itself
+CORPUS_DIR = HARNESS_DIR.parent / "corpus"
+
+
+def guarded_sources() -> tuple[list[str], list[str]]:
+    """(folders, files) of the project's corpus, guarded in the record's process and watched."""
+    if not CORPUS_DIR.is_dir():
+        return [], []
+    files = sorted(str(p.resolve()) for p in CORPUS_DIR.rglob("*") if p.is_file())
+    return [str(CORPUS_DIR.resolve())], files
 
 
 def new_seed() -> int:
@@ -72,9 +85,13 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
         "contract_version": CONTRACT_VERSION, "nproc": nproc,
     }
+    config["guarded_dirs"], config["guarded_files"] = guarded_sources()
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     harness_before = package_files_digest(HARNESS_DIR)
-    outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet)
+    # the run executes a fresh copy of exactly the digested files, never the record folder itself
+    with tempfile.TemporaryDirectory(prefix="nanopoor-record-") as tmp:
+        staged = stage(rec, Path(tmp) / rec.path.name)
+        outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet, staged / rec.entrypoint)
     events = read_events(run_dir / "events.jsonl")
     result = _result(rec, trk, config, events, outcome, started, harness_before, manifest)
     from nanopoor.plots import loss_curve
@@ -88,18 +105,18 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
 CPU_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
-def _command(rec, nproc: int) -> list[str]:
-    entry = str(rec.entry_path.resolve())
+def _command(entry: str, nproc: int) -> list[str]:
     if nproc > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                 "-m", "harness.launch", entry]
     return [sys.executable, "-m", "harness.launch", entry]
 
 
-def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool) -> dict:
+def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool, entry: Path) -> dict:
     # PYTHONSAFEPATH: no cwd on sys.path (inherited by torchrun's children), so a `harness/` folder
     # in the current directory cannot stand in for the one whose digest the runner checks
     env = {**os.environ, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1",
+           "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HARNESS_DIR.parent), os.environ.get("PYTHONPATH")]))}
     if shutil.which("nvidia-smi") is None:
         # a cpu run allocates and frees the (B, T, 100k) logits every step: glibc hands such blocks
@@ -112,7 +129,7 @@ def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool
     lines: queue.Queue = queue.Queue()
     t0 = time.perf_counter()
     with open(run_dir / "log.txt", "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(_command(rec, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(_command(str(entry), nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 text=True, errors="replace", bufsize=1, start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
         reader.start()
@@ -183,7 +200,7 @@ def rank_failures(run_dir: Path) -> list[dict]:
     return out
 
 
-def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
+def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
     end = first(events, "run_end")
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
@@ -201,6 +218,9 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
             return "invalid", f"{violation.get('kind')}: {violation.get('detail')}"
         if end["status"] == "completed" and after:
             return "invalid", "events: lines were written after run_end (only the harness writes the event log)"
+        findings = event_findings(config, events) if end["status"] == "completed" else []
+        if findings:
+            return "invalid", findings[0]
         return end["status"], end.get("reason") or ""
     rc = outcome["returncode"]
     if rc is not None and rc < 0:
@@ -210,7 +230,7 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
 
 def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
-    status, reason = _status(events, outcome)
+    status, reason = _status(events, outcome, config)
     end = first(events, "run_end") or {}
     start = first(events, "run_start") or {}
     torch_facts = start.get("torch") or {}
@@ -249,6 +269,8 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),
+        "progress_evals": end.get("progress_evals"), "progress_eval_tokens": end.get("progress_eval_tokens"),
+        "eval_charged_ms": end.get("eval_charged_ms"), "data_watch": end.get("data_watch"),
         "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
         "harness_sha256": harness_before, "record_files": record_files(rec.path),
         "started_at": started.isoformat(timespec="seconds"),

@@ -74,6 +74,34 @@ def test_reads_into_a_given_buffer(client):
 
 def test_no_batch_after_the_heldout_tail(client):
     client.next_numpy()
-    assert len(client.heldout()) > 0
+    assert client.eval_inputs("check").shape[1] == client.eval_seq_len
     with pytest.raises(DataServerError, match="^heldout: "):
         client.next_numpy()
+
+
+def test_evaluation_tokens_are_served_once_targets_after_inputs(client):
+    with pytest.raises(DataServerError, match="^protocol: "):  # targets before their inputs
+        client.eval_targets("val")
+    batches = 0
+    while True:
+        x = client.eval_inputs("val")
+        if not x.size:
+            break
+        y = client.eval_targets("val")
+        assert x.shape == y.shape and (x[:, 1:] == y[:, :-1]).all()  # targets are the inputs shifted by one
+        batches += 1
+    assert batches > 0
+    with pytest.raises(DataServerError, match="^eval: .*already served once"):
+        client.eval_inputs("val")
+
+
+def test_a_progress_request_mid_training_keeps_the_batch_in_flight(client, tiny_data):
+    first = client.next_numpy().copy()
+    assert len(client.progress()) > 0
+    second = client.next_numpy().copy()
+    fresh = StreamClient(tiny_data, SEQ, BATCH, 10 * SEQ * BATCH, 7, 0, 1, 16384)
+    try:
+        assert (fresh.next_numpy() == first).all() and (fresh.next_numpy() == second).all()  # the same stream
+    finally:
+        fresh.close()
+    assert client.stats()["tokens_served"] == 2 * SEQ * BATCH + client.unused_tokens
