@@ -144,7 +144,8 @@ class Scale(str, Enum):
 
 
 def reproduce(
-    record: Path = typer.Argument(..., help="a record folder (records/<name>)"),
+    record: Path = typer.Argument(..., help="a record folder (records/<name>) to reproduce its published claim, or a "
+                                            "committed run folder (runs/<run_id>) to re-run it as it was made"),
     claim: Optional[int] = typer.Option(None, min=1, help="which claims entry of record.toml, 1 = the first (default)"),
     data: Optional[Path] = typer.Option(None, help="dataset folder (default: data/<the track's dataset>)"),
     scale: Scale = typer.Option(Scale.full, help="full reproduces the claim; smoke only checks the code path"),
@@ -161,6 +162,12 @@ def reproduce(
     from nanopoor.records import load_record
     from nanopoor.reproduce import claim_log_path, compare_to_claim, pick_claim
 
+    if (record / "result.json").is_file():  # a committed run folder: re-run it as it was made
+        from nanopoor.reproduce import reproduce_run
+
+        report = reproduce_run(record, data=data, out=out, timeout_s=timeout, quiet=format == OutputFormat.json)
+        typer.echo(json.dumps(report, indent=2) if format == OutputFormat.json else report["summary"])
+        return
     rec = load_record(record)
     chosen = pick_claim(rec.claims, claim, rec.name)
     log_path = claim_log_path(chosen)

@@ -1,6 +1,8 @@
 """hardware detection (nvidia-smi and torch) and the run class a track gives it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import os
 import platform
 import shutil
@@ -81,3 +83,16 @@ def classify(hw: dict, track: dict, used_gpus: int | None = None, device: str | 
             and all(str(g.get("capability")) == track.get("official_capability") for g in used)):
         return "official", lab
     return "unofficial", lab
+
+
+def machine_id() -> str:
+    """a short, stable name for this machine (hash of /etc/machine-id and the host name): a
+    reproduction made on the same machine as the run it reproduces says so."""
+    import hashlib
+    import socket
+
+    try:
+        mid = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        mid = ""
+    return hashlib.sha256(f"{mid}|{socket.gethostname()}".encode()).hexdigest()[:12]

@@ -198,3 +198,31 @@ def _clean(v):
 
 def dumps(cmp: Comparison) -> str:
     return json.dumps(cmp.to_dict(), indent=2)
+
+
+REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lands this close to the original
+
+
+def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout_s=None, quiet: bool = False) -> dict:
+    """re-run a committed run's record with its scale, seed, track and ranks, and record the new
+    run as a reproduction of it (result `reproduces`). a run folder proves nothing against the
+    machine that made it; a second run by someone else, within seed noise, does."""
+    from nanopoor import runner
+    from nanopoor.result import load_result
+
+    original = load_result(Path(run_dir) / "result.json")
+    record = Path("records") / str(original["record"])
+    new_dir = runner.run_record(record, scale=original["scale"], seed=original["seed"], data_dir=data, out_root=out,
+                                timeout_s=timeout_s, track=original["track"], nproc=int(original.get("nproc") or 1),
+                                quiet=quiet, reproduces=original["run_id"])
+    new = load_result(new_dir / "result.json")
+    a, b = original.get("val_loss"), new.get("val_loss")
+    gap = None if a is None or b is None else b - a
+    ok = new["status"] == "completed" and gap is not None and abs(gap) <= REPRODUCED_WITHIN
+    same_machine = new.get("machine") == original.get("machine")
+    summary = (f"{new['run_id']}: {new['status']}, val loss {b} vs {a} "
+               f"({'reproduced' if ok else 'not reproduced'} within {REPRODUCED_WITHIN} nats)"
+               + ("; made on the same machine as the original, which proves little" if same_machine else ""))
+    return {"original": original["run_id"], "reproduction": new["run_id"], "status": new["status"], "val_loss": b,
+            "original_val_loss": a, "gap": gap, "reproduced": ok, "same_machine": same_machine, "summary": summary,
+            "run_dir": str(new_dir)}

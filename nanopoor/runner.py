@@ -65,8 +65,9 @@ def resolve_data(track, data_dir: str | Path | None) -> tuple[Path, dict]:
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
                out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
-               nproc: int = 1, quiet: bool = False) -> Path:
-    """run one seed of a record; returns the run folder (always written, whatever the status)."""
+               nproc: int = 1, quiet: bool = False, reproduces: str | None = None) -> Path:
+    """run one seed of a record; returns the run folder (always written, whatever the status).
+    reproduces: the run_id of a committed run this one re-runs (`nanopoor reproduce RUN_FOLDER`)."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
     sc = rec.scale(scale)
@@ -83,7 +84,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "batch_size": sc["batch_size"], "grad_accum": sc["grad_accum"], "steps": sc["steps"],
         "budget_tokens": sc["budget_tokens"], "formula": sc["formula"], "args": sc["args"],
         "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
-        "contract_version": CONTRACT_VERSION, "nproc": nproc,
+        "contract_version": CONTRACT_VERSION, "nproc": nproc, "reproduces": reproduces,
     }
     config["guarded_dirs"], config["guarded_files"] = guarded_sources()
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -276,6 +277,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
+        "reproduces": config.get("reproduces"), "machine": hardware.machine_id(),
     }
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from nanopoor import hardware
 from nanopoor.errors import UserError, did_you_mean
-from nanopoor.events import first, read_events
 from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
 
 RESULT_FILE = "result.json"
@@ -119,24 +118,10 @@ def file_problems(run_dir: Path, raw: Mapping, result: Mapping) -> list[str]:
 
 
 def event_problems(run_dir: Path, result: Mapping) -> list[str]:
-    """a completed result must carry the numbers its own event log ended with."""
-    if result.get("status") != "completed":
-        return []
-    end = first(read_events(run_dir / "events.jsonl"), "run_end")
-    if end is None:
-        return ["completed but events.jsonl has no run_end event"]
-    out = []
-    for key in ("val_loss", "tokens", "train_time_ms"):
-        if key in end and not _same(end[key], result.get(key)):
-            out.append(f"{key} {result.get(key)!r} differs from the run_end event's {end[key]!r}")
-    return out
+    """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json."""
+    from nanopoor.crosscheck import folder_findings
 
-
-def _same(a, b) -> bool:
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    except (TypeError, ValueError):
-        return a == b
+    return folder_findings(run_dir, dict(result))
 
 
 class RecordDigests:

@@ -65,14 +65,17 @@ def make_run(runs_dir: Path, record_dir: Path, *, seed: int, val_loss: float | N
     (d / "config.json").write_text(json.dumps({"run_id": run_id, "record": record, "record_sha256": digest,
                                                "scale": scale, "seed": seed, **shape,
                                                "budget_tokens": budget}, sort_keys=True))
-    events = [{"type": "run_start", "time": 1.0, "run_id": run_id}]
+    events = [{"type": "run_start", "time": 1.0, "run_id": run_id, "seed": seed}]
     events += [{"type": "eval", "time": 2.0 + i, "step": i, "tokens": t, "train_time_ms": 1000.0 * (i + 1),
                 "val_loss": v, "val_tokens": 1024, "full": True, "eval_time_ms": 10.0}
                for i, (t, v) in enumerate(evals)]
     events.append({"type": "run_end", "time": 99.0, "status": status, "val_loss": val_loss, "tokens": tokens,
                    "train_time_ms": train_time_ms})
     (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    (d / "log.txt").write_text(f"step: {shape['steps']}/{shape['steps']} val_loss: {val_loss} seed {seed}\n")
+    # the harness's own lines: the claim's evaluation, then run_end (verify compares them to the result)
+    shown = f"{val_loss:.4f}" if val_loss is not None else "nan"
+    (d / "log.txt").write_text(f"seed {seed}\nstep: {shape['steps']}/{shape['steps']} train_loss: n/a val_loss: {shown} "
+                               f"train_time: {train_time_ms / 1000:.1f}s tokens: {tokens}\nrun_end: {status}\n")
     (d / "loss.png").write_bytes(b"\x89PNG fake curve " + str(seed).encode())
     gpus = [dict(gpu)] * gpu_count if gpu else []
     hw = {"gpus": gpus, "gpu_count": len(gpus), "cuda": "12.4" if gpus else None, "torch": "2.13.0",

@@ -142,6 +142,21 @@ def test_corruption_is_flagged(demo, tmp_path):
     assert any("truncated" in c["detail"] for c in r["checks"])
 
 
+def test_a_check_that_could_not_run_is_not_ok(demo, tmp_path):
+    # a truncated shard cannot be read: its sha256 was never compared, and the overlap check lost
+    # the split it compares against. neither may say "ok" about what it did not see.
+    d = tmp_path / "d"
+    shutil.copytree(demo, d)
+    for f in sorted(d.glob("train_*.bin")):
+        with open(f, "r+b") as fh:
+            fh.truncate(f.stat().st_size - 4)
+    r = audit(d)
+    checks = {c["check"]: c for c in r["checks"]}
+    assert not checks["sha256"]["ok"] and "could not be read" in checks["sha256"]["detail"]
+    assert not checks["train/val overlap"]["ok"] and checks["train/val overlap"]["detail"].startswith("not checked")
+    assert not r["ok"]
+
+
 def test_ids_beyond_the_vocabulary_are_flagged(tmp_path):
     p = tmp_path / "s.bin"
     write_shard(p, np.arange(1000) % 50000, 100277)

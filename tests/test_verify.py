@@ -35,8 +35,38 @@ def test_edited_val_loss_in_result_json_is_caught(tree):
     rewrite_result(runs[0], val_loss=3.0)
     found = problems(runs[0])
     assert any("result.json was edited" in p for p in found)
-    assert any("val_loss 3.0 differs from the run_end event" in p for p in found)
+    assert any(p.startswith("val_loss: run_end says") and "result.json 3.0" in p for p in found)
     assert problems(runs[1]) == []
+
+
+def _forge(run_dir, **changes):
+    """what a forger who has read nanopoor.result does: edit the numbers in events.jsonl and
+    result.json alike, then recompute every file hash and the result's own digest."""
+    from nanopoor.result import files_digest, write_result
+
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    for e in events:
+        if e["type"] == "run_end":
+            e.update(changes)
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = json.loads((run_dir / "result.json").read_text())
+    result.pop("result_sha256", None)
+    result.update(changes)
+    (run_dir / "result.json").unlink()
+    result["files"] = files_digest(run_dir)
+    write_result(run_dir, result)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"val_loss": 2.9}, "val_loss: log.txt prints"),
+    ({"train_time_ms": 100_000.0}, "train_time_ms: log.txt prints"),
+])
+def test_a_consistently_forged_result_and_event_log_disagree_with_the_log(tree, changes, words):
+    _, runs = tree
+    _forge(runs[0], **changes)
+    found = problems(runs[0])
+    assert not any("sha256" in p or "was edited" in p for p in found), found   # every hash recomputed
+    assert any(p.startswith(words) for p in found), found
 
 
 def test_edited_log_is_caught(tree):

@@ -264,8 +264,14 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
     rep.check("shards", not bad_headers, "; ".join(bad_headers[:3]) + (f" (and {len(bad_headers) - 3} more)" if len(bad_headers) > 3 else "")
               if bad_headers else f"{n_shards} shards: headers match file sizes, token counts and vocabulary match the manifest")
     if hashes:
-        rep.check("sha256", not bad_hashes, f"sha256 differs from the manifest for {', '.join(bad_hashes)}" if bad_hashes
-                  else f"all {n_shards} shards match their sha256 in the manifest")
+        unread = n_shards - len(per_shard)
+        if bad_hashes:
+            detail = f"sha256 differs from the manifest for {', '.join(bad_hashes)}"
+        elif unread:
+            detail = f"{unread} of {n_shards} shards could not be read, so their sha256 was not checked"
+        else:
+            detail = f"all {n_shards} shards match their sha256 in the manifest"
+        rep.check("sha256", not bad_hashes and not unread, detail)
     if per_shard:
         _stat_checks(rep, total, vocab, "", per_shard)
     shared = train_docs.shared_docs
@@ -274,9 +280,13 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
     rep.data["stats"]["overlap"] = {"val_documents": val_docs.documents, "train_documents": train_docs.documents,
                                     "shared_documents": len(shared), "shared_val_tokens": shared_tokens}
     share = shared_tokens / val_tok
-    rep.check("train/val overlap", share <= MAX_OVERLAP_SHARE,
-              f"{len(shared)} of {val_docs.documents:,} val documents ({share:.3%} of val tokens) also appear in train "
-              f"(checked against {train_docs.documents:,} train documents; at most {MAX_OVERLAP_SHARE:.1%} allowed)")
+    if not val_docs.documents or not train_docs.documents:  # a check with nothing to compare did not run
+        rep.check("train/val overlap", False, f"not checked: {val_docs.documents:,} val and {train_docs.documents:,} train "
+                                              "documents could be read (a split is missing, unreadable or empty)")
+    else:
+        rep.check("train/val overlap", share <= MAX_OVERLAP_SHARE,
+                  f"{len(shared)} of {val_docs.documents:,} val documents ({share:.3%} of val tokens) also appear in train "
+                  f"(checked against {train_docs.documents:,} train documents; at most {MAX_OVERLAP_SHARE:.1%} allowed)")
     return rep.data
 
 
