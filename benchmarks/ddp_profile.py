@@ -36,6 +36,7 @@ the cpu (gloo) to test the script; its numbers mean nothing."""
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -275,6 +276,7 @@ def profile(args) -> dict:
             shapes.setdefault(tuple(p.shape), []).append(p)
         n_gather = sum(math.ceil(len(ps) / world) * world * math.prod(s) for s, ps in shapes.items())
         del tr
+        gc.collect()  # the DDP reducer holds the process group: gone before the next record and the teardown
         if cuda:
             torch.cuda.empty_cache()
     if world > 1:
@@ -285,6 +287,7 @@ def profile(args) -> dict:
         for name, r in result["records"].items():
             print(f"{name} x{world}: step {r['step_ms']:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in r["phases_ms"].items()) + f", exposed comm {r['exposed_comm_ms']:.2f}", flush=True)
+    dist.barrier()
     dist.destroy_process_group()
     return result
 
