@@ -34,17 +34,19 @@ pack() { tar czf "$out/ddp.tgz.part" "$runs" "$runs-solo" "$prof" 2>/dev/null &&
 packer=$!
 
 elapsed() { echo $(( $(date +%s) - t0 )); }
+cap() {  # cap N: N seconds, or fewer so that everything ends 40 s before the call's 10-minute limit
+  local left=$(( 560 - $(elapsed) )); echo $(( left < $1 ? (left > 10 ? left : 10) : $1 )); }
 phase() {  # phase NAME: false once the time budget is spent
   if [ "$(elapsed)" -ge "$budget_s" ]; then echo "skipped $1: $(elapsed) s gone" | tee -a "$prof/phases.txt"; return 1; fi
   echo "phase $1 at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
 run() {  # run GPU_LIST RECORD NPROC [OUT]: one harness run on the listed gpus
   CUDA_VISIBLE_DEVICES=$1 python3 -m nanopoor run "records/$2" --scale full --track docs --data data/docs \
-    --nproc "$3" --seed 1234 --out "${4:-$runs}" --timeout 170 --format json > "$prof/run-$2-n$3.log" 2>&1
+    --nproc "$3" --seed 1234 --out "${4:-$runs}" --timeout "$(cap 170)" --format json > "$prof/run-$2-n$3${4:+-solo}.log" 2>&1
   echo "run $2 x$3 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
 profile() {  # profile GPU_LIST NPROC: both records' step phases
-  CUDA_VISIBLE_DEVICES=$1 timeout 200 python3 -m torch.distributed.run --standalone --nproc_per_node "$2" \
+  CUDA_VISIBLE_DEVICES=$1 timeout "$(cap 200)" python3 -m torch.distributed.run --standalone --nproc_per_node "$2" \
     benchmarks/ddp_profile.py --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
