@@ -1,0 +1,352 @@
+"""where a data-parallel training step's time goes, per rank count, for both data-parallel records.
+
+    torchrun --standalone --nproc_per_node N benchmarks/ddp_profile.py --out ddp-profile-nN.json
+    python benchmarks/ddp_profile.py --summary ddp-profile-n*.json --runs gpu-runs   # markdown tables
+
+each record's step is rebuilt here from its own model.py and optim.py, the way its train.py
+runs it (the records themselves only run inside the harness):
+
+  dense_muon_t4_ddp     DDP around the compiled model; 8-row micro-batches (4 per step on one
+                        gpu, 1 on four); every rank runs newton-schulz on every matrix; the
+                        overflow check and GradScaler.step read flags back on the host
+  dense_muon_t4_ddp_v2  the compiled model around DDP (bucketed all-reduce during the backward);
+                        micro-batches of up to 16 rows; each rank orthogonalises its share of
+                        the matrices and all-gathers the updates; the skip decided on the device
+
+the phases of a step are timed with cuda events on the training stream, so a phase includes
+the time the gpu waited in it (for the host after a sync, or for a collective):
+
+  forward_backward  all micro-steps, including the part of the gradient all-reduce the backward
+                    did not hide (DDP makes the stream wait for its buckets at the end)
+  unscale_norm      GradScaler.unscale_ of both optimizers and the gradient norm
+  adamw             the fused AdamW step (embedding, head, gains)
+  muon              dense_muon_t4_ddp: momentum + newton-schulz on every matrix, applied
+  muon_ns           v2: momentum + newton-schulz on this rank's share, gathers started
+  muon_gather       v2: waiting for the gathers, every update added
+  rest              scaler update, zero_grad, the train loss all-reduced and read back
+
+between two full steps a compute-only step runs the same micro-steps with DDP's all-reduce
+switched off (no_sync): forward_backward minus that is the communication the backward did not
+hide (`exposed_comm`). a phase's figure is the median over the timed steps on each rank, then the
+largest over the ranks (the slowest rank sets the pace). the step time is the host's wall time of
+a whole step (every step ends with the loss readback, as in the records), tokens/s is the step's
+32,768 tokens over it. batches are random tokens. also timed alone: one all-reduce of the full
+fp32 gradient volume and one all-gather of v2's fp16 update volume. --dry-run runs tiny sizes on
+the cpu (gloo) to test the script; its numbers mean nothing."""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 1024 tokens a step
+    "dense_muon_t4_ddp": (8, 4),
+    "dense_muon_t4_ddp_v2": (16, 2),
+}
+
+
+def load(record: str, module: str):
+    """a record's own model.py / optim.py, under a name of its own (both records have both)."""
+    spec = importlib.util.spec_from_file_location(f"{record}_{module}", REPO / "records" / record / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def layout(record: str, batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(micro_steps, micro_rows) per rank, as the record's train.py cuts a step."""
+    local = batch_size // world
+    if record == "dense_muon_t4_ddp":
+        stack = world if grad_accum % world == 0 else 1
+    else:
+        stack = max(d for d in range(1, grad_accum + 1) if grad_accum % d == 0 and d * local <= batch_size)
+    return grad_accum // stack, local * stack
+
+
+class Marks:
+    """named points on the training stream (cuda events; the host clock on the cpu)."""
+
+    def __init__(self, cuda: bool):
+        self.cuda, self.points = cuda, []
+
+    def mark(self, name: str) -> None:
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.points.append((name, e))
+        else:
+            self.points.append((name, time.perf_counter()))
+
+    def phases_ms(self) -> dict[str, float]:
+        """ms from each mark to the next, under the later mark's name (call after a sync)."""
+        out = {}
+        for (_, a), (name, b) in zip(self.points, self.points[1:]):
+            out[name] = a.elapsed_time(b) if self.cuda else (b - a) * 1000
+        return out
+
+
+class Trainer:
+    """one record's model, optimizers and step, on this rank."""
+
+    def __init__(self, record: str, cfg_kwargs: dict, seq_len: int, device: str, world: int, rank: int, compile_model: bool):
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        self.record, self.device, self.world = record, device, world
+        self.v2 = record.endswith("_v2")
+        model_mod, optim_mod = load(record, "model"), load(record, "optim")
+        torch.manual_seed(0)  # the same replica on every rank
+        self.model = model = model_mod.GPT(model_mod.GPTConfig(**cfg_kwargs)).to(device)
+        self.cuda = device.startswith("cuda")
+        batch_size, grad_accum = RECORDS[record]
+        self.micro_steps, self.micro_rows = layout(record, batch_size, grad_accum, world)
+        hidden = [p for p in model.blocks.parameters() if p.dim() == 2]
+        gains = [p for p in model.parameters() if p.dim() < 2]
+        ns_dtype = torch.float16 if self.cuda else torch.float32
+        shard = {"rank": rank, "world_size": world} if self.v2 else {}
+        self.muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=ns_dtype, **shard)
+        self.adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [model.lm_head.weight], "lr": 0.008},
+                                        {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=self.cuda)
+        self.optimizers = [self.adamw, self.muon]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+        ddp_kwargs = {"device_ids": [torch.device(device).index]} if self.cuda else {}
+        if world == 1:
+            self.net = model
+            self.fwd = torch.compile(model) if compile_model else model
+        elif self.v2:  # compile around DDP: the all-reduce overlaps the backward
+            self.net = DDP(model, broadcast_buffers=False, **ddp_kwargs)
+            self.fwd = torch.compile(self.net) if compile_model else self.net
+        else:  # DDP around the compiled model
+            self.net = DDP(torch.compile(model) if compile_model else model, broadcast_buffers=False, **ddp_kwargs)
+            self.fwd = self.net
+        g = torch.Generator().manual_seed(1000 + rank)
+        vocab = cfg_kwargs["real_vocab_size"]
+        self.batches = [torch.randint(0, vocab, (self.micro_rows, seq_len + 1), generator=g).to(device) for _ in range(self.micro_steps)]
+
+    def amp(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.cuda else nullcontext()
+
+    def micro_steps_run(self, marks: Marks, comm: bool) -> torch.Tensor:
+        loss_sum = torch.zeros((), device=self.device)
+        for i, batch in enumerate(self.batches):
+            x, y = batch[:, :-1], batch[:, 1:]
+            last = i == len(self.batches) - 1
+            sync_off = self.world > 1 and not (comm and last)
+            with self.net.no_sync() if sync_off else nullcontext():
+                with self.amp():
+                    loss = self.fwd(x, y)
+                self.scaler.scale(loss / self.micro_steps).backward()
+            loss_sum += loss.detach()
+        marks.mark("forward_backward")
+        return loss_sum
+
+    def step(self) -> tuple[dict, float]:
+        """one full training step: (phase ms, host wall ms)."""
+        import torch.distributed as dist
+
+        marks = Marks(self.cuda)
+        t0 = time.perf_counter()
+        marks.mark("start")
+        loss_sum = self.micro_steps_run(marks, comm=True)
+        for opt in self.optimizers:
+            self.scaler.unscale_(opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        marks.mark("unscale_norm")
+        if self.v2:
+            found_inf = (~torch.isfinite(grad_norm)).float()
+            if self.cuda:
+                self.adamw.found_inf = self.muon.found_inf = found_inf
+            self.adamw.step()
+            marks.mark("adamw")
+            pending = self.muon.launch()
+            marks.mark("muon_ns")
+            self.muon.apply(pending)
+            marks.mark("muon_gather")
+            for opt in self.optimizers:
+                opt.__dict__.pop("found_inf", None)
+        elif torch.isfinite(grad_norm):  # the parent's host-side check
+            self.scaler.step(self.adamw)
+            marks.mark("adamw")
+            self.scaler.step(self.muon)
+            marks.mark("muon")
+        self.scaler.update()
+        self.model.zero_grad(set_to_none=True)
+        train_loss = loss_sum / self.micro_steps
+        if self.world > 1:
+            dist.all_reduce(train_loss)
+        train_loss.item()
+        marks.mark("rest")
+        wall_ms = (time.perf_counter() - t0) * 1000
+        return marks.phases_ms(), wall_ms
+
+    def compute_only(self) -> float:
+        """the same micro-steps without any all-reduce; ms of forward + backward."""
+        marks = Marks(self.cuda)
+        marks.mark("start")
+        self.micro_steps_run(marks, comm=False)
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.model.zero_grad(set_to_none=True)
+        return marks.phases_ms()["forward_backward"]
+
+
+def comm_alone(n_grad: int, n_gather: int, device: str, repeats: int) -> dict:
+    """ms of one all-reduce of n_grad fp32 values and one all-gather into n_gather values (fp16 on cuda)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    out = {}
+    grads = torch.ones(n_grad, device=device)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    share = torch.ones(n_gather // world, dtype=dtype, device=device)
+    gathered = torch.empty(share.numel() * world, dtype=dtype, device=device)
+    for name, op, nbytes in (("allreduce_grads", lambda: dist.all_reduce(grads), grads.numel() * 4),
+                             ("allgather_updates", lambda: dist.all_gather_into_tensor(gathered, share), gathered.numel() * gathered.element_size())):
+        times = []
+        for i in range(repeats + 2):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dist.barrier()
+            t0 = time.perf_counter()
+            op()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"ms": statistics.median(times), "bytes": nbytes}
+    return out
+
+
+def profile(args) -> dict:
+    import torch.distributed as dist
+
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    cuda = torch.cuda.is_available() and not args.dry_run
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo", world_size=world, rank=rank,
+                            **({"device_id": torch.device(device)} if cuda else {}))
+    if args.dry_run:
+        cfg = dict(vocab_size=512, real_vocab_size=500, n_layer=2, n_head=2, n_embd=32, max_seq_len=32)
+        seq_len, rounds, warm = 32, args.rounds or 2, 1
+    else:
+        cfg = dict(vocab_size=100352, real_vocab_size=100277, n_layer=6, n_head=6, n_embd=768, max_seq_len=1024)
+        seq_len, rounds, warm = 1024, args.rounds or 20, 3
+    result = {"ranks": world, "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+              "dry_run": args.dry_run, "rounds": rounds, "records": {}}
+    for record in args.records:
+        tr = Trainer(record, cfg, seq_len, device, world, rank, compile_model=cuda)
+        for _ in range(warm):  # compiles, first kernel loads, optimizer state
+            tr.step()
+            tr.compute_only()
+        phases, walls, compute = [], [], []
+        for _ in range(rounds):  # full and compute-only steps take turns (the gpu's clocks drift)
+            p, w = tr.step()
+            phases.append(p)
+            walls.append(w)
+            compute.append(tr.compute_only())
+        mine = {"step_ms": statistics.median(walls), "compute_ms": statistics.median(compute),
+                "phases_ms": {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[-1]}}
+        everyone = [None] * world
+        dist.all_gather_object(everyone, mine)
+        step_ms = max(r["step_ms"] for r in everyone)
+        phases_ms = {k: max(r["phases_ms"][k] for r in everyone) for k in mine["phases_ms"]}
+        compute_ms = max(r["compute_ms"] for r in everyone)
+        tokens = RECORDS[record][0] * RECORDS[record][1] * seq_len
+        result["records"][record] = {
+            "micro_steps": tr.micro_steps, "micro_rows": tr.micro_rows, "step_ms": step_ms, "tokens_per_s": tokens / step_ms * 1000,
+            "phases_ms": phases_ms, "compute_only_ms": compute_ms,
+            "exposed_comm_ms": max(0.0, phases_ms["forward_backward"] - compute_ms) if world > 1 else 0.0,
+            "per_rank": everyone}
+        n_grad = sum(p.numel() for p in tr.model.parameters())
+        shapes = {}
+        for p in tr.muon.param_groups[0]["params"]:
+            shapes.setdefault(tuple(p.shape), []).append(p)
+        n_gather = sum(math.ceil(len(ps) / world) * world * math.prod(s) for s, ps in shapes.items())
+        del tr
+        gc.collect()  # the DDP reducer holds the process group: gone before the next record and the teardown
+        if cuda:
+            torch.cuda.empty_cache()
+    if world > 1:
+        result["comm_alone"] = comm_alone(n_grad, n_gather, device, repeats=3 if args.dry_run else 10)
+    if rank == 0:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "records"}), flush=True)
+        for name, r in result["records"].items():
+            print(f"{name} x{world}: step {r['step_ms']:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s, "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r["phases_ms"].items()) + f", exposed comm {r['exposed_comm_ms']:.2f}", flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+    return result
+
+
+def summary(files: list[str], runs_dir: str | None) -> str:
+    """markdown: the harness runs (if given) and the profile, speed-up against each record's 1-rank row."""
+    lines = []
+    if runs_dir:
+        rows = []
+        for p in sorted(Path(runs_dir).glob("*/result.json")):
+            r = json.loads(p.read_text())
+            log = (p.parent / "log.txt").read_text(errors="replace") if (p.parent / "log.txt").exists() else ""
+            replicas = next((l.rsplit("-> ", 1)[-1] for l in log.splitlines() if l.startswith("replicas:")), "")
+            rows.append(r | {"replicas": replicas})
+        base = {}  # each record and scale's first completed 1-rank run
+        for r in sorted(rows, key=lambda r: r["started_at"]):
+            if r["nproc"] == 1 and r["status"] == "completed":
+                base.setdefault((r["record"], r["scale"]), r["train_time_ms"])
+        lines += ["| record | ranks | label | class | status | train s | tokens/s | speed-up | efficiency | val loss | tokens | replicas |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(rows, key=lambda r: (r["record"], r["scale"], r["nproc"], r["started_at"])):
+            t = r["train_time_ms"] or float("nan")
+            up = base.get((r["record"], r["scale"]), float("nan")) / t
+            lines.append(f"| {r['record']} | {r['nproc']} | {r['hardware_label']} | {r['class']} | {r['status']} | {t / 1000:.2f} | "
+                         f"{(r['tokens'] or 0) / t * 1000:,.0f} | {up:.2f}× | {up / r['nproc']:.0%} | {r['val_loss']} | {r['tokens']} | {r['replicas']} |")
+        lines.append("")
+    profs = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda p: p["ranks"])
+    one = {name: r["step_ms"] for p in profs if p["ranks"] == 1 for name, r in p["records"].items()}
+    order = ["forward_backward", "unscale_norm", "adamw", "muon", "muon_ns", "muon_gather", "rest"]
+    seen = {k for p in profs for r in p["records"].values() for k in r["phases_ms"]}
+    phase_names = [k for k in order if k in seen] + sorted(seen - set(order))
+    lines += ["| record | ranks | micro-steps × rows | step ms | tokens/s | speed-up | efficiency | " + " | ".join(phase_names) + " | exposed comm |",
+              "|---|---|---|---|---|---|---|" + "---|" * (len(phase_names) + 1)]
+    for p in profs:
+        for name, r in p["records"].items():
+            up = one.get(name, float("nan")) / r["step_ms"]
+            cells = " | ".join(f"{r['phases_ms'][k]:.2f}" if k in r["phases_ms"] else "" for k in phase_names)
+            lines.append(f"| {name} | {p['ranks']} | {r['micro_steps']} × {r['micro_rows']} | {r['step_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
+                         f"{up:.2f}× | {up / p['ranks']:.0%} | {cells} | {r['exposed_comm_ms']:.2f} |")
+    for p in profs:
+        for name, c in (p.get("comm_alone") or {}).items():
+            lines.append(f"\n{p['ranks']} ranks, {name} alone: {c['bytes'] / 1e6:.0f} MB in {c['ms']:.2f} ms")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="ddp-profile.json", help="JSON written by rank 0")
+    ap.add_argument("--rounds", type=int, default=0, help="timed steps per record (default 20; 2 with --dry-run)")
+    ap.add_argument("--records", nargs="+", default=list(RECORDS), choices=list(RECORDS))
+    ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the cpu (gloo): tests the script")
+    ap.add_argument("--summary", nargs="+", metavar="JSON", help="print markdown tables from profile JSONs instead of profiling")
+    ap.add_argument("--runs", help="with --summary: a folder of run folders (result.json) to tabulate too")
+    args = ap.parse_args()
+    if args.summary:
+        print(summary(args.summary, args.runs))
+    else:
+        profile(args)
+
+
+if __name__ == "__main__":
+    main()
