@@ -399,10 +399,11 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
 
 
 def _val_windows(h, eval_tokens: int | None, seq_len: int):
-    """the (windows, seq_len) inputs the harness evaluates: non-overlapping, in file order."""
+    """(windows, seq_len) inputs cut the way the harness cuts an evaluation, from the progress slice
+    (the val set stays in the data process until the claim's evaluation; timing needs only tokens)."""
     import torch
 
-    val = torch.from_numpy(h.val_tokens_np).to(h.device)
+    val = torch.from_numpy(h.stream.progress()).to(h.device)
     if eval_tokens is not None:
         val = val[:eval_tokens]
     n = (val.numel() - 1) // seq_len

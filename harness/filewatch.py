@@ -8,7 +8,8 @@ opened it. the data process marks the dataset's files once it has opened them it
 thread reads the events as they come, while the opener is still alive to be looked at.
 
 an open by the record's process or any process it started is a violation. an open by another
-run's data process (several runs may share one dataset) is expected and only counted. an opener
+run's data process (several runs may share one dataset), or by another rank's launcher of this
+run as it starts, is expected and only counted. an opener
 that is gone before it can be looked at, or that is neither, is reported with what is known.
 
 fanotify needs CAP_SYS_ADMIN (root, outside most sandboxes): where the kernel refuses, the watch
@@ -26,11 +27,14 @@ _FAN_OPEN = 0x20
 _AT_FDCWD = -100
 _META = struct.Struct("<IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 DATA_PROCESS_MARK = "from harness.dataserver import serve"  # the data process's command line holds this
+LAUNCH_MARK = "-m harness.launch"  # a record's launcher (one per rank)
 
 
 class DataWatch:
     def __init__(self, paths, record_pid: int):
         self.record_pid, self.own_pid = record_pid, os.getpid()
+        # under torchrun every rank's launcher is a sibling of ours, and opens the manifest once as it starts
+        self.launcher_parent = (_ancestors(record_pid) or [None])[0]
         self.available, self.reason = False, ""
         self.violations: list[str] = []   # opens by the record's process tree
         self.other_runs = 0               # opens by other runs' data processes
@@ -77,6 +81,8 @@ class DataWatch:
                 self.violations.append(f"{path} was opened by pid {pid} ({cmd or 'gone'}), a process of this run")
             elif cmd is not None and DATA_PROCESS_MARK in cmd:
                 self.other_runs += 1
+            elif cmd is not None and LAUNCH_MARK in cmd and chain[:1] == [self.launcher_parent]:
+                self.other_runs += 1  # another rank's launcher reading the manifest before its own guard is armed
             else:
                 who = f"pid {pid} ({cmd})" if cmd is not None else f"pid {pid}, which ended before it could be looked at"
                 self.violations.append(f"{path} was opened by {who} during the run")
