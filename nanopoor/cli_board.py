@@ -161,7 +161,7 @@ def compare(
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Welch's t-test between two records' completed runs: is A faster (and lower loss) than B?"""
-    from nanopoor.stats import compare_samples
+    from nanopoor.stats import compare_samples, speedup
 
     a, b = Path(a).name, Path(b).name
     ga, gb = _runs_of(runs_dir, a, scale.value), _runs_of(runs_dir, b, scale.value)
@@ -181,9 +181,10 @@ def compare(
         raise UserError(f"both ran on several tracks/hardware: pick one with --hardware ({', '.join(sorted({k[2] for k in common}))})")
     key = common[0]
     rows = [compare_samples(m, [r[m] for r in ga[key]], [r[m] for r in gb[key]]) for m in ("train_time_ms", "val_loss")]
+    fast = speedup([r["train_time_ms"] for r in ga[key]], [r["train_time_ms"] for r in gb[key]])
     if fmt == Format.json:
         _echo_json({"a": a, "b": b, "track": key[0], "dataset_fingerprint": key[1], "hardware": key[2],
-                    "comparisons": [c.to_dict() for c in rows]})
+                    "comparisons": [c.to_dict() for c in rows], "speedup": fast.to_dict()})
         return
     scale_of = {"train_time_ms": (60000, "min"), "val_loss": (1, "")}
 
@@ -200,3 +201,8 @@ def compare(
                       f"{c.difference / div:+.4g}" if c.difference is not None else "—",
                       f"{c.p_value:.2g}" if c.p_value is not None else "n < 2", "yes" if c.significant else "no")
     Console().print(table)
+    if fast.ratio is not None:
+        ci = (f", {fast.confidence:.0%} interval {fast.low:.3g}–{fast.high:.3g}" if fast.low is not None else ", n < 2: no interval")
+        p = f", p={fast.p_value:.2g} that {a} is not faster" if fast.p_value is not None else ""
+        Console().print(f"speed-up: {a} trains {fast.ratio:.3g}× faster than {b} (geometric means of train time{ci}{p})",
+                        highlight=False)

@@ -245,7 +245,9 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "checks_time_ms": end.get("checks_time_ms"), "wallclock_ms": outcome["wallclock_ms"],
         "tokens": end.get("tokens"), "budget_tokens": config["budget_tokens"], "formula": config["formula"],
         "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": _num(end.get("val_loss")),
-        "val_loss_full": bool(end.get("val_loss_full", False)), "target_val_loss": trk.target_val_loss,
+        "val_loss_full": bool(end.get("val_loss_full", False)),
+        # what this run is judged against, for good: a later target is a new track version
+        "track_version": trk.version, "target_val_loss": trk.target_val_loss,
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),
