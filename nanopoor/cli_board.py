@@ -109,13 +109,29 @@ def submit(
     runs_dir: Path = typer.Option(Path("runs"), help="folder that receives the run folders"),
     timeout: float = typer.Option(None, help="stop each run after this many seconds"),
     out: Path = typer.Option(Path("leaderboard.md"), help="leaderboard file to regenerate"),
+    parallel: bool = typer.Option(False, "--parallel", help="run the seeds at once, one per visible gpu"),
+    gpus: str = typer.Option(None, "--gpus", help="with --parallel: the device ids to use, e.g. 0,1,2 [default: CUDA_VISIBLE_DEVICES, else every gpu]"),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict."""
     from nanopoor.submit import submit as do_submit
 
+    if gpus is not None and not parallel:
+        raise UserError("--gpus picks the devices of --parallel runs: add --parallel")
+    err = Console(stderr=True, highlight=False)
+
+    def done(run_dir: Path, gpu: str) -> None:   # parallel runs have no live display: one line each
+        try:
+            r = json.loads((Path(run_dir) / "result.json").read_text())
+            vl = f"val loss {r['val_loss']:.4f}" if isinstance(r.get("val_loss"), float) else "no val loss"
+            err.print(f"gpu {gpu}: {Path(run_dir).name} {r.get('status')} ({vl}, train {(r.get('train_time_ms') or 0) / 1000:.1f} s)")
+        except (OSError, ValueError):
+            err.print(f"gpu {gpu}: {Path(run_dir).name} wrote no readable result.json")
+
+    device_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     outcome = do_submit(record, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
-                        timeout_s=timeout, out=out, quiet=fmt == Format.json)
+                        timeout_s=timeout, out=out, quiet=fmt == Format.json, parallel=parallel, gpus=device_ids,
+                        on_done=done if fmt == Format.table else None)
     if fmt == Format.json:
         _echo_json(outcome.to_dict())
     else:
