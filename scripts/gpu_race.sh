@@ -24,6 +24,7 @@ if [ "$dry" = 1 ]; then
   scale=smoke
   steps=${RACE_STEPS:-"2 4 8"}
   work=$(mktemp -d "${TMPDIR:-/tmp}/nanopoor-race.XXXXXX")
+  trap 'rm -rf "$work"' EXIT   # what matters comes back in $OUT/race.tgz
   git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$work"
   cd "$work" || exit 1
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
