@@ -29,7 +29,7 @@ data: setup
 	$(NP) data demo --out data/demo
 
 data-docs: setup
-	$(NP) data files ../shared/corpus/docs/*.jsonl.xz --dataset docs --out data/docs
+	$(NP) data docs --out data/docs
 
 submit: setup
 	$(NP) submit $(RECORD) $(ARGS)
@@ -50,4 +50,4 @@ bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) data/demo .pytest_cache
+	rm -rf $(VENV) data/demo data/docs .pytest_cache

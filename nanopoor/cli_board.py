@@ -109,13 +109,29 @@ def submit(
     runs_dir: Path = typer.Option(Path("runs"), help="folder that receives the run folders"),
     timeout: float = typer.Option(None, help="stop each run after this many seconds"),
     out: Path = typer.Option(Path("leaderboard.md"), help="leaderboard file to regenerate"),
+    parallel: bool = typer.Option(False, "--parallel", help="run the seeds at once, one per visible gpu"),
+    gpus: str = typer.Option(None, "--gpus", help="with --parallel: the device ids to use, e.g. 0,1,2 [default: CUDA_VISIBLE_DEVICES, else every gpu]"),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict."""
     from nanopoor.submit import submit as do_submit
 
+    if gpus is not None and not parallel:
+        raise UserError("--gpus picks the devices of --parallel runs: add --parallel")
+    err = Console(stderr=True, highlight=False)
+
+    def done(run_dir: Path, gpu: str) -> None:   # parallel runs have no live display: one line each
+        try:
+            r = json.loads((Path(run_dir) / "result.json").read_text())
+            vl = f"val loss {r['val_loss']:.4f}" if isinstance(r.get("val_loss"), float) else "no val loss"
+            err.print(f"gpu {gpu}: {Path(run_dir).name} {r.get('status')} ({vl}, train {(r.get('train_time_ms') or 0) / 1000:.1f} s)")
+        except (OSError, ValueError):
+            err.print(f"gpu {gpu}: {Path(run_dir).name} wrote no readable result.json")
+
+    device_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     outcome = do_submit(record, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
-                        timeout_s=timeout, out=out, quiet=fmt == Format.json)
+                        timeout_s=timeout, out=out, quiet=fmt == Format.json, parallel=parallel, gpus=device_ids,
+                        on_done=done if fmt == Format.table else None)
     if fmt == Format.json:
         _echo_json(outcome.to_dict())
     else:
@@ -161,7 +177,7 @@ def compare(
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Welch's t-test between two records' completed runs: is A faster (and lower loss) than B?"""
-    from nanopoor.stats import compare_samples
+    from nanopoor.stats import compare_samples, speedup
 
     a, b = Path(a).name, Path(b).name
     ga, gb = _runs_of(runs_dir, a, scale.value), _runs_of(runs_dir, b, scale.value)
@@ -181,9 +197,10 @@ def compare(
         raise UserError(f"both ran on several tracks/hardware: pick one with --hardware ({', '.join(sorted({k[2] for k in common}))})")
     key = common[0]
     rows = [compare_samples(m, [r[m] for r in ga[key]], [r[m] for r in gb[key]]) for m in ("train_time_ms", "val_loss")]
+    fast = speedup([r["train_time_ms"] for r in ga[key]], [r["train_time_ms"] for r in gb[key]])
     if fmt == Format.json:
         _echo_json({"a": a, "b": b, "track": key[0], "dataset_fingerprint": key[1], "hardware": key[2],
-                    "comparisons": [c.to_dict() for c in rows]})
+                    "comparisons": [c.to_dict() for c in rows], "speedup": fast.to_dict()})
         return
     scale_of = {"train_time_ms": (60000, "min"), "val_loss": (1, "")}
 
@@ -200,3 +217,8 @@ def compare(
                       f"{c.difference / div:+.4g}" if c.difference is not None else "—",
                       f"{c.p_value:.2g}" if c.p_value is not None else "n < 2", "yes" if c.significant else "no")
     Console().print(table)
+    if fast.ratio is not None:
+        ci = (f", {fast.confidence:.0%} interval {fast.low:.3g}–{fast.high:.3g}" if fast.low is not None else ", n < 2: no interval")
+        p = f", p={fast.p_value:.2g} that {a} is not faster" if fast.p_value is not None else ""
+        Console().print(f"speed-up: {a} trains {fast.ratio:.3g}× faster than {b} (geometric means of train time{ci}{p})",
+                        highlight=False)

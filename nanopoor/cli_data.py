@@ -78,6 +78,21 @@ def files(
     _summary(m, out)
 
 
+@data_app.command("docs")
+def docs(
+    out: Path = typer.Option(Path("data/docs"), "--out", help="dataset folder"),
+    corpus: Path = typer.Option(Path("corpus/docs"), "--corpus", help="the corpus folder (SHA256SUMS, build.json, *.jsonl.xz)"),
+):
+    """build the docs track's dataset from the corpus shipped in corpus/docs, offline: every file
+    is checked against SHA256SUMS first, and the result must have the fingerprint of build.json
+    (the dataset the committed docs runs used)."""
+    from nanopoor.data.corpus import build_docs
+    from nanopoor.data.writer import command_line
+
+    m = _interruptible(build_docs, out, corpus, progress=_progress(), command=command_line())
+    _summary(m, out)
+
+
 @data_app.command("demo")
 def demo(out: Path = typer.Option(Path("data/demo"), "--out", help="dataset folder")):
     """build the embedded demo dataset: generated offline, the same on every machine (a few seconds)."""

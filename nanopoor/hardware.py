@@ -25,12 +25,15 @@ def parse_smi(text: str) -> list[dict]:
     return gpus
 
 
-def query_smi() -> str | None:
+def query_smi(devices: str | None = None) -> str | None:
+    """nvidia-smi's rows for every gpu, or for `devices` (a CUDA_VISIBLE_DEVICES value: the gpus
+    the run could see, in that order)."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None
+    select = ["-i", devices] if devices and devices.strip() not in ("", "-1") else []
     try:
-        out = subprocess.run([exe, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
+        out = subprocess.run([exe, *select, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -96,3 +99,12 @@ def machine_id() -> str:
     except OSError:
         mid = ""
     return hashlib.sha256(f"{mid}|{socket.gethostname()}".encode()).hexdigest()[:12]
+
+
+def visible_gpus() -> list[str]:
+    """the gpu ids this process may use: CUDA_VISIBLE_DEVICES when set, else every gpu
+    nvidia-smi lists (0, 1, …); empty on a machine without one."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    return [str(i) for i in range(len(parse_smi(query_smi() or "")))]

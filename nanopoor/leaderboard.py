@@ -165,7 +165,7 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     for e in entries:
         groups[submission_key(e.result)].append(e)
     groups = [sorted(g, key=lambda e: e.path.name) for _, g in sorted(groups.items())]
-    targets = [getattr(tracks.get(track_name(g[0].result)), "target_val_loss", None) for g in groups]
+    targets = [stats.judged_target([e.result for e in g]) for g in groups]   # stored, never re-judged
     judged = stats.verdicts([([e.result for e in g], t) for g, t in zip(groups, targets)])
     rows = [submission_row(g, v, records, link) for g, v in zip(groups, judged)]
     assign_ranks(rows)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.events import fmt_tokens
 from nanopoor.events import read_events
+from nanopoor.stats import judged_target
 from nanopoor.verify import track_name
 
 
@@ -79,7 +80,7 @@ def rerun_findings(claim_tokens, runs: list, tracks: Mapping) -> list[str]:
         loss = sum(p[0] for p in points) / len(points)
         at = min(p[1] for p in points)
         times = [p[2] for p in points if isinstance(p[2], (int, float))]
-        target = tracks[track].target_val_loss if track in tracks else None
+        target = judged_target([e.result for e in group])   # what these runs were judged against
         text = f"{head}: val loss {loss:.3f} at {fmt_tokens(at)} tokens"
         if at < claim_tokens:
             text += f" (runs stopped before the claimed {fmt_tokens(claim_tokens)})"

@@ -1,6 +1,7 @@
 """result.json: schema-versioned, written once, with a digest of itself; older versions migrate."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -8,8 +9,9 @@ from pathlib import Path
 
 from nanopoor.errors import UserError
 
-RESULT_SCHEMA_VERSION = 1
-RESULT_KEYS = ("schema_version", "run_id", "record", "record_sha256", "track", "dataset_fingerprint",
+RESULT_SCHEMA_VERSION = 2
+RESULT_KEYS = ("schema_version", "run_id", "record", "record_sha256", "track", "track_version",
+               "target_val_loss", "dataset_fingerprint",
                "harness_version", "seed", "hardware", "class", "status", "train_time_ms", "eval_time_ms",
                "warmup_time_ms", "wallclock_ms", "tokens", "val_loss", "causal", "git", "files")
 
@@ -44,18 +46,38 @@ def write_result(run_dir: Path, result: dict) -> Path:
 
 
 def migrate(result: dict) -> dict:
-    """bring an older result up to the current schema (no released older version exists yet:
-    schema 0 was the draft without `class` and `files`)."""
+    """bring an older result up to the current schema. schema 0 was the draft without `class`
+    and `files`; schema 1 had no `track_version`: those runs were judged against version 1 of
+    their track, and one without `target_val_loss` gets version 1's target from tracks.toml."""
     version = result.get("schema_version", 0)
     if version > RESULT_SCHEMA_VERSION:
         raise UserError(f"result {result.get('run_id')} has schema {version}, newer than this nanopoor ({RESULT_SCHEMA_VERSION}): upgrade nanopoor")
+    if version == RESULT_SCHEMA_VERSION and "track_version" in result:
+        return result
+    result = {**result}
     if version == 0:
-        result = {**result}
         result.setdefault("class", "dev")
         result.setdefault("files", {})
-        result["migrated_from"] = 0
-        result["schema_version"] = 1
+    result.setdefault("track_version", 1)
+    if "target_val_loss" not in result:
+        result["target_val_loss"] = _version_target(result.get("track"), result["track_version"])
+    if version < RESULT_SCHEMA_VERSION:
+        result["migrated_from"] = version
+    result["schema_version"] = RESULT_SCHEMA_VERSION
     return result
+
+
+def _version_target(track, version: int) -> float | None:
+    name = track.get("name") if isinstance(track, dict) else track
+    t = _tracks().get(str(name))
+    return t.target_for(int(version))[1] if t is not None else None
+
+
+@functools.lru_cache(maxsize=1)
+def _tracks() -> dict:
+    """tracks.toml read once: a board migrates every committed run."""
+    from harness.tracks import load_tracks
+    return load_tracks()
 
 
 def load_result(path: str | Path) -> dict:

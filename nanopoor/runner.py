@@ -65,8 +65,12 @@ def resolve_data(track, data_dir: str | Path | None) -> tuple[Path, dict]:
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
                out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
-               nproc: int = 1, quiet: bool = False, reproduces: str | None = None) -> Path:
+               nproc: int = 1, quiet: bool = False, env: dict[str, str] | None = None,
+               reproduces: str | None = None) -> Path:
     """run one seed of a record; returns the run folder (always written, whatever the status).
+
+    env: variables set for the record's process only (submit --parallel gives each run its gpu
+    through CUDA_VISIBLE_DEVICES this way, since runs in threads share os.environ).
     reproduces: the run_id of a committed run this one re-runs (`nanopoor reproduce RUN_FOLDER`)."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
@@ -92,7 +96,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     # the run executes a fresh copy of exactly the digested files, never the record folder itself
     with tempfile.TemporaryDirectory(prefix="nanopoor-record-") as tmp:
         staged = stage(rec, Path(tmp) / rec.path.name)
-        outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet, staged / rec.entrypoint)
+        outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet, staged / rec.entrypoint, env or {})
     events = read_events(run_dir / "events.jsonl")
     result = _result(rec, trk, config, events, outcome, started, harness_before, manifest)
     from nanopoor.plots import loss_curve
@@ -113,10 +117,10 @@ def _command(entry: str, nproc: int) -> list[str]:
     return [sys.executable, "-m", "harness.launch", entry]
 
 
-def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool, entry: Path) -> dict:
+def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool, entry: Path, extra_env: dict) -> dict:
     # PYTHONSAFEPATH: no cwd on sys.path (inherited by torchrun's children), so a `harness/` folder
     # in the current directory cannot stand in for the one whose digest the runner checks
-    env = {**os.environ, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1",
+    env = {**os.environ, **extra_env, "NANOPOOR_CONFIG": str(run_dir / "config.json"), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1",
            "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HARNESS_DIR.parent), os.environ.get("PYTHONPATH")]))}
     if shutil.which("nvidia-smi") is None:
@@ -134,7 +138,8 @@ def _launch(rec, run_dir: Path, config: dict, timeout_s, nproc: int, quiet: bool
                                 text=True, errors="replace", bufsize=1, start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
         reader.start()
-        outcome = {"timed_out": False, "interrupted": False, "timeout_s": timeout_s}
+        outcome = {"timed_out": False, "interrupted": False, "timeout_s": timeout_s,
+                   "devices": env.get("CUDA_VISIBLE_DEVICES")}
         with Display(state, quiet=quiet) as disp:
             try:
                 while proc.poll() is None:
@@ -235,7 +240,8 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
     end = first(events, "run_end") or {}
     start = first(events, "run_start") or {}
     torch_facts = start.get("torch") or {}
-    hw = hardware.describe(hardware.query_smi() if torch_facts.get("device", "cpu") != "cpu" else None, torch_facts)
+    smi = hardware.query_smi(outcome.get("devices")) if torch_facts.get("device", "cpu") != "cpu" else None
+    hw = hardware.describe(smi, torch_facts)
     used = config["nproc"] if torch_facts.get("device", "cpu") != "cpu" else 0
     klass, hw_label = hardware.classify(hw, config["track"], used_gpus=used, device=torch_facts.get("device", "cpu"))
     train_ms, eval_ms, warm_ms = (float(end.get(k) or 0.0) for k in ("train_time_ms", "eval_time_ms", "warmup_time_ms"))
@@ -266,7 +272,9 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "checks_time_ms": end.get("checks_time_ms"), "wallclock_ms": outcome["wallclock_ms"],
         "tokens": end.get("tokens"), "budget_tokens": config["budget_tokens"], "formula": config["formula"],
         "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": _num(end.get("val_loss")),
-        "val_loss_full": bool(end.get("val_loss_full", False)), "target_val_loss": trk.target_val_loss,
+        "val_loss_full": bool(end.get("val_loss_full", False)),
+        # what this run is judged against, for good: a later target is a new track version
+        "track_version": trk.version, "target_val_loss": trk.target_val_loss,
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),

@@ -2,7 +2,9 @@
 
 a verdict is over every run of a submission (no best-of): n runs with distinct
 harness-assigned seeds, every one completed, causal and within its token budget, and a mean
-final val loss at or below the track's target with a one-sided t-test p < 0.01. a single run
+final val loss at or below the target with a one-sided t-test p < 0.01. the target is the one
+the runs stored (result.json `target_val_loss`, of their `track_version`), never tracks.toml's
+current one: a new target is a new track version and does not re-judge old runs. a single run
 is shown as one run, never as verified. this module reads plain result dicts (result.json)
 and never touches the file system.
 """
@@ -25,7 +27,7 @@ MIN_RUNS = 3     # fewer runs than this can be shown, never verified
 class Verdict:
     n_runs: int                      # every run of the submission, failed ones included
     seeds: tuple[int, ...]           # harness-assigned seeds, in run order
-    target_val_loss: float | None    # the track's target; None when the track is unknown
+    target_val_loss: float | None    # the runs' stored target; None: calibration runs (or unknown)
     val_loss_mean: float | None      # over runs with a finite final val loss
     val_loss_sd: float | None        # sample sd (ddof=1); None below 2 losses
     p_value: float | None            # one-sided t-test of mean loss < target; None below 2 losses
@@ -86,6 +88,17 @@ def finite_losses(results: Sequence[Mapping]) -> list[float]:
     return [r["val_loss"] for r in results if _finite(r.get("val_loss"))]
 
 
+def judged_target(results: Sequence[Mapping]) -> float | None:
+    """the target a submission is judged against: the one its runs stored when they ran (a
+    submission's runs share one track version). None when they ran while the track was
+    calibrating, or when they disagree (then nothing can be verified)."""
+    targets = {r.get("target_val_loss") for r in results}
+    if len(targets) != 1:
+        return None
+    (t,) = targets
+    return float(t) if _finite(t) else None
+
+
 def run_problems(result: Mapping) -> list[str]:
     """why one run cannot count towards a verified result (empty when it can)."""
     rid = result.get("run_id", "?")
@@ -128,7 +141,7 @@ def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALP
         reasons.append("seeds not distinct")
     invalid = bool(reasons)
     if target is None:
-        reasons.append("unknown track target")
+        reasons.append("no target (calibration runs)")
     if len(results) < min_runs:
         reasons.append(f"{len(results)} run{'s' if len(results) != 1 else ''} < {min_runs}")
     above = loss_mean is not None and target is not None and loss_mean > target
@@ -192,3 +205,37 @@ def compare_samples(metric: str, a: Sequence[float], b: Sequence[float],
     return Comparison(metric=metric, n_a=len(a), n_b=len(b), mean_a=mean_a, mean_b=mean_b,
                       sd_a=sd_a, sd_b=sd_b, difference=diff, p_value=p,
                       significant=p is not None and p < alpha)
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """how many times faster a is than b: the ratio of geometric mean train times b / a, with a
+    two-sided confidence interval from welch's t on the log times (a ratio of times is
+    multiplicative, and the log makes its interval symmetric)."""
+    ratio: float | None
+    low: float | None        # lower end of the (1 - alpha) interval
+    high: float | None
+    confidence: float        # 1 - alpha
+    p_value: float | None    # one-sided: a is not faster than b (ratio <= 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def speedup(a_ms: Sequence[float], b_ms: Sequence[float], alpha: float = ALPHA) -> Speedup:
+    la = np.log([x for x in a_ms if _finite(x) and x > 0])
+    lb = np.log([x for x in b_ms if _finite(x) and x > 0])
+    if len(la) == 0 or len(lb) == 0:
+        return Speedup(None, None, None, 1 - alpha, None)
+    ratio = float(np.exp(lb.mean() - la.mean()))
+    if len(la) < 2 or len(lb) < 2:
+        return Speedup(ratio, None, None, 1 - alpha, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sps.ttest_ind(lb, la, equal_var=False, alternative="greater")
+        ci = sps.ttest_ind(lb, la, equal_var=False).confidence_interval(confidence_level=1 - alpha)
+    low = high = None
+    if ci is not None and math.isfinite(ci.low) and math.isfinite(ci.high):
+        low, high = float(np.exp(ci.low)), float(np.exp(ci.high))
+    p = float(res.pvalue) if math.isfinite(res.pvalue) else None
+    return Speedup(ratio, low, high, 1 - alpha, p)

@@ -1,12 +1,15 @@
 """submit a record: run its declared seeds, verify the runs, regenerate the leaderboard.
 
 every seed is harness-assigned and every run is kept and reported (no best-of): a failed
-run stays in runs/ and in the verdict. the output ends with the paths to commit, in
+run stays in runs/ and in the verdict. with --parallel the seeds run at once, one per visible
+gpu (each process sees only its own through CUDA_VISIBLE_DEVICES), then are judged the same way. the output ends with the paths to commit, in
 `git status --porcelain` style, computed from what this command wrote (git is not needed).
 """
 from __future__ import annotations
 
 import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +52,34 @@ def porcelain(before: dict[Path, bytes | None], after: dict[Path, bytes], new_ru
     return [f"{code} {path}" for path, code in sorted(lines)]
 
 
+def run_parallel(rec, n: int, gpus: list[str], *, on_done=None, **kw) -> list[Path]:
+    """n runs of rec, at most one per gpu at a time, each process seeing only its gpu
+    (CUDA_VISIBLE_DEVICES); the folders in start order. every run is kept, whatever its status."""
+    free: queue.Queue = queue.Queue()
+    for g in gpus:
+        free.put(g)
+
+    def one(_) -> Path:
+        gpu = free.get()
+        try:
+            run_dir = Path(runner.run_record(rec.path, seed=None, quiet=True, env={"CUDA_VISIBLE_DEVICES": gpu}, **kw))
+        finally:
+            free.put(gpu)
+        if on_done is not None:
+            on_done(run_dir, gpu)
+        return run_dir
+
+    with ThreadPoolExecutor(max_workers=len(gpus), thread_name_prefix="nanopoor-run") as pool:
+        return list(pool.map(one, range(n)))
+
+
 def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str | Path | None = None,
            track: str | None = None, scale: str = "full", runs_dir: str | Path = "runs",
-           timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False) -> SubmitOutcome:
+           timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False,
+           parallel: bool = False, gpus: list[str] | None = None, on_done=None) -> SubmitOutcome:
+    """run the record's seeds (one after another, or with `parallel` one per gpu at a time), verify
+    them and regenerate the leaderboard. gpus: the device ids for parallel runs [default: the
+    visible ones]; on_done(run_dir, gpu) is called as each parallel run ends."""
     if scale not in SCALES:
         raise UserError(f"unknown scale '{scale}': use --scale full or --scale smoke")
     rec = records.load_record(record_path)
@@ -64,11 +92,23 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     records_dir = Path(os.path.dirname(os.path.normpath(str(record_path))) or ".")
     before = {p: (p.read_bytes() if p.is_file() else None) for p in leaderboard.output_paths(out).values()}
 
-    new_runs = []
-    for _ in range(n):   # seed=None: the harness assigns a fresh seed to every run
-        run_dir = runner.run_record(rec.path, scale=scale, seed=None, data_dir=data_dir, out_root=runs_dir,
-                                    timeout_s=timeout_s, track=track, quiet=quiet)
-        new_runs.append(runs_dir / Path(run_dir).name)
+    if parallel:
+        from nanopoor.hardware import visible_gpus
+        gpus = list(gpus) if gpus else visible_gpus()
+        if not gpus:
+            raise UserError("--parallel runs one seed per gpu and this machine shows none (nvidia-smi, "
+                            "CUDA_VISIBLE_DEVICES): drop --parallel, or name the devices with --gpus 0,1,2")
+        if len(set(gpus)) != len(gpus):
+            raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
+        dirs = run_parallel(rec, n, gpus, on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
+                            timeout_s=timeout_s, track=track)
+        new_runs = [runs_dir / d.name for d in dirs]
+    else:
+        new_runs = []
+        for _ in range(n):   # seed=None: the harness assigns a fresh seed to every run
+            run_dir = runner.run_record(rec.path, scale=scale, seed=None, data_dir=data_dir, out_root=runs_dir,
+                                        timeout_s=timeout_s, track=track, quiet=quiet)
+            new_runs.append(runs_dir / Path(run_dir).name)
 
     from harness.tracks import load_tracks
     tracks = load_tracks()

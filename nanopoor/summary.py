@@ -17,7 +17,7 @@ def summary(run_dir: Path) -> dict:
     r = load_result(run_dir)
     keys = ("run_id", "record", "scale", "seed", "track", "class", "hardware_label", "status", "reason",
             "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms", "tokens", "budget_tokens",
-            "val_loss", "target_val_loss", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit",
+            "val_loss", "target_val_loss", "track_version", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit",
             "compiles_in_timed")
     out = {k: r.get(k) for k in keys}
     out["run_dir"] = str(run_dir)
@@ -36,9 +36,11 @@ def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) 
         style = STATUS_STYLE.get(s["status"], "white")
         tab.add_row("status", f"[{style}]{s['status']}[/]" + (f" — {s['reason']}" if s.get("reason") else ""))
         tab.add_row("record", f"{s['record']} ({s['scale']} scale, seed {s['seed']})")
-        tab.add_row("track / class", f"{s['track']} / {s['class']} ({s['hardware_label']})")
+        tab.add_row("track / class", f"{s['track']} v{s.get('track_version')} / {s['class']} ({s['hardware_label']})")
         vl = s.get("val_loss")
-        tab.add_row("val loss", (f"{vl:.4f}" if isinstance(vl, float) else "–") + f" (target {s['target_val_loss']})")
+        tab.add_row("val loss", (f"{vl:.4f}" if isinstance(vl, float) else "–") + (f" (target {s['target_val_loss']}, track version {s.get('track_version')})"
+                                                           if s.get("target_val_loss") is not None else
+                                                           f" (calibration run: track version {s.get('track_version')} has no target yet)"))
         tab.add_row("train time", f"{(s['train_time_ms'] or 0) / 1000:.2f} s  (eval {(s['eval_time_ms'] or 0) / 1000:.2f} s, "
                     f"warm-up {(s['warmup_time_ms'] or 0) / 1000:.2f} s, wall-clock {(s['wallclock_ms'] or 0) / 1000:.2f} s)")
         tab.add_row("tokens", f"{fmt_tokens(s['tokens'] or 0)} of {fmt_tokens(s['budget_tokens'] or 0)} budget")

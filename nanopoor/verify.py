@@ -88,7 +88,21 @@ def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
             out.append(f"class {result.get('class')!r} but its hardware makes it {want!r} on track {name}")
         if result.get("hardware_label") != label:
             out.append(f"hardware_label {result.get('hardware_label')!r} but its hardware says {label!r}")
+        out += target_problems(result, tracks[name])
     return out
+
+
+def target_problems(result: Mapping, track) -> list[str]:
+    """the stored target must be the one tracks.toml gives the run's track version (None is
+    allowed: a run made while the version was calibrating is shown, never ranked)."""
+    version = result.get("track_version", 1)
+    known, want = track.target_for(version) if isinstance(version, int) else (False, None)
+    if not known:
+        return [f"track {track.name} has no version {version!r} (tracks.toml knows {track.version} and earlier)"]
+    got = result.get("target_val_loss")
+    if got is not None and not _same(got, want):
+        return [f"target_val_loss {got!r} but version {version} of track {track.name} has target {want!r}"]
+    return []
 
 
 def file_problems(run_dir: Path, raw: Mapping, result: Mapping) -> list[str]:

@@ -3,7 +3,7 @@
 # current one, to tell a harness regression from a slower machine. the older harness travels
 # as a plain copy of its two packages, made here before the call:
 #   mkdir -p .carry/h01 && git archive 8a15790^ harness nanopoor | tar x -C .carry/h01
-#   bash scripts/ab_harness.sh records/muon 7 .carry/h01        (carry .carry/h01 and the corpus)
+#   bash scripts/ab_harness.sh records/muon 7 .carry/h01        (carry .carry/h01 and the wheel)
 # the old runner starts its record with its own harness on the path (it runs from inside the
 # copy, so `python -m nanopoor` finds the old package first). both run folders come back in
 # $OUT/ab.tgz, packed after each run.

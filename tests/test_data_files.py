@@ -20,7 +20,7 @@ from nanopoor.data.sources import build_files, permute
 from nanopoor.data.tokenizer import EOT_ID, get_encoding
 from nanopoor.errors import UserError
 
-DOCS_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "docs"
+DOCS_CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "docs"
 WORDS = "alpha beta gamma delta table index query column vacuum kernel module perl python".split()
 
 
@@ -192,7 +192,7 @@ def test_interrupted_while_writing_resumes(inputs, built, tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {p.name: p.read_bytes() for p in out.iterdir()}
 
 
-@pytest.mark.skipif(not DOCS_CORPUS.is_dir(), reason="../shared/corpus/docs is not here")
+@pytest.mark.skipif(not DOCS_CORPUS.is_dir(), reason="corpus/docs is not here")
 def test_docs_corpus_imports_as_the_docs_track(tmp_path):
     smallest = min(DOCS_CORPUS.glob("*.jsonl.xz"), key=lambda p: p.stat().st_size)
     m = build_files([smallest], tmp_path, dataset="docs", threads=2)
