@@ -7,9 +7,10 @@ a path relative to a directory descriptor, /proc/<pid>/fd/N) with the pid of the
 opened it. the data process marks the dataset's files once it has opened them itself, and a
 thread reads the events as they come, while the opener is still alive to be looked at.
 
-an open by the record's process or any process it started is a violation. an open by another
-run's data process (several runs may share one dataset), or by another rank's launcher of this
-run as it starts, is expected and only counted. an opener
+an open by the record's process or any process it started is a violation. an open by the runner
+above it, or by a harness process of another rank or run (several runs may share one dataset and
+each reads it as it starts), is expected and only counted: a process outside the run's tree that
+takes a harness process's command line is not told apart. an opener
 that is gone before it can be looked at, or that is neither, is reported with what is known.
 
 fanotify needs CAP_SYS_ADMIN (root, outside most sandboxes): where the kernel refuses, the watch
@@ -27,14 +28,16 @@ _FAN_OPEN = 0x20
 _AT_FDCWD = -100
 _META = struct.Struct("<IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 DATA_PROCESS_MARK = "from harness.dataserver import serve"  # the data process's command line holds this
-LAUNCH_MARK = "-m harness.launch"  # a record's launcher (one per rank)
+# command lines of the harness's own processes: a data process, a record's launcher before its
+# guard is armed (one per rank), the tool that starts runs (it reads the manifest first)
+HARNESS_MARKS = (DATA_PROCESS_MARK, "-m harness.launch", "-m nanopoor", "bin/nanopoor ")
 
 
 class DataWatch:
     def __init__(self, paths, record_pid: int):
         self.record_pid, self.own_pid = record_pid, os.getpid()
-        # under torchrun every rank's launcher is a sibling of ours, and opens the manifest once as it starts
-        self.launcher_parent = (_ancestors(record_pid) or [None])[0]
+        # the runner (and torchrun's agent) above the record read the dataset as they start runs
+        self.ancestors = set(_ancestors(record_pid))
         self.available, self.reason = False, ""
         self.violations: list[str] = []   # opens by the record's process tree
         self.other_runs = 0               # opens by other runs' data processes
@@ -79,10 +82,8 @@ class DataWatch:
         with self._lock:
             if self.record_pid in chain or pid == self.record_pid:
                 self.violations.append(f"{path} was opened by pid {pid} ({cmd or 'gone'}), a process of this run")
-            elif cmd is not None and DATA_PROCESS_MARK in cmd:
-                self.other_runs += 1
-            elif cmd is not None and LAUNCH_MARK in cmd and chain[:1] == [self.launcher_parent]:
-                self.other_runs += 1  # another rank's launcher reading the manifest before its own guard is armed
+            elif pid in self.ancestors or (cmd is not None and any(m in cmd for m in HARNESS_MARKS)):
+                self.other_runs += 1  # the runner, another rank or another run starting on the same dataset
             else:
                 who = f"pid {pid} ({cmd})" if cmd is not None else f"pid {pid}, which ended before it could be looked at"
                 self.violations.append(f"{path} was opened by {who} during the run")
