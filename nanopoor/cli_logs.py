@@ -244,7 +244,7 @@ def reproduce(
     seed: Optional[int] = typer.Option(None, help="seed (default: drawn by the harness)"),
     out: Path = typer.Option(Path("runs"), help="where the run folder goes"),
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
-    plot: Optional[Path] = typer.Option(None, help="overlay png, a file or a folder (default: ./reproduce-<record>.png)"),
+    plot: Optional[Path] = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -265,8 +265,8 @@ def reproduce(
     events = Path(run_dir) / "events.jsonl"
     if events.is_file():
         curves += [(f"harness ({cmp.run.get('scale')})", r) for r in parse_events(events.read_text(), events).runs]
-    if curves:
-        plot_path = plot / f"reproduce-{rec.name}.png" if plot and plot.is_dir() else plot or Path(f"reproduce-{rec.name}.png")
+    if curves and plot is not None:
+        plot_path = plot / f"reproduce-{rec.name}.png" if plot.is_dir() else plot
         cmp.plot = str(write_loss_plot(curves, plot_path, title=f"{rec.name}: claim vs harness",
                                        target=cmp.target))
     if format == OutputFormat.json:

@@ -44,16 +44,18 @@ class RunBuilder:
             self._seen_text[key] = point.line
         prev = run.steps[-1] if run.steps else None
         if prev is not None and point.step == prev.step and _mergeable(prev, point):
-            # e.g. a val line and a train line for the same step. the point keeps the clock of the
-            # line that reported its eval: the val line prints after the step's training line, and its
-            # time is the one a record quotes
+            # e.g. a val line and a train line for the same step. the point keeps the line and the
+            # clock of its eval: the val line prints after the step's training line, and its time
+            # is the one a record quotes
+            new_eval = prev.val_loss is None and point.val_loss is not None
             for name in ("train_loss", "val_loss", "tokens"):
                 if getattr(prev, name) is None and getattr(point, name) is not None:
                     setattr(prev, name, getattr(point, name))
-            if point.time_ms is not None and (prev.time_ms is None or point.val_loss is not None):
-                prev.time_ms = point.time_ms
-                if point.val_loss is not None:
-                    prev.line = point.line
+            if new_eval:
+                prev.time_line = prev.time_from_line
+                prev.line = point.line
+            if point.time_ms is not None and (prev.time_ms is None or new_eval):
+                prev.time_ms, prev.time_line = point.time_ms, point.time_from_line
             self._note_time(point)
             return
         if prev is not None and point.step <= prev.step:

@@ -17,7 +17,12 @@ class StepPoint:
     val_loss: float | None = None      # nats
     time_ms: float | None = None       # the log's own clock at this step, cumulative
     tokens: int | None = None          # training tokens served by this step (all ranks)
-    line: int = 0                      # 1-based line of the log it came from
+    line: int = 0                      # 1-based line of the log it came from (its eval's, when merged)
+    time_line: int = 0                 # the line whose clock time_ms is (0: the point's own line)
+
+    @property
+    def time_from_line(self) -> int:
+        return self.time_line or self.line
 
     def to_dict(self) -> dict:
         return {"step": self.step, "train_loss": _num(self.train_loss), "val_loss": _num(self.val_loss),
@@ -86,13 +91,14 @@ class ParsedRun:
         if self.reported.get("train_time_ms") is not None:
             return float(self.reported["train_time_ms"]), self.time_source or "the run's end record"
         vals = self.val_points
-        if vals and vals[-1].time_ms is not None:
+        if vals and vals[-1].time_ms is not None and vals[-1].time_from_line == vals[-1].line:
             return vals[-1].time_ms, f"final val line (line {vals[-1].line})"
         timed = [p for p in self.steps if p.time_ms is not None]
         if not timed:
             return None, None
         why = "the final val line prints no time" if vals else "the log prints no val line"
-        return timed[-1].time_ms, f"last line with a time (line {timed[-1].line}; {why})"
+        last = max(timed, key=lambda p: p.time_from_line)
+        return last.time_ms, f"last line with a time (line {last.time_from_line}; {why})"
 
     @property
     def final_step(self) -> int | None:
