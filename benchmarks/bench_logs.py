@@ -1,11 +1,16 @@
-"""log parsing and `nanopoor review` speed on a 20,000-line log.
+"""log parsing and `nanopoor review` speed: one 20,000-line log, and a corpus of ~1,500 logs.
 
     .venv/bin/python benchmarks/bench_logs.py [--lines 20000] [--repeats 7]
+    .venv/bin/python benchmarks/bench_logs.py --corpus 1500 [--jobs 2]
+
+--corpus writes that many synthetic logs (modded-nanogpt of three eras with their source on top,
+some holding several seeds, and NanoPoor text) and times one `python -m nanopoor review DIR
+--format json` over all of them (goal: under 60 s on 2 cores), beside the same call with --jobs 1.
 
 writes synthetic logs (modded-nanogpt with its source on top, and NanoPoor text) into a temp
 folder, then prints, side by side with a baseline:
   - in-process parse time, median of --repeats (baseline: reading the file and splitting lines);
-  - the whole `python -m nanopoor review LOG` process, with --no-plot and with the png
+  - the whole `python -m nanopoor review LOG` process, without a plot and with --plot (the png)
     (baselines: `python -c pass`, the interpreter's own start, and importing matplotlib.pyplot).
 wall time on a shared machine is noisy, so the cpu time of each child (user+sys) is printed too.
 targets: parse < 0.3 s, whole review process < 2 s."""
@@ -90,11 +95,73 @@ def process_s(cmd: list[str], repeats: int, cwd: Path) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+ERA_LINE = {
+    # how each era prints a step (t: cumulative ms); val lines print after the step's training line
+    "2024": ("step:{s}/{n} train_loss:{loss:.4f} train_time:{t:.0f}ms step_avg:{avg:.2f}ms",
+             "step:{s}/{n} val_loss:{loss:.4f} train_time:{t:.0f}ms step_avg:{avg:.2f}ms"),
+    "2025": ("step:{s}/{n} train_time:{t:.0f}ms step_avg:{avg:.2f}ms",
+             "step:{s}/{n} val_loss:{loss:.4f} train_time:{t:.0f}ms step_avg:{avg:.2f}ms"),
+}
+
+
+def corpus_log(k: int, steps: int = 1750, source_lines: int = 1200) -> str:
+    """the k-th synthetic record log: about the size of a 2025 record (a 1,200-line source, 1,750
+    steps, val every 125); every 25th holds 5 seeds, every 10th is NanoPoor text."""
+    if k % 10 == 9:
+        return nanopoor_log(160)
+    era = "2024" if k % 3 == 0 else "2025"
+    train_fmt, val_fmt = ERA_LINE[era]
+    filler = "\n".join(f"def helper_{i}(x):\n    return x * {i}  # padding like a real train script" for i in range(source_lines // 2))
+    out = [SOURCE.format(n=steps).rstrip(), filler, "=" * 100,
+           "\n".join(f"|   {i}  NVIDIA H100 80GB HBM3          On  |   00000000:{i:02d}:00.0 Off |                    0 |"
+                     for i in range(8)), "=" * 100]
+    for seed in range(5 if k % 25 == 0 else 1):
+        clock = 0.0
+        out.append(f"step:0/{steps} val_loss:10.8258 train_time:0ms step_avg:0.03ms")
+        for s in range(1, steps + 1):
+            clock += 100.0 + (k + seed) % 7
+            loss = 3.2 + 7.6 / math.sqrt(s)
+            out.append(train_fmt.format(s=s, n=steps, loss=loss, t=clock, avg=clock / s))
+            if s % 125 == 0 or s == steps:
+                out.append(val_fmt.format(s=s, n=steps, loss=loss + 0.07, t=clock + 50, avg=clock / s))
+    return "\n".join(out) + "\n"
+
+
+def bench_corpus(n: int, jobs: int) -> None:
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "records"
+        for k in range(n):
+            folder = root / f"rec{k // 20:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"log{k:05d}.txt").write_text(corpus_log(k))
+        size_mb = sum(p.stat().st_size for p in root.rglob("*.txt")) / 1e6
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; "
+              f"{n} logs, {size_mb:.0f} MB")
+        for j in sorted({jobs, 1}, reverse=True):
+            cmd = [py, "-m", "nanopoor", "review", str(root), "--format", "json", "--jobs", str(j)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            rows = out.stdout.splitlines()
+            assert len(rows) == n and all('"error"' not in r[:200] for r in rows), "a synthetic log was not read"
+            print(f"  review DIR --jobs {j}: wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
+                  f"{1000 * wall / n:5.1f} ms/log  {'ok' if wall < 60 else 'OVER'} (< 60 s for {n})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--corpus", type=int, default=0, help="time one review over this many synthetic logs instead")
+    ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
+    if a.corpus:
+        bench_corpus(a.corpus, a.jobs)
+        return
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -117,7 +184,7 @@ def main() -> None:
         print(f"  {'python -c pass':34s} wall {bw:5.2f} s  cpu {bc:5.2f} s")
         mw, mc = process_s([py, "-c", "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot"], a.repeats, tmp)
         print(f"  {'python -c import matplotlib.pyplot':34s} wall {mw:5.2f} s  cpu {mc:5.2f} s  (the png's floor)")
-        for label, extra in (("review --no-plot", ["--no-plot"]), ("review (writes the png)", [])):
+        for label, extra in (("review", []), ("review --plot (writes the png)", ["--plot", str(tmp / "c.png")])):
             cmd = [py, "-m", "nanopoor", "review", str(logs["modded-nanogpt"]), *extra]
             w, c = process_s(cmd, a.repeats, REPO)
             print(f"  {label:34s} wall {w:5.2f} s  cpu {c:5.2f} s  ratio {w / bw:4.1f}x  "

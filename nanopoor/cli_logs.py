@@ -30,63 +30,91 @@ def register(app: typer.Typer) -> None:
 
 # --- review --------------------------------------------------------------------------------
 def review(
-    log: Path = typer.Argument(..., help="a log file (any supported format) or a run folder"),
-    target: Optional[float] = typer.Option(None, help="val loss the claim is about (default: the track's target)"),
+    logs: list[Path] = typer.Argument(..., help="log files (any supported format), run folders, or folders to search for logs"),
+    target: Optional[float] = typer.Option(None, help="val loss the claim is about (default: the track's target; an MLPerf log keeps its benchmark's)"),
     track: Optional[str] = typer.Option(None, help=f"track to judge against (default: the run's own, else {DEFAULT_TRACK})"),
-    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
-    plot: Optional[Path] = typer.Option(None, help="loss-curve png, a file or a folder (default: review-<name>.png beside the log; in the current folder for read-only places and run folders)"),
-    no_plot: bool = typer.Option(False, "--no-plot", help="write no png"),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, or json (one object per log, one per line for many logs)"),
+    plot: Optional[Path] = typer.Option(None, help="write the loss curve of one log to this png (a file, or a folder for review-<name>.png)"),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="write one loss-curve png per log into this folder"),
+    no_plot: bool = typer.Option(False, "--no-plot", hidden=True, help="accepted for old scripts: no png is written unless asked"),
     tokens_per_step: Optional[int] = typer.Option(None, min=1, help="tokens per optimizer step, when the log does not say"),
     parser: Optional[str] = typer.Option(None, help="log format when auto-detection guesses wrong: events, runlog, nanopoor-text, modded-nanogpt, llmc, mlperf"),
+    jobs: Optional[int] = typer.Option(None, min=1, help="processes for many logs (default: one per core, at most 8)"),
 ) -> None:
-    from nanopoor.logs import parse_log
-    from nanopoor.review import review_config, review_parsed
+    """reading never writes: a png appears only where --plot or --plot-dir says."""
+    from nanopoor.logs.collect import collect_logs
+    from nanopoor.logs.registry import get_parser
+    from nanopoor.review import resolve_track, review_log
 
-    parsed = parse_log(log, parser=parser)
-    track_obj = _track(track or _track_of(parsed) or DEFAULT_TRACK)
-    findings = review_parsed(parsed, track_obj, tokens_per_step, target=target)
-    cfg = review_config(track_obj, target)
-    plot_path = None
-    if not no_plot:
-        from nanopoor.logs.plot import write_loss_plot
-        plot_path = write_loss_plot([(r.name, r) for r in parsed.runs], _plot_path(log, parsed.name, plot),
-                                    target=cfg.target, title=f"{parsed.name} ({parsed.format})")
-    data = {"log": parsed.summary(cfg.target), "track": cfg.track_name, "target": cfg.target,
-            "findings": [f.to_dict() for f in findings], "plot": str(plot_path) if plot_path else None,
-            "counts": {s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")}}
-    if format == OutputFormat.json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        _print_review(data)
+    paths = collect_logs(logs)
+    if not paths:
+        raise UserError(f"no logs in {', '.join(map(str, logs))}: give log files or folders that hold "
+                        f"*.txt, *.log, *.out, *.stdout or a run's events.jsonl")
+    single = len(paths) == 1 and len(logs) == 1 and (Path(logs[0]).is_file() or (Path(logs[0]) / "events.jsonl").is_file())
+    if plot is not None and len(paths) > 1:
+        raise UserError(f"--plot writes one png but {len(paths)} logs were given: use --plot-dir DIR for many")
+    # a misspelt --track or --parser is one error, not one per log
+    if track:
+        resolve_track(track)
+    if parser:
+        get_parser(parser)
+    opts = dict(track=track, target=target, tokens_per_step=tokens_per_step, parser=parser)
+    if single:
+        parsed, data = review_log(paths[0], **opts)
+        png = plot_dir / f"review-{parsed.name}.png" if plot_dir is not None else None
+        if plot is not None:
+            png = plot / f"review-{parsed.name}.png" if plot.is_dir() else plot
+        if png is not None:
+            data["plot"] = str(_write_plot(parsed, data, png))
+        if format == OutputFormat.json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            _print_review(data)
+        return
+    from nanopoor.review import review_many
+
+    used: set[str] = set()
+    pngs = {p: plot_dir / _unique_png(p, used) for p in paths} if plot_dir is not None else None
+    rows = []
+    for data in review_many(paths, named={Path(p).resolve() for p in logs}, plot_names=pngs,
+                            jobs=jobs or _default_jobs(), **opts):
+        if format == OutputFormat.json:
+            typer.echo(json.dumps(data))
+        rows.append(data)
+    if format != OutputFormat.json:
+        _print_many(rows)
+    if all("error" in r for r in rows):
+        raise UserError(f"none of the {len(rows)} files could be read as a log (see above)")
 
 
-def _track(name: str):
-    from harness.tracks import UnknownTrack, get_track
+def _default_jobs() -> int:
+    """one process per core this process may use, at most 8 (start-up outweighs more)."""
     try:
-        return get_track(name)
-    except UnknownTrack as e:
-        raise UserError(f"{e}; pass --track NAME") from None
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
-def _track_of(parsed) -> str | None:
-    t = parsed.meta.get("track")
-    return t.get("name") if isinstance(t, dict) else t
+def _write_plot(parsed, data: dict, out_path: Path) -> Path:
+    from nanopoor.logs.plot import write_loss_plot
+    return write_loss_plot([(r.name, r) for r in parsed.runs], out_path, target=data["target"],
+                           title=f"{parsed.name} ({parsed.format})")
 
 
-def _plot_path(log: Path, name: str, given: Path | None) -> Path:
-    """beside the log when that folder is writable; run folders and read-only places: the cwd."""
-    filename = f"review-{name}.png"
-    if given is not None:
-        return given / filename if given.is_dir() else given
-    log = Path(log)
-    if log.is_file() and _writable_dir(log.parent):
-        return log.parent / filename
-    return Path.cwd() / filename   # a run folder is an append-only artifact: never write into it
-
-
-def _writable_dir(folder: Path) -> bool:
-    """writable for us and not marked read-only (root passes os.access even on a r-x folder)."""
-    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+def _unique_png(path: Path, used: set[str]) -> str:
+    """review-<name>.png, with the folder's name in front when two logs share a name."""
+    path = Path(path)
+    name = path.name if path.is_dir() else (path.parent.name if path.name == "events.jsonl" else path.stem)
+    candidate = f"review-{name}.png"
+    if candidate in used:
+        candidate = f"review-{Path(path).resolve().parent.name}-{name}.png"
+    k = 2
+    while candidate in used:
+        candidate = f"review-{name}-{k}.png"
+        k += 1
+    used.add(candidate)
+    return candidate
 
 
 def _print_review(data: dict) -> None:
@@ -99,7 +127,7 @@ def _print_review(data: dict) -> None:
     console = Console()
     log = data["log"]
     console.print(f"[bold]{log['path']}[/bold]  format [cyan]{log['format']}[/cyan]  "
-                  f"track {data['track']}  target {data['target']}")
+                  f"track {data['track']}  target {_targets(data)}")
     yes_no = lambda b: "[green]yes[/green]" if b else "[red]no[/red]"  # noqa: E731
     console.print(f"source code: {yes_no(log['has_source'])}   hardware: {log['hardware'] or yes_no(False)}   "
                   f"arguments: {yes_no(log['has_arguments'])}")
@@ -108,12 +136,20 @@ def _print_review(data: dict) -> None:
         claims.add_column(col, justify="left" if col == "run" else "right")
     for r in log["runs"]:
         hit = r["reached_target"]
-        claims.add_row(r["name"], "[green]yes[/green]" if hit else "no",
-                       str(r["target_step"] if hit else r["last_step"]),
+        claims.add_row(r["name"] + ("" if r["metric"] == "val_loss" else f" ({r['metric']})"),
+                       "[green]yes[/green]" if hit else "no",
+                       str(r["target_step"] if hit else r["final_step"]),
                        fmt_ms(r["target_time_ms"] if hit else r["final_time_ms"]),
                        fmt_tokens(r["target_tokens"] if hit else r["final_tokens"]),
                        _loss(r["final_val_loss"]), _loss(r["best_val_loss"]))
     console.print(claims)
+    for metric, st in (log.get("across_runs") or {}).items():
+        console.print(f"over {st['count']} runs ({metric}): final {_mean_sd(st['final_val_loss'], _loss)}, "
+                      f"step {_mean_sd(st['final_step'], lambda x: f'{x:.0f}')}, "
+                      f"time {_mean_sd(st['final_time_ms'], fmt_ms)}")
+    sources = sorted({r["time_source"] for r in log["runs"] if r["time_source"] and not r["time_source"].startswith("final val line")})
+    if sources:
+        console.print("time read from: " + "; ".join(sources))
     if any(r["tokens_formula"] for r in log["runs"]):
         console.print("tokens: " + "; ".join(sorted({r["tokens_formula"] for r in log["runs"] if r["tokens_formula"]})))
     if not data["findings"]:
@@ -131,6 +167,63 @@ def _print_review(data: dict) -> None:
     c = data["counts"]
     console.print(f"{c['error']} errors, {c['warn']} warnings, {c['info']} notes"
                   + (f"; loss curve: {data['plot']}" if data["plot"] else ""))
+
+
+def _targets(data: dict) -> str:
+    """the track's target, or each benchmark metric's own (MLPerf)."""
+    own = {(r["metric"], r["target"], r["higher_is_better"]) for r in data["log"]["runs"] if r.get("target_source")}
+    if not own:
+        return str(data["target"])
+    return ", ".join(f"{m} {'>=' if up else '<='} {t}" for m, t, up in sorted(own, key=str))
+
+
+def _mean_sd(st: dict | None, fmt) -> str:
+    if not st:
+        return "-"
+    return fmt(st["mean"]) + (f" ± {fmt(st['sd'])}" if st["sd"] is not None else "")
+
+
+def _print_many(rows: list[dict]) -> None:
+    """one line per log: what it claims and what the rules found."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nanopoor.review import fmt_ms
+
+    console = Console()
+    readable = [d["log"]["path"] for d in rows]
+    base = Path(os.path.commonpath(readable)) if len(readable) > 1 else None
+    base = base.parent if base is not None and Path(base).is_file() else base
+    table = Table(title=f"{len(rows)} logs" + (f" under {base}" if base else ""), title_justify="left")
+    for col in ("log", "format", "runs", "final val", "step", "time", "at target", "err/warn/note", "rules"):
+        table.add_column(col, justify="left" if col in ("log", "format", "rules") else "right", overflow="fold")
+    rel = lambda p: str(Path(p).relative_to(base)) if base else p  # noqa: E731
+    skipped = 0
+    for data in rows:
+        if "error" in data:
+            if data["skipped"]:
+                skipped += 1
+            else:
+                table.add_row(rel(data["log"]["path"]), "[red]unread[/]", "", "", "", "", "", "", data["error"])
+            continue
+        log, c = data["log"], data["counts"]
+        runs = [r for r in log["runs"] if r["final_val_loss"] is not None] or log["runs"]
+        across = (log.get("across_runs") or {}).get(runs[0]["metric"]) if runs else None
+        if across:
+            val = _mean_sd(across["final_val_loss"], _loss) + f" (n={across['count']})"
+            step = _mean_sd(across["final_step"], lambda x: f"{x:.0f}")
+            time = _mean_sd(across["final_time_ms"], fmt_ms)
+        else:
+            r = runs[-1]
+            val, step, time = _loss(r["final_val_loss"]), str(r["final_step"]), fmt_ms(r["final_time_ms"])
+        hits = sum(r["reached_target"] for r in runs)
+        rules = sorted({f["rule"] for f in data["findings"] if f["severity"] != "info"})
+        table.add_row(rel(log["path"]), log["format"], str(len(log["runs"])), val, step, time,
+                      f"{hits}/{len(runs)}", f"{c['error']}/{c['warn']}/{c['info']}", ", ".join(rules))
+    console.print(table)
+    read = sum("error" not in d for d in rows)
+    console.print(f"{read} logs read" + (f", {skipped} files skipped (not a log)" if skipped else "")
+                  + (f", {len(rows) - read - skipped} could not be read" if len(rows) - read - skipped else ""))
 
 
 def _loss(x) -> str:
@@ -152,7 +245,7 @@ def reproduce(
     seed: Optional[int] = typer.Option(None, help="seed (default: drawn by the harness)"),
     out: Path = typer.Option(Path("runs"), help="where the run folder goes"),
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
-    plot: Optional[Path] = typer.Option(None, help="overlay png, a file or a folder (default: ./reproduce-<record>.png)"),
+    plot: Optional[Path] = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -179,8 +272,8 @@ def reproduce(
     events = Path(run_dir) / "events.jsonl"
     if events.is_file():
         curves += [(f"harness ({cmp.run.get('scale')})", r) for r in parse_events(events.read_text(), events).runs]
-    if curves:
-        plot_path = plot / f"reproduce-{rec.name}.png" if plot and plot.is_dir() else plot or Path(f"reproduce-{rec.name}.png")
+    if curves and plot is not None:
+        plot_path = plot / f"reproduce-{rec.name}.png" if plot.is_dir() else plot
         cmp.plot = str(write_loss_plot(curves, plot_path, title=f"{rec.name}: claim vs harness",
                                        target=cmp.target))
     if format == OutputFormat.json:

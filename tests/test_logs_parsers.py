@@ -112,9 +112,13 @@ def test_mlperf_eval_accuracy_time_from_run_start_platform():
     run = log.run
     assert [p.val_loss for p in run.val_points] == [3.95, 3.10, 2.82, 2.68]
     first = run.val_points[0]
-    assert first.time_ms == pytest.approx(600_000 - 1000, abs=1)   # merged with its train point; from run_start
+    assert first.time_ms == pytest.approx(600_000, abs=1)   # the eval line's clock, from run_start
+    assert first.train_loss == 3.97                             # its train point joins it
     assert first.tokens == 24 * 2048 * 2048
     assert run.reported["status"] == "success"
+    # judged by gpt3's own rule (log perplexity <= 2.69), timed run_start to run_stop
+    assert (run.metric, run.target, run.higher_is_better) == ("log perplexity", 2.69, False)
+    assert run.final_time() == (2_400_020.0, "run_stop − run_start (line 34)")
     assert log.unparsed_lines == 1     # the NeMo line between the MLLOG lines
 
 
@@ -273,9 +277,9 @@ def test_modded_odd_line_shape_reads_the_same_through_the_general_reader():
 
 
 def test_llmc_port_total_batch_size_wins_over_per_device_batch():
-    from nanopoor.logs.modded_nanogpt import _tokens_per_step
+    from nanopoor.logs.modded_nanogpt import _tokens
 
-    tps, formula = _tokens_per_step({"batch_size": 64, "sequence_length": 1024, "total_batch_size": 524288}, None)
+    tps, formula, _ = _tokens({"batch_size": 64, "sequence_length": 1024, "total_batch_size": 524288}, {}, None, None)
     assert tps == 524288 and "total_batch_size" in formula
 
 

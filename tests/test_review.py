@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -181,44 +182,33 @@ def nanopoor_log(tmp_path: Path) -> Path:
     for i, (s, t, v, ms) in enumerate(nanopoor_like()):
         lines.append(f"step: {s}, train loss: {t:.4f}, val loss: {v:.4f}, elapsed time: {ms / 60000:.2f} min, dt: 1.0 ms")
     p = tmp_path / "logs" / "run.txt"
-    p.parent.mkdir()
+    p.parent.mkdir(parents=True)
     p.write_text("\n".join(lines) + "\n")
     return p
 
 
-def test_review_json_and_default_png_beside_the_log(app, tmp_path):
+def test_review_json_and_no_png_unless_asked(app, tmp_path, monkeypatch):
     log = nanopoor_log(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     res = CliRunner().invoke(app, ["review", str(log), "--format", "json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["log"]["format"] == "nanopoor-text" and data["track"] == "fineweb-edu" and data["target"] == 3.28
     assert data["log"]["runs"][0]["target_tokens"] == 160 * 32768     # run id 2yapG8: the published formula
     assert "tokens-to-target" in {f["rule"] for f in data["findings"] if f["severity"] == "error"}
-    assert data["plot"] == str(log.parent / "review-run.png")
-    assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert data["plot"] is None
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before   # nothing beside it, nothing in cwd
 
 
 def test_review_table_prints_claim_and_anomalies(app, tmp_path):
-    res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path)), "--no-plot"], env={"COLUMNS": "200"})
+    res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path))], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     for text in ("what the log claims", "5.24M", "tokens-to-target", "plateau-then-cliff", "anomalies"):
         assert text in res.output
     assert "loss curve" not in res.output
-
-
-def test_review_read_only_folder_writes_png_into_cwd(app, tmp_path, monkeypatch):
-    log = nanopoor_log(tmp_path)
-    os.chmod(log.parent, 0o555)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    try:
-        res = CliRunner().invoke(app, ["review", str(log), "--format", "json"])
-    finally:
-        os.chmod(log.parent, 0o755)
+    res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path / "b")), "--no-plot"])   # old scripts still run
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["plot"] == str(work / "review-run.png")
-    assert not (log.parent / "review-run.png").exists() and (work / "review-run.png").is_file()
 
 
 def test_review_plot_path_file_or_folder(app, tmp_path):
@@ -237,32 +227,50 @@ def test_review_run_folder_never_writes_into_it(app, tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["review", str(run_dir), "--format", "json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["plot"] == str(tmp_path / "review-run7.png")
+    assert data["plot"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run7"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl"]
     assert data["track"] == "fineweb-edu"                 # the run's own track
 
 
+def test_review_of_a_committed_run_leaves_git_status_clean(app, tmp_path, monkeypatch):
+    from test_logs_parsers import harness_events, write_events
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    run_dir = write_events(tmp_path / "runs" / "run7", harness_events())
+    (run_dir / "log.txt").write_text("step: 10/20 train_loss: 5.0000 val_loss: 5.1000 train_time: 1.0s tokens: 1.0k\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a run")
+    monkeypatch.chdir(tmp_path)
+    for args in (["review", str(run_dir / "log.txt")], ["review", str(run_dir), "--format", "json"],
+                 ["review", "runs"], ["review", str(run_dir / "events.jsonl"), str(run_dir / "log.txt")]):
+        res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (args, res.output)
+        assert git("status", "--porcelain", "--untracked-files=all").stdout == "", args
+
+
 def test_review_tokens_per_step_and_target_options(app, tmp_path):
     log = nanopoor_log(tmp_path)
-    res = CliRunner().invoke(app, ["review", str(log), "--no-plot", "--format", "json", "--tokens-per-step", "1000000"])
+    res = CliRunner().invoke(app, ["review", str(log), "--format", "json", "--tokens-per-step", "1000000"])
     data = json.loads(res.output)
     assert data["log"]["runs"][0]["target_tokens"] == 160_000_000
     assert "tokens-to-target" not in {f["rule"] for f in data["findings"]}
-    res = CliRunner().invoke(app, ["review", str(log), "--no-plot", "--format", "json", "--target", "3.5"])
+    res = CliRunner().invoke(app, ["review", str(log), "--format", "json", "--target", "3.5"])
     assert json.loads(res.output)["log"]["runs"][0]["target_step"] == 130
 
 
 @pytest.mark.parametrize("args,match", [(["--track", "fineweb"], "did you mean 'fineweb-edu'"),
                                         (["--parser", "moded-nanogpt"], "did you mean 'modded-nanogpt'")])
 def test_review_bad_names_are_user_errors(app, tmp_path, args, match):
-    res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path)), "--no-plot", *args])
+    res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path)), *args])
     assert res.exit_code != 0 and isinstance(res.exception, UserError)
     assert match in str(res.exception)
 
 
 @pytest.mark.skipif(not PEER.is_dir(), reason="../shared/peer-logs is not present")
 def test_review_flags_the_number_one_claim(app, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)          # ../shared is read-only: the png lands here
+    monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["review", str(PEER / "tweaks_run_nosave.txt"), "--format", "json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
@@ -270,13 +278,13 @@ def test_review_flags_the_number_one_claim(app, tmp_path, monkeypatch):
     assert f["severity"] == "error" and "5.24M tokens" in f["message"]
     assert {"missing-source", "missing-hardware", "missing-arguments", "compile-in-clock",
             "plateau-then-cliff"} <= {f["rule"] for f in data["findings"]}
-    assert data["plot"] == str(tmp_path / "review-tweaks_run_nosave.png")
+    assert data["plot"] is None and not list(tmp_path.iterdir())
     assert not (PEER / "review-tweaks_run_nosave.png").exists()
 
 
 @pytest.mark.skipif(not PEER.is_dir(), reason="../shared/peer-logs is not present")
 def test_review_the_multi_run_log_reviews_each_run(app, tmp_path):
-    res = CliRunner().invoke(app, ["review", str(PEER / "lr_test_runs.txt"), "--no-plot", "--format", "json"])
+    res = CliRunner().invoke(app, ["review", str(PEER / "lr_test_runs.txt"), "--format", "json"])
     data = json.loads(res.output)
     assert [r["name"] for r in data["log"]["runs"]] == ["1e-4", "1e-3", "3e-3", "8e-4", "5e-4", "3e-4"]
     assert {f["run"] for f in data["findings"] if f["rule"] == "compile-in-clock"} == {r["name"] for r in data["log"]["runs"]}
@@ -288,3 +296,71 @@ def test_text_parse_of_review_fixture_is_consistent():
                      for s, t, v, ms in nanopoor_like())
     run = parse_text(text, "x.txt").run
     assert [p.val_loss for p in run.steps] == [v for _, _, v, _ in nanopoor_like()]
+
+
+# --- many logs in one call -------------------------------------------------------------------------
+def many_logs(tmp_path: Path) -> Path:
+    """a folder of logs as a records/ tree holds them: two formats, a multi-seed file, a README."""
+    from test_logs_field import mlperf_log, modded_2025
+
+    root = tmp_path / "records"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "a" / "one.txt").write_text(modded_2025())
+    (root / "a" / "seeds.txt").write_text(modded_2025(seeds=3))
+    (root / "b" / "one.txt").write_text(modded_2025(final_val=3.30))
+    (root / "b" / "bert.log").write_text(mlperf_log("bert", [(100_000, 0.38, {"epoch_num": 1}), (200_000, 0.73, {"epoch_num": 2})]))
+    (root / "b" / "README.txt").write_text("how to run this record\n")
+    (root / "b" / "train_gpt.py").write_text("import torch\n")
+    return root
+
+
+def test_review_many_logs_json_lines_one_per_log(app, tmp_path):
+    root = many_logs(tmp_path)
+    res = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    by_name = {str(Path(r["log"]["path"]).relative_to(root)): r for r in rows}
+    assert sorted(by_name) == ["a/one.txt", "a/seeds.txt", "b/README.txt", "b/bert.log", "b/one.txt"]
+    assert by_name["b/README.txt"]["skipped"] is True and "cannot tell the log format" in by_name["b/README.txt"]["error"]
+    assert by_name["a/seeds.txt"]["log"]["across_runs"]["val_loss"]["count"] == 3
+    assert by_name["b/bert.log"]["log"]["runs"][0]["target"] == 0.72
+    assert by_name["b/one.txt"]["log"]["runs"][0]["reached_target"] is False
+    assert all(r.get("plot") is None for r in rows)
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_review_many_logs_in_processes_gives_the_same_rows(app, tmp_path):
+    from test_logs_field import modded_2025
+
+    root = many_logs(tmp_path)
+    for k in range(12):      # enough logs that two processes share them
+        (root / "a" / f"extra{k}.txt").write_text(modded_2025(final_val=3.27 + k / 1000))
+    one = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "1"])
+    two = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "2"])
+    assert one.exit_code == two.exit_code == 0
+    assert one.output == two.output
+
+
+def test_review_many_logs_table_and_plot_dir(app, tmp_path):
+    root = many_logs(tmp_path)
+    plots = tmp_path / "plots"
+    res = CliRunner().invoke(app, ["review", str(root / "a"), str(root / "b"), "--plot-dir", str(plots), "--jobs", "1"],
+                             env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "4 logs read, 1 files skipped (not a log)" in res.output
+    assert "3.2805 ± 0.0010 (n=3)" in res.output            # the seeds file: mean ± sd over its runs
+    # two logs named one.txt: the second png carries its folder's name
+    assert sorted(p.name for p in plots.iterdir()) == ["review-b-one.png", "review-bert.png", "review-one.png",
+                                                       "review-seeds.png"]
+    assert not list(root.rglob("*.png"))
+
+
+def test_review_many_logs_refuses_one_plot_and_missing_paths(app, tmp_path):
+    root = many_logs(tmp_path)
+    res = CliRunner().invoke(app, ["review", str(root), "--plot", str(tmp_path / "x.png")])
+    assert isinstance(res.exception, UserError) and "--plot-dir" in str(res.exception)
+    res = CliRunner().invoke(app, ["review", str(root), str(tmp_path / "nope.txt")])
+    assert isinstance(res.exception, UserError) and "nope.txt" in str(res.exception)
+    res = CliRunner().invoke(app, ["review", str(root), "--track", "fineweb"])
+    assert isinstance(res.exception, UserError) and "did you mean 'fineweb-edu'" in str(res.exception)

@@ -12,15 +12,29 @@ from nanopoor.logs.model import ParsedRun, StepPoint
 
 
 class RunBuilder:
-    """appends step points in file order; notices repeats, restarts and clock resets."""
+    """appends step points in file order; notices repeats, restarts, clock resets and new runs.
+
+    several seeds pasted into one file are several runs: when the step count goes back to where the
+    run began after the run had finished (its last step is the printed total), the next lines start
+    a new run. a step count that goes back before the run finished is a restart of the same run."""
 
     def __init__(self, name: str):
-        self.run = ParsedRun(name=name)
-        self._seen_text: dict[str, int] = {}   # step-line text -> first line it appeared on
+        self.runs: list[ParsedRun] = [ParsedRun(name=name)]
+        self._name = name
+        self._seen_text: dict[str, int] = {}   # step-line text -> first line it appeared on (this run)
         self._last_time_ms: float | None = None
 
-    def add(self, point: StepPoint, text: str | None = None) -> None:
+    @property
+    def run(self) -> ParsedRun:
+        """the run lines go to now."""
+        return self.runs[-1]
+
+    def add(self, point: StepPoint, text: str | None = None, total_steps: int | None = None) -> None:
         run = self.run
+        if run.steps and point.step <= run.steps[0].step and point.step < run.steps[-1].step and _finished(run):
+            run = self._new_run()
+        if total_steps is not None:
+            run.total_steps = total_steps
         if text is not None:
             key = text.strip()
             if key in self._seen_text:
@@ -30,10 +44,18 @@ class RunBuilder:
             self._seen_text[key] = point.line
         prev = run.steps[-1] if run.steps else None
         if prev is not None and point.step == prev.step and _mergeable(prev, point):
-            # e.g. a val line and a train line for the same step
-            for name in ("train_loss", "val_loss", "time_ms", "tokens"):
+            # e.g. a val line and a train line for the same step. the point keeps the line and the
+            # clock of its eval: the val line prints after the step's training line, and its time
+            # is the one a record quotes
+            new_eval = prev.val_loss is None and point.val_loss is not None
+            for name in ("train_loss", "val_loss", "tokens"):
                 if getattr(prev, name) is None and getattr(point, name) is not None:
                     setattr(prev, name, getattr(point, name))
+            if new_eval:
+                prev.time_line = prev.time_from_line
+                prev.line = point.line
+            if point.time_ms is not None and (prev.time_ms is None or new_eval):
+                prev.time_ms, prev.time_line = point.time_ms, point.time_from_line
             self._note_time(point)
             return
         if prev is not None and point.step <= prev.step:
@@ -41,6 +63,16 @@ class RunBuilder:
             run.restarts.append(point.line)
         self._note_time(point)
         run.steps.append(point)
+
+    def _new_run(self) -> ParsedRun:
+        first = self.runs[0]
+        if len(self.runs) == 1:
+            first.name = f"{self._name} #1"
+        nxt = ParsedRun(name=f"{self._name} #{len(self.runs) + 1}", total_steps=first.total_steps)
+        self.runs.append(nxt)
+        self._seen_text = {}
+        self._last_time_ms = None
+        return nxt
 
     def _note_time(self, point: StepPoint) -> None:
         if point.time_ms is None:
@@ -51,7 +83,17 @@ class RunBuilder:
 
     @property
     def empty(self) -> bool:
-        return not self.run.steps and not self.run.repeated_lines
+        return not any(r.steps or r.repeated_lines for r in self.runs)
+
+    @property
+    def parsed_runs(self) -> list[ParsedRun]:
+        return [r for r in self.runs if r.steps or r.repeated_lines]
+
+
+def _finished(run: ParsedRun) -> bool:
+    """the run printed its last step. without a printed total there is no telling a finished run
+    from one cut short, so a step count going back there stays a restart."""
+    return bool(run.total_steps) and run.steps[-1].step >= run.total_steps
 
 
 def _mergeable(a: StepPoint, b: StepPoint) -> bool:
@@ -106,15 +148,22 @@ def tokens_from_text(text: str) -> int | None:
 
 
 # --- hyperparameters ------------------------------------------------------------------------
-def safe_number(node: ast.AST):
-    """the value of a constant arithmetic expression like `8*64` or `48 * 1024`, else None."""
+def safe_number(node: ast.AST, names: dict | None = None):
+    """the value of a constant expression like `8*64`, `48 * 1024` or `(8 * 2048, 16 * 2048)`, else
+    None. `names` gives values of names declared before (`num_scheduled + num_extension`)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
         return node.value
+    if isinstance(node, ast.Name) and names is not None:
+        v = names.get(node.id)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [safe_number(e, names) for e in node.elts]
+        return tuple(items) if items and all(isinstance(x, (int, float)) for x in items) else None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        v = safe_number(node.operand)
+        v = safe_number(node.operand, names)
         return -v if isinstance(v, (int, float)) else None
     if isinstance(node, ast.BinOp):
-        a, b = safe_number(node.left), safe_number(node.right)
+        a, b = safe_number(node.left, names), safe_number(node.right, names)
         if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
             return None
         ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
@@ -164,6 +213,42 @@ def hardware_from_nvidia_smi(text: str) -> str | None:
         return None
     names = sorted(set(gpus.values()))
     return " + ".join(f"{sum(1 for n in gpus.values() if n == name)}× {name}" for name in names)
+
+
+# `nvidia-smi -L`: GPU 0: NVIDIA H200 (UUID: GPU-…)
+_SMI_LIST_RE = re.compile(r"^\s*GPU (\d+): ([A-Za-z][^(\n]*?)\s*\(UUID", re.M)
+# a script's own line: "Running on device_name=NVIDIA H100 80GB HBM3 with world_size=8"
+_DEVICE_NAME_RE = re.compile(r"device[_ ]name\s*[=:]\s*['\"]?((?:NVIDIA|Tesla|Quadro|GeForce|AMD|Instinct|Radeon)"
+                             r"[^'\",\n]*?)['\"]?(?:\s+with\s+|\s*,\s*|\s*$)(?:world_size\s*[=:]\s*(\d+))?", re.M)
+_WORLD_SIZE_RE = re.compile(r"\bworld_size\s*[=:]\s*(\d+)")
+# a table printed without nvidia-smi ("GPU Name  Temp  Power ..."), one row per device:
+# 0   NVIDIA H100 80GB HBM3     35    117        6340            81559           0     %
+_GPU_ROW_RE = re.compile(r"^[ \t]*(\d+)[ \t]+((?:NVIDIA|Tesla|Quadro|GeForce|AMD|Instinct|Radeon)\b[^|\n]*?)(?:[ \t]{2,}|[ \t]*$)", re.M)
+
+
+def hardware_from_text(text: str) -> str | None:
+    """the GPUs a log names, in any of the ways logs print them: the nvidia-smi table, the
+    `nvidia-smi -L` list, a table of device rows (index, name, …), or a device-name line with its
+    world size. code is not a claim: a name
+    must start with a letter, so an f-string like `device_name={name}` never counts."""
+    found = hardware_from_nvidia_smi(text)
+    if found:
+        return found
+    listed: dict[int, str] = {}
+    for m in _SMI_LIST_RE.finditer(text):
+        listed.setdefault(int(m.group(1)), m.group(2).strip())
+    if not listed:
+        for m in _GPU_ROW_RE.finditer(text):
+            listed.setdefault(int(m.group(1)), m.group(2).strip())
+    if listed:
+        names = sorted(set(listed.values()))
+        return " + ".join(f"{sum(1 for n in listed.values() if n == name)}× {name}" for name in names)
+    m = _DEVICE_NAME_RE.search(text)
+    if m:
+        name = m.group(1).strip()
+        world = m.group(2) or (w.group(1) if (w := _WORLD_SIZE_RE.search(text)) else None)
+        return f"{int(world)}× {name}" if world else name
+    return None
 
 
 def gpu_count(hardware: str | None) -> int | None:

@@ -84,7 +84,7 @@ def parse(text: str, path: Path) -> ParsedLog:
         tps = start["seq_len"] * start["batch_size"] * start.get("grad_accum", 1)
         builder.run.tokens_per_step = tps
         builder.run.tokens_formula = f"{start['seq_len']} × {start['batch_size']} × {start.get('grad_accum', 1)} (counted by the harness)"
-    log.runs = [builder.run] if not builder.empty else []
+    log.runs = builder.parsed_runs
     return log
 
 

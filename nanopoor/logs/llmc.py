@@ -47,5 +47,5 @@ def parse(text: str, path: Path) -> ParsedLog:
         if point.val_loss is None and point.train_loss is None:
             continue   # eval:/other keys: not a loss
         builder.add(point, text=line)
-    log.runs = [builder.run] if not builder.empty else []
+    log.runs = builder.parsed_runs
     return log

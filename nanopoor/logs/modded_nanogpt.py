@@ -16,7 +16,7 @@ import ast
 import re
 from pathlib import Path
 
-from nanopoor.logs.common import RunBuilder, gpu_count, hardware_from_nvidia_smi, safe_number, time_to_ms, to_float
+from nanopoor.logs.common import RunBuilder, gpu_count, hardware_from_text, safe_number, time_to_ms, to_float
 from nanopoor.logs.model import ParsedLog, StepPoint
 
 NAME = "modded-nanogpt"
@@ -41,23 +41,43 @@ def detect(text: str) -> int:
 def parse(text: str, path: Path) -> ParsedLog:
     log = ParsedLog(path=path, format=NAME)
     source, body, body_line0 = _split_source(text)
+    comments: dict = {}
     if source:
         log.source_code = source
-        log.arguments = hyperparameters(source)
-    log.hardware = hardware_from_nvidia_smi(body)
+        log.arguments = hyperparameters(source, comments)
+    log.hardware = hardware_from_text(body)
     if m := _TORCH_RE.search(body):
         log.meta["torch"] = m.group(1)
         if m.group(2):
             log.meta["cuda"] = m.group(2)
 
     builder = _read_steps(body, body_line0, RunBuilder(Path(path).stem))
-    log.runs = [builder.run] if not builder.empty else []
+    log.runs = builder.parsed_runs
 
-    tps, formula = _tokens_per_step(log.arguments, log.hardware)
-    if tps:
-        for run in log.runs:
+    tps, formula, extra = _tokens(log.arguments, comments, log.hardware, source)
+    for run in log.runs:
+        if tps:
             run.apply_tokens_per_step(tps, formula)
+        elif formula and callable(extra):
+            run.tokens_formula = formula
+            _apply_schedule(run, extra)
+        elif extra:
+            run.tokens_note = extra
     return log
+
+
+def _apply_schedule(run, batch_at) -> None:
+    """tokens after each printed step of a batch schedule: the sum of the batches of steps 0..N-1."""
+    cumulative, s = 0, 0
+    at: dict[int, int] = {}
+    for step in sorted({p.step for p in run.steps}):
+        while s < step:
+            cumulative += batch_at(s)
+            s += 1
+        at[step] = cumulative
+    for p in run.steps:
+        if p.tokens is None:
+            p.tokens = at[p.step]
 
 
 def _split_source(text: str) -> tuple[str | None, str, int]:
@@ -88,16 +108,16 @@ def _read_steps(body: str, line0: int, builder: RunBuilder) -> RunBuilder:
             lineno += body.count("\n", pos, m.start())
             pos = m.start()
             step, total, val, train, ms = m.groups()
-            builder.run.total_steps = int(total)
             builder.add(StepPoint(step=int(step), val_loss=to_float(val) if val else None,
                                   train_loss=to_float(train) if train else None,
-                                  time_ms=float(ms) if ms else None, line=lineno), text=m.group(0))
+                                  time_ms=float(ms) if ms else None, line=lineno), text=m.group(0),
+                        total_steps=int(total))
         return builder
     for i, line in enumerate(body.splitlines()):
         m = _STEP_RE.match(line.strip())
         if m:
-            builder.run.total_steps = int(m.group(2))
-            builder.add(_step_point(int(m.group(1)), m.group(3), line0 + i + 1), text=line.strip())
+            builder.add(_step_point(int(m.group(1)), m.group(3), line0 + i + 1), text=line.strip(),
+                        total_steps=int(m.group(2)))
     return builder
 
 
@@ -113,21 +133,22 @@ def _step_point(step: int, pairs: str, lineno: int) -> StepPoint:
     return point
 
 
-def hyperparameters(source: str) -> dict:
-    """the hyperparameters a script declares: its Hyperparameters dataclass, else argparse defaults."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        tree = None
+_CLASS_RE = re.compile(r"^([ \t]*)class\s+(\w*(?:hyperparam|Hyperparam|HyperParam|HYPERPARAM)\w*)\b.*:[ \t]*(?:#.*)?$", re.M)
+_FIELD_RE = re.compile(r"^[ \t]+(\w+)\s*(?::\s*[^=#\n]+?)?\s*=\s*([^#\n]+?)\s*(?:#(.*))?$", re.M)
+
+
+def hyperparameters(source: str, comments: dict | None = None) -> dict:
+    """the hyperparameters a script declares: its Hyperparameters class, else argparse defaults.
+
+    only the class's own lines are parsed, so the rest of the embedded code (several files pasted
+    together, a line python would reject) cannot hide them, and a 3,000-line source costs little.
+    `comments`, when given, receives each field's trailing comment (they say the units)."""
     args: dict = {}
-    if tree is not None:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and "hyperparam" in node.name.lower():
-                for stmt in node.body:
-                    name, value = _assignment(stmt)
-                    if name:
-                        v = safe_number(value)
-                        args[name] = v if v is not None else ast.get_source_segment(source, value)
+    for m in _CLASS_RE.finditer(source):
+        block = _class_block(source, m)
+        args.update(_fields(block, comments))
+        if args:
+            break
     if not args:
         for name, default in _ARGPARSE_RE.findall(source):
             try:
@@ -135,6 +156,44 @@ def hyperparameters(source: str) -> dict:
             except SyntaxError:
                 v = None
             args[name] = v if v is not None else default.strip()
+    return args
+
+
+def _class_block(source: str, m: re.Match) -> str:
+    """the class line and the lines indented under it."""
+    indent = len(m.group(1).expandtabs())
+    lines = [m.group(0)[len(m.group(1)):]]
+    for line in source[m.end() + 1:].split("\n"):
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        lines.append(line[indent:] if len(line) > indent else line.strip())
+    return "\n".join(lines)
+
+
+def _fields(block: str, comments: dict | None) -> dict:
+    args: dict = {}
+    try:
+        tree = ast.parse(block)
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    except SyntaxError:
+        body = None
+    if body is not None:
+        for stmt in body:
+            name, value = _assignment(stmt)
+            if name:
+                v = safe_number(value, args)
+                args[name] = v if v is not None else ast.get_source_segment(block, value)
+    else:   # a class python rejects (cut off, odd syntax): read its `name: type = value` lines
+        for name, value, _ in _FIELD_RE.findall(block):
+            try:
+                v = safe_number(ast.parse(value.strip(), mode="eval").body, args)
+            except SyntaxError:
+                v = None
+            args[name] = v if v is not None else value.strip()
+    if comments is not None:
+        for name, _, comment in _FIELD_RE.findall(block):
+            if comment and name in args:
+                comments[name] = comment.strip()
     return args
 
 
@@ -146,21 +205,59 @@ def _assignment(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
     return None, None
 
 
-def _tokens_per_step(args: dict, hardware: str | None) -> tuple[int | None, str | None]:
-    """tokens of one optimizer step from the declared hyperparameters, by era."""
+def _tokens(args: dict, comments: dict, hardware: str | None, source: str | None):
+    """tokens served by each step from the declared hyperparameters, by era:
+    (tokens per step, formula, None) for a constant batch, (None, formula, per-step function) for a
+    batch schedule, or (None, None, note) when the code names a batch this cannot turn into tokens."""
     def num(name):
         v = args.get(name)
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
+    def in_tokens(name):
+        return "token" in comments.get(name, "").lower()
+
+    gpus = gpu_count(hardware)
     # the llm.c port (mid-2024) states the global batch in tokens; batch_size there is per device
     if num("total_batch_size"):
-        return num("total_batch_size"), f"total_batch_size {num('total_batch_size')}"
+        return num("total_batch_size"), f"total_batch_size {num('total_batch_size')}", None
     # late 2024: batch_size counts sequences across all devices
-    if num("batch_size") and num("sequence_length"):
+    if num("batch_size") and num("sequence_length") and not in_tokens("batch_size"):
         return num("batch_size") * num("sequence_length"), \
-            f"batch_size {num('batch_size')} × sequence_length {num('sequence_length')}"
-    # 2025: every rank reads train_seq_len tokens per step
-    gpus = gpu_count(hardware)
-    if num("train_seq_len") and gpus:
-        return num("train_seq_len") * gpus, f"train_seq_len {num('train_seq_len')} × {gpus} GPUs"
-    return None, None
+            f"batch_size {num('batch_size')} × sequence_length {num('sequence_length')}", None
+    # early 2025: batch_size in tokens across all devices ("# batch size in tokens")
+    if num("batch_size") and in_tokens("batch_size"):
+        return num("batch_size"), f"batch_size {num('batch_size')} (tokens)", None
+    # late 2025: train_batch_size in tokens across all ranks
+    if num("train_batch_size"):
+        return num("train_batch_size"), f"train_batch_size {num('train_batch_size')}", None
+    # late 2025: a batch schedule over the scheduled iterations, then an extension batch
+    schedule = args.get("train_bs_schedule")
+    if isinstance(schedule, (list, tuple)) and schedule and all(isinstance(x, int) for x in schedule):
+        fn = _schedule_tokens(schedule, num("train_bs_extension"), num("num_scheduled_iterations"), source)
+        sizes = " → ".join(str(x) for x in schedule)
+        if fn:
+            return None, f"train_bs_schedule {sizes} in equal parts of {num('num_scheduled_iterations')} steps, " \
+                         f"then {num('train_bs_extension')}", fn
+        return None, None, f"the code states a batch schedule (train_bs_schedule {sizes}) computed in a way this reader does not follow"
+    # 2025: every rank reads train_seq_len (or seq_len) tokens per step
+    for name in ("train_seq_len", "seq_len"):
+        if num(name):
+            if gpus:
+                return num(name) * gpus, f"{name} {num(name)} × {gpus} GPUs", None
+            return None, None, f"the code states {name} {num(name)} per GPU and the log names no GPU count"
+    return None, None, None
+
+
+# the get_bs(step) of the schedule era: equal parts of num_scheduled_iterations, then the extension
+_GET_BS_RE = re.compile(r"int\(\s*len\(\s*args\.train_bs_schedule\s*\)\s*\*\s*x\s*\)")
+
+
+def _schedule_tokens(schedule, extension: int | None, scheduled: int | None, source: str | None):
+    if not (extension and scheduled and source and _GET_BS_RE.search(source)):
+        return None
+
+    def batch_at(step: int) -> int:
+        if step >= scheduled:
+            return extension
+        return schedule[int(len(schedule) * step / scheduled)]
+    return batch_at

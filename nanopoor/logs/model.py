@@ -17,7 +17,12 @@ class StepPoint:
     val_loss: float | None = None      # nats
     time_ms: float | None = None       # the log's own clock at this step, cumulative
     tokens: int | None = None          # training tokens served by this step (all ranks)
-    line: int = 0                      # 1-based line of the log it came from
+    line: int = 0                      # 1-based line of the log it came from (its eval's, when merged)
+    time_line: int = 0                 # the line whose clock time_ms is (0: the point's own line)
+
+    @property
+    def time_from_line(self) -> int:
+        return self.time_line or self.line
 
     def to_dict(self) -> dict:
         return {"step": self.step, "train_loss": _num(self.train_loss), "val_loss": _num(self.val_loss),
@@ -32,10 +37,17 @@ class ParsedRun:
     total_steps: int | None = None         # the M of `step:N/M`, when printed
     tokens_per_step: int | None = None     # when derivable from the log or given by a person
     tokens_formula: str | None = None      # how tokens_per_step was derived, e.g. "1024 × 8 × 4"
+    tokens_note: str | None = None         # what the log says of its batch when tokens cannot be derived
     repeated_lines: list[tuple[int, int]] = field(default_factory=list)  # (line, line it repeats)
     restarts: list[int] = field(default_factory=list)       # lines where the step count went back
     clock_resets: list[int] = field(default_factory=list)   # lines where the clock went back (e.g. untimed warm-up)
     reported: dict = field(default_factory=dict)  # end-of-run facts the log states itself (events' run_end)
+    # what the eval measures: a loss by default; a benchmark's own metric (MLPerf) brings its direction and target
+    metric: str = "val_loss"
+    higher_is_better: bool = False
+    target: float | None = None            # the benchmark's own target, when it has one
+    target_source: str | None = None       # where that target comes from
+    time_source: str | None = None         # how the run's time was measured, when not the final eval line
 
     # --- derived facts ---------------------------------------------------------------------
     @property
@@ -58,7 +70,9 @@ class ParsedRun:
         finite = [p.val_loss for p in self.val_points if math.isfinite(p.val_loss)]
         if self.reported.get("val_loss") is not None and math.isfinite(self.reported["val_loss"]):
             finite.append(float(self.reported["val_loss"]))
-        return min(finite) if finite else None
+        if not finite:
+            return None
+        return max(finite) if self.higher_is_better else min(finite)
 
     @property
     def last(self) -> StepPoint | None:
@@ -66,10 +80,31 @@ class ParsedRun:
 
     @property
     def final_time_ms(self) -> float | None:
+        return self.final_time()[0]
+
+    def final_time(self) -> tuple[float | None, str | None]:
+        """(the run's time, which line it was read from).
+
+        the time a record quotes is the clock on the line that reports the final validation, not the
+        last training line printed before it; a format without a time there falls back to the last
+        line with a clock, and says so."""
         if self.reported.get("train_time_ms") is not None:
-            return float(self.reported["train_time_ms"])
-        times = [p.time_ms for p in self.steps if p.time_ms is not None]
-        return times[-1] if times else None
+            return float(self.reported["train_time_ms"]), self.time_source or "the run's end record"
+        vals = self.val_points
+        if vals and vals[-1].time_ms is not None and vals[-1].time_from_line == vals[-1].line:
+            return vals[-1].time_ms, f"final val line (line {vals[-1].line})"
+        timed = [p for p in self.steps if p.time_ms is not None]
+        if not timed:
+            return None, None
+        why = "the final val line prints no time" if vals else "the log prints no val line"
+        last = max(timed, key=lambda p: p.time_from_line)
+        return last.time_ms, f"last line with a time (line {last.time_from_line}; {why})"
+
+    @property
+    def final_step(self) -> int | None:
+        """the step of the final eval (else of the last step line)."""
+        vals = self.val_points
+        return vals[-1].step if vals else (self.last.step if self.last else None)
 
     @property
     def final_tokens(self) -> int | None:
@@ -78,10 +113,14 @@ class ParsedRun:
         toks = [p.tokens for p in self.steps if p.tokens is not None]
         return toks[-1] if toks else None
 
+    def reaches(self, value: float, target: float) -> bool:
+        return value >= target if self.higher_is_better else value <= target
+
     def first_at_or_below(self, target: float) -> StepPoint | None:
-        """the first eval whose val loss is at or below the target (what a speedrun claims)."""
+        """the first eval that reaches the target: at or below it for a loss, at or above it for a
+        metric where higher is better (what a speedrun or a benchmark claims)."""
         for p in self.val_points:
-            if p.val_loss <= target:
+            if self.reaches(p.val_loss, target):
                 return p
         return None
 
@@ -94,19 +133,26 @@ class ParsedRun:
                 p.tokens = p.step * self.tokens_per_step
 
     def summary(self, target: float) -> dict:
+        target = self.target if self.target is not None else target
         hit = self.first_at_or_below(target)
+        final_ms, time_source = self.final_time()
         return {
             "name": self.name,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
             "steps": len(self.steps),
             "last_step": self.last.step if self.last else None,
+            "final_step": self.final_step,
             "total_steps": self.total_steps,
             "final_val_loss": _num(self.final_val_loss),
             "best_val_loss": _num(self.best_val_loss),
-            "final_time_ms": _num(self.final_time_ms),
+            "final_time_ms": _num(final_ms),
+            "time_source": time_source,
             "final_tokens": self.final_tokens,
             "tokens_per_step": self.tokens_per_step,
             "tokens_formula": self.tokens_formula,
             "target": target,
+            "target_source": self.target_source,
             "reached_target": hit is not None,
             "target_step": hit.step if hit else None,
             "target_time_ms": _num(hit.time_ms) if hit else None,
@@ -170,7 +216,35 @@ class ParsedLog:
             "meta": {k: _jsonable(v) for k, v in self.meta.items()},
             "unparsed_lines": self.unparsed_lines,
             "runs": [r.summary(target) for r in self.runs],
+            "across_runs": across_runs(self.runs),
         }
+
+
+def across_runs(runs: list[ParsedRun]) -> dict | None:
+    """mean, sd and count of the final eval, step and time over the runs of one metric: the numbers a
+    reader checks a multi-seed claim against. None for a file of one run."""
+    by_metric: dict[str, list[ParsedRun]] = {}
+    for r in runs:
+        if r.final_val_loss is not None:
+            by_metric.setdefault(r.metric, []).append(r)
+    out = {}
+    for metric, group in by_metric.items():
+        if len(group) < 2:
+            continue
+        out[metric] = {"count": len(group),
+                       "final_val_loss": _stats([r.final_val_loss for r in group]),
+                       "final_step": _stats([r.final_step for r in group if r.final_step is not None]),
+                       "final_time_ms": _stats([r.final_time_ms for r in group if r.final_time_ms is not None])}
+    return out or None
+
+
+def _stats(values: list[float]) -> dict | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    mean = math.fsum(finite) / len(finite)
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) if len(finite) > 1 else None
+    return {"mean": mean, "sd": sd, "n": len(finite)}
 
 
 def _num(x: float | None) -> float | None | str:

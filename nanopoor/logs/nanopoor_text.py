@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from nanopoor.logs.common import RunBuilder, batch_formula, time_to_ms, to_float
+from nanopoor.logs.common import RunBuilder, batch_formula, hardware_from_text, time_to_ms, to_float
 from nanopoor.logs.model import ParsedLog, StepPoint
 from nanopoor.logs.published import published_formula
 
@@ -82,7 +82,8 @@ def parse(text: str, path: Path) -> ParsedLog:
             log.meta["params_millions"] = float(m.group(1))
             continue
         log.unparsed_lines += 1
-    log.runs = [b.run for b in builders if not b.empty]
+    log.runs = [r for b in builders for r in b.parsed_runs]
+    log.hardware = hardware_from_text(text)
     if run_ids:
         log.meta["run_ids"] = run_ids
 

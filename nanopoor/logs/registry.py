@@ -45,8 +45,15 @@ DETECT_TAIL_CHARS = 64 * 1024    # ... or at the end
 
 
 def detect_format(text: str) -> str | None:
+    # the training lines sit at the end: when the tail alone shows one format many times and no
+    # other, that settles it without scanning an embedded source of a few hundred kB
+    tail = text[-DETECT_TAIL_CHARS:]
+    tail_scores = {name: mod.detect(tail) for name, mod in PARSERS.items()}
+    ranked = sorted(tail_scores.values(), reverse=True)
+    if ranked[0] >= 20 and ranked[1] == 0:
+        return max(tail_scores, key=lambda n: tail_scores[n])
     if len(text) > DETECT_HEAD_CHARS + DETECT_TAIL_CHARS:
-        text = text[:DETECT_HEAD_CHARS] + "\n" + text[-DETECT_TAIL_CHARS:]
+        text = text[:DETECT_HEAD_CHARS] + "\n" + tail
     scores = {name: mod.detect(text) for name, mod in PARSERS.items()}
     best = max(scores, key=lambda n: scores[n])   # first of the highest, in registry order
     return best if scores[best] > 0 else None

@@ -46,7 +46,6 @@ def parse(text: str, path: Path) -> ParsedLog:
                 point.tokens = tokens_from_text(value)
         if "(prefix)" in line:
             log.meta["prefix_evals"] = log.meta.get("prefix_evals", 0) + 1
-        builder.run.total_steps = int(m.group(2))
-        builder.add(point, text=line)
-    log.runs = [builder.run] if not builder.empty else []
+        builder.add(point, text=line, total_steps=int(m.group(2)))
+    log.runs = builder.parsed_runs
     return log
