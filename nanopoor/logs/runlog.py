@@ -44,7 +44,7 @@ def parse(text: str, path: Path) -> ParsedLog:
                 point.time_ms = time_to_ms(value, default_unit="s")
             elif key == "tokens":
                 point.tokens = tokens_from_text(value)
-        if "(prefix)" in line:
+        if "(prefix)" in line or "(progress)" in line:  # a progress eval (harness 0.3 names it so)
             log.meta["prefix_evals"] = log.meta.get("prefix_evals", 0) + 1
         builder.add(point, text=line, total_steps=int(m.group(2)))
     log.runs = builder.parsed_runs
