@@ -144,14 +144,16 @@ class Scale(str, Enum):
 
 
 def reproduce(
-    record: Path = typer.Argument(..., help="a record folder (records/<name>)"),
+    record: Path = typer.Argument(..., help="a record folder or name (records/<name> or <name>)"),
     claim: Optional[int] = typer.Option(None, min=1, help="which claims entry of record.toml, 1 = the first (default)"),
     data: Optional[Path] = typer.Option(None, help="dataset folder (default: data/<the track's dataset>)"),
     scale: Scale = typer.Option(Scale.full, help="full reproduces the claim; smoke only checks the code path"),
     seed: Optional[int] = typer.Option(None, help="seed (default: drawn by the harness)"),
-    out: Path = typer.Option(Path("runs"), help="where the run folder goes"),
+    out: Optional[Path] = typer.Option(None, help="where the run folder goes [default: runs/ for a full-scale run on a gpu, "
+                                                   "else dev-runs/ (ignored by git, never ranked)]"),
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
-    plot: Optional[Path] = typer.Option(None, help="overlay png, a file or a folder (default: ./reproduce-<record>.png)"),
+    plot: Optional[Path] = typer.Option(None, help="overlay png, a file or a folder (default: dev-runs/plots/reproduce-<record>.png)"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -161,8 +163,13 @@ def reproduce(
     from nanopoor.records import load_record
     from nanopoor.reproduce import claim_log_path, compare_to_claim, pick_claim
 
+    from nanopoor.outputs import default_runs_dir, plot_path as default_plot_path
+
     rec = load_record(record)
     chosen = pick_claim(rec.claims, claim, rec.name)
+    for note in runner.preflight(rec.path, scale.value, data_dir=data, allow_cpu=allow_cpu, verb="reproduce"):
+        typer.echo(f"note: {note}", err=True)
+    out = out or default_runs_dir(scale.value, runner.has_gpu())
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale.value, seed=seed, data_dir=data, out_root=out,
@@ -173,7 +180,7 @@ def reproduce(
     if events.is_file():
         curves += [(f"harness ({cmp.run.get('scale')})", r) for r in parse_events(events.read_text(), events).runs]
     if curves:
-        plot_path = plot / f"reproduce-{rec.name}.png" if plot and plot.is_dir() else plot or Path(f"reproduce-{rec.name}.png")
+        plot_path = default_plot_path(plot, f"reproduce-{rec.name}.png")
         cmp.plot = str(write_loss_plot(curves, plot_path, title=f"{rec.name}: claim vs harness",
                                        target=cmp.target))
     if format == OutputFormat.json:
