@@ -146,7 +146,7 @@ def submit(
             if not c.ok:
                 console.print(f"[red]does not verify[/] {c.subject}: {'; '.join(c.problems)}")
         if not dev:
-            console.print("files to commit (git add them, then open a pull request):")
+            console.print("files to commit: git add these, then open a pull request")
             for line in outcome.to_commit:
                 console.print(f"  {line}")
         else:

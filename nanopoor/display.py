@@ -105,7 +105,7 @@ class Display:
         now = time.monotonic()
         last_t, last_step = self._last_plain or (self._t0, -1)
         if self.state.step != last_step and now - last_t >= self.plain_every_s:
-            self.console.print(self.plain_line(), markup=False, highlight=False)
+            self.console.print(self.plain_line(), markup=False, highlight=False, soft_wrap=True)
             self._last_plain = (now, self.state.step)
 
     def __exit__(self, *exc):
@@ -113,5 +113,5 @@ class Display:
             self.update()
             self._progress.__exit__(*exc)
         else:
-            self.console.print(self.plain_line(), markup=False, highlight=False)
+            self.console.print(self.plain_line(), markup=False, highlight=False, soft_wrap=True)
         return False

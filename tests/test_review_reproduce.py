@@ -118,6 +118,7 @@ def fake_runner(monkeypatch, tmp_path):
         return run_folder(Path(out_root), scale=scale)
 
     monkeypatch.setattr("nanopoor.runner.run_record", run_record)
+    monkeypatch.setattr("nanopoor.runner.preflight", lambda *a, **k: [])   # as on a gpu with the dataset
     return calls
 
 
@@ -146,7 +147,7 @@ def test_reproduce_command_table(app, tmp_path, fake_runner, monkeypatch):
     assert fake_runner[0]["scale"] == "smoke"
     for text in ("reproduce muon", "1× Tesla T4", "14.86 min", "val loss at matching steps", "verdict: not reproduced"):
         assert text in res.output
-    assert (tmp_path / "reproduce-muon.png").is_file()
+    assert (tmp_path / "dev-runs" / "plots" / "reproduce-muon.png").is_file()   # never beside the input or in the tree
 
 
 def test_reproduce_without_claims_or_with_a_bad_number(app, tmp_path, fake_runner):
