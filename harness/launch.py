@@ -45,6 +45,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     try:
         sess = session()
+    except Killed as e:  # the runner's timeout fired while the harness was starting: no traceback, a run_end
+        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
+        log.emit("run_end", status="killed", reason=str(e))
+        say(f"run_end: killed ({e})", int(os.environ.get("RANK", 0)) == 0)
+        return EXIT["killed"]
     except Exception as e:  # data or device problems: the record never started
         log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
         log.emit("run_end", status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
@@ -79,6 +84,9 @@ def main(argv: list[str]) -> int:
     except BaseException as e:
         status, reason, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
+    # the record is over: a late timeout must not interrupt writing run_end with a traceback
+    # (the runner's SIGKILL after its grace period still ends a stuck process)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     found = violations()
     tampered = changed(code_before, snapshot(harness))

@@ -1,11 +1,13 @@
 """the `nanopoor` command. every verb lives in a cli_* module that registers itself here;
-a UserError anywhere below becomes one line on stderr and exit code 1."""
+a UserError anywhere below, and a usage error that click finds while parsing (an unknown option,
+a bad choice, a missing argument), becomes one line on stderr and exit code 1."""
 from __future__ import annotations
 
 import os
 import sys
 
 import typer
+from typer._click import exceptions as click  # typer carries its own click: its errors are these
 from typer.core import TyperGroup
 
 from nanopoor.errors import UserError
@@ -13,6 +15,23 @@ from nanopoor.errors import UserError
 
 class _Group(TyperGroup):
     """turns user errors (and the harness's own one-line errors) into one line and exit 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.NoArgsIsHelpError as e:
+            typer.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as e:
+            # typer would draw a box and exit 2; the project's promise is one line and exit 1
+            typer.echo(_one_line(e), err=True)
+            sys.exit(1)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -26,6 +45,15 @@ class _Group(TyperGroup):
                 raise
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
+
+
+def _one_line(e: click.ClickException) -> str:
+    """'error: <click's message, on one line>; see `nanopoor <verb> --help`'."""
+    text = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        text += f"; see `{ctx.command_path} --help`"
+    return f"error: {text}"
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

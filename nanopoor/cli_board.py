@@ -101,23 +101,38 @@ def verify(
 
 
 def submit(
-    record: Path = typer.Argument(..., help="record folder, e.g. records/muon_3xlr"),
+    record: Path = typer.Argument(..., help="record folder or name, e.g. records/muon_3xlr or muon_3xlr"),
     runs: int = typer.Option(None, min=1, help="number of runs [default: the record's `seeds`, else 3]"),
     data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
     track: str = typer.Option(None, help="run on another track than the scale's"),
     scale: Scale = typer.Option(Scale.full, help="full (ranked) or smoke (counted, never ranked)"),
-    runs_dir: Path = typer.Option(Path("runs"), help="folder that receives the run folders"),
+    runs_dir: Path = typer.Option(None, help="folder that receives the run folders [default: runs/ for a full-scale "
+                                             "submission on a gpu, else dev-runs/ (ignored by git, never ranked)]"),
     timeout: float = typer.Option(None, help="stop each run after this many seconds"),
-    out: Path = typer.Option(Path("leaderboard.md"), help="leaderboard file to regenerate"),
+    out: Path = typer.Option(None, help="leaderboard file to regenerate [default: leaderboard.md for runs/, "
+                                        "else leaderboard.md inside the runs folder]"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours per seed)"),
     parallel: bool = typer.Option(False, "--parallel", help="run the seeds at once, one per visible gpu"),
     gpus: str = typer.Option(None, "--gpus", help="with --parallel: the device ids to use, e.g. 0,1,2 [default: CUDA_VISIBLE_DEVICES, else every gpu]"),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
-    """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict."""
+    """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict and the files to commit."""
+    from nanopoor.outputs import DEV_RUNS, default_runs_dir
+    from nanopoor.records import load_record
+    from nanopoor.runner import has_gpu, preflight
     from nanopoor.submit import submit as do_submit
 
     if gpus is not None and not parallel:
         raise UserError("--gpus picks the devices of --parallel runs: add --parallel")
+    rec = load_record(record)   # a bare name, as `verify` takes it, is records/<name>
+    n_runs = runs if runs is not None else rec.seeds
+    for note in preflight(record, scale.value, track=track, data_dir=data, n_runs=n_runs, allow_cpu=allow_cpu,
+                          verb="submit"):
+        typer.echo(f"note: {note}", err=True)
+    runs_dir = runs_dir or default_runs_dir(scale.value, has_gpu())
+    dev = runs_dir.resolve() == DEV_RUNS.resolve()
+    # the committed board is made from runs/ only: dev runs get a board of their own beside them
+    out = out or (runs_dir / "leaderboard.md" if dev else Path("leaderboard.md"))
     err = Console(stderr=True, highlight=False)
 
     def done(run_dir: Path, gpu: str) -> None:   # parallel runs have no live display: one line each
@@ -129,11 +144,11 @@ def submit(
             err.print(f"gpu {gpu}: {Path(run_dir).name} wrote no readable result.json")
 
     device_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
-    outcome = do_submit(record, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
+    outcome = do_submit(rec.path, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
                         timeout_s=timeout, out=out, quiet=fmt == Format.json, parallel=parallel, gpus=device_ids,
                         on_done=done if fmt == Format.table else None)
     if fmt == Format.json:
-        _echo_json(outcome.to_dict())
+        _echo_json({**outcome.to_dict(), **({"to_commit": []} if dev else {})})
     else:
         console = Console(highlight=False)
         for s in outcome.submissions:
@@ -146,9 +161,13 @@ def submit(
         for c in outcome.checks:
             if not c.ok:
                 console.print(f"[red]does not verify[/] {c.subject}: {'; '.join(c.problems)}")
-        console.print("files to commit:")
-        for line in outcome.to_commit:
-            console.print(f"  {line}")
+        if not dev:
+            console.print("files to commit: git add these, then open a pull request")
+            for line in outcome.to_commit:
+                console.print(f"  {line}")
+        else:
+            console.print(f"nothing to commit: {runs_dir.as_posix()}/ holds dev runs, never ranked "
+                          f"(a full-scale submission on a gpu goes to runs/); its board: {out.as_posix()}")
     if not all(c.ok for c in outcome.checks):
         raise typer.Exit(1)
 
@@ -168,6 +187,33 @@ def _runs_of(runs_dir: Path, record: str, scale: str) -> dict[tuple, list[dict]]
     return groups
 
 
+def _no_runs_message(name: str, runs_dir: Path, scale: str) -> str:
+    """why a record has nothing to compare: no such record (did you mean), or no runs of it yet."""
+    from nanopoor.records import RECORDS_DIR
+    from nanopoor.verify import load_result, run_dirs
+
+    records = sorted(p.parent.name for p in RECORDS_DIR.glob("*/record.toml"))
+    ran = set()
+    for path in run_dirs(runs_dir):
+        try:
+            ran.add(load_result(path).get("record"))
+        except (UserError, OSError, ValueError):
+            continue
+    if name not in records and name not in ran:
+        known = sorted(set(records) | ran - {None})
+        return (f"no record '{name}'{did_you_mean(name, known)}; records with runs in {runs_dir.as_posix()}: "
+                f"{', '.join(sorted(ran - {None})) or 'none'}")
+    if name in records:
+        from nanopoor.records import load_record
+
+        scales = sorted(load_record(RECORDS_DIR / name).scales)
+        if scale not in scales:
+            return f"record '{name}' has no {scale} scale (its scales: {', '.join(scales)}): pass --scale {scales[0]}"
+        return (f"no completed {scale}-scale runs of '{name}' in {runs_dir.as_posix()}: "
+                f"`nanopoor submit {(RECORDS_DIR / name).as_posix()}` makes them")
+    return f"no completed {scale}-scale runs of '{name}' in {runs_dir.as_posix()} (its record is not in {RECORDS_DIR.as_posix()}/)"
+
+
 def compare(
     a: str = typer.Argument(..., help="record name or folder (is it faster than B?)"),
     b: str = typer.Argument(..., help="record name or folder"),
@@ -183,7 +229,7 @@ def compare(
     ga, gb = _runs_of(runs_dir, a, scale.value), _runs_of(runs_dir, b, scale.value)
     for name, g in ((a, ga), (b, gb)):
         if not g:
-            raise UserError(f"no completed {scale.value}-scale runs of '{name}' in {runs_dir}: run `nanopoor submit records/{name}`")
+            raise UserError(_no_runs_message(name, runs_dir, scale.value))
     common = sorted(set(ga) & set(gb))
     if hardware is not None:
         labels = sorted({k[2] for k in common})

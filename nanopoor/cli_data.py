@@ -17,7 +17,7 @@ data_app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 
 class Format(str, Enum):
-    text = "text"
+    table = "table"   # the same word as every other verb: a human-readable report
     json = "json"
 
 
@@ -106,7 +106,7 @@ def demo(out: Path = typer.Option(Path("data/demo"), "--out", help="dataset fold
 @data_app.command("audit")
 def audit(
     path: Path = typer.Argument(..., help="a dataset folder or a single shard file"),
-    format: Format = typer.Option(Format.text, "--format", help="text or json"),
+    format: Format = typer.Option(Format.table, "--format", help="table or json"),
     no_hash: bool = typer.Option(False, "--no-hash", help="skip comparing each shard's sha256 with the manifest"),
 ):
     """check headers against file sizes, ids against the vocabulary, token statistics (share of id 0,

@@ -237,15 +237,17 @@ class Scale(str, Enum):
 
 
 def reproduce(
-    record: Path = typer.Argument(..., help="a record folder (records/<name>) to reproduce its published claim, or a "
-                                            "committed run folder (runs/<run_id>) to re-run it as it was made"),
+    record: Path = typer.Argument(..., help="a record folder or name (records/<name> or <name>) to reproduce its published "
+                                            "claim, or a committed run folder (runs/<run_id>) to re-run it as it was made"),
     claim: Optional[int] = typer.Option(None, min=1, help="which claims entry of record.toml, 1 = the first (default)"),
     data: Optional[Path] = typer.Option(None, help="dataset folder (default: data/<the track's dataset>)"),
     scale: Scale = typer.Option(Scale.full, help="full reproduces the claim; smoke only checks the code path"),
     seed: Optional[int] = typer.Option(None, help="seed (default: drawn by the harness)"),
-    out: Path = typer.Option(Path("runs"), help="where the run folder goes"),
+    out: Optional[Path] = typer.Option(None, help="where the run folder goes [default: runs/ for a full-scale run on a gpu, "
+                                                   "else dev-runs/ (ignored by git, never ranked)]"),
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
     plot: Optional[Path] = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -255,14 +257,21 @@ def reproduce(
     from nanopoor.records import load_record
     from nanopoor.reproduce import claim_log_path, compare_to_claim, pick_claim
 
+    from nanopoor.outputs import default_runs_dir
+
     if (record / "result.json").is_file():  # a committed run folder: re-run it as it was made
         from nanopoor.reproduce import reproduce_run
 
-        report = reproduce_run(record, data=data, out=out, timeout_s=timeout, quiet=format == OutputFormat.json)
+        report = reproduce_run(record, data=data, out=out or default_runs_dir("full", runner.has_gpu()), timeout_s=timeout,
+                               quiet=format == OutputFormat.json)
         typer.echo(json.dumps(report, indent=2) if format == OutputFormat.json else report["summary"])
         return
+
     rec = load_record(record)
     chosen = pick_claim(rec.claims, claim, rec.name)
+    for note in runner.preflight(rec.path, scale.value, data_dir=data, allow_cpu=allow_cpu, verb="reproduce"):
+        typer.echo(f"note: {note}", err=True)
+    out = out or default_runs_dir(scale.value, runner.has_gpu())
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale.value, seed=seed, data_dir=data, out_root=out,

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from nanopoor.errors import UserError
+from nanopoor.outputs import DEV_RUNS
 
 
 class Format(str, Enum):
@@ -15,8 +16,18 @@ class Format(str, Enum):
     json = "json"
 
 
+class Scale(str, Enum):
+    smoke = "smoke"
+    full = "full"
+
+
 DEMO_RECORD = Path("records/demo_gpt")
-DEMO_RUNS = Path("demo-runs")
+
+
+def say_notes(notes: list[str]) -> None:
+    """what the preflight wants the user to know before a long run: on stderr, json stays clean."""
+    for n in notes:
+        typer.echo(f"note: {n}", err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,24 +37,29 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    record: Path = typer.Argument(..., help="record folder, e.g. records/muon_3xlr"),
+    record: Path = typer.Argument(..., help="record folder or name, e.g. records/muon_3xlr or muon_3xlr"),
     seed: int = typer.Option(None, help="seed for a single run (default: harness-assigned, fresh each run)"),
     runs: int = typer.Option(1, min=1, help="number of runs, each with its own harness-assigned seed"),
-    scale: str = typer.Option("smoke", help="smoke: seconds on a cpu; full: the record's real budget"),
+    scale: Scale = typer.Option(Scale.smoke, help="smoke: minutes on a cpu; full: the record's real budget (needs a gpu)"),
     data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
     track: str = typer.Option(None, help="run on another track than the scale's, e.g. docs"),
     timeout: float = typer.Option(None, help="stop the run after this many seconds (status killed)"),
-    out: Path = typer.Option(Path("runs"), help="folder that receives one new folder per run"),
+    out: Path = typer.Option(None, help="folder that receives one new folder per run [default: runs/ for a full-scale "
+                                        "run on a gpu, else dev-runs/ (ignored by git, never ranked)]"),
     nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a frozen record under the harness and write one run folder per run."""
-    from nanopoor.runner import run_record
+    from nanopoor.outputs import default_runs_dir
+    from nanopoor.runner import has_gpu, preflight, run_record
     from nanopoor.summary import print_summaries, summary
 
     if seed is not None and runs > 1:
         raise UserError("--seed fixes one run's seed; with --runs N the harness assigns N distinct seeds: drop --seed")
-    dirs = [run_record(record, scale=scale, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
+    say_notes(preflight(record, scale.value, track=track, data_dir=data, n_runs=runs, allow_cpu=allow_cpu))
+    out = out or default_runs_dir(scale.value, has_gpu())
+    dirs = [run_record(record, scale=scale.value, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
                        track=track, nproc=nproc, quiet=fmt == Format.json) for _ in range(runs)]
     rows = [summary(d) for d in dirs]
     print_summaries(rows, fmt.value)
@@ -60,7 +76,7 @@ def freeze(record: Path = typer.Argument(..., help="record folder")) -> None:
 
 
 def demo(
-    out: Path = typer.Option(DEMO_RUNS, help="where the demo's run folder goes (not runs/: demo runs are never ranked)"),
+    out: Path = typer.Option(DEV_RUNS, help="where the demo's run folder goes (not runs/: demo runs are never ranked)"),
     data: Path = typer.Option(Path("data/demo"), help="demo dataset folder (built if missing)"),
 ) -> None:
     """Build the embedded demo dataset, run the reference record's smoke scale, show the result."""

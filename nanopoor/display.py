@@ -1,9 +1,12 @@
-"""the live view of a running record: a rich panel on a terminal, plain lines elsewhere."""
+"""the progress of a running record: rich's live bar on a terminal, a plain line now and then elsewhere."""
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 
 from harness.events import fmt_tokens
 
@@ -42,49 +45,73 @@ class RunState:
             return None
         return self.train_time_ms / 1000 / self.step * (self.steps - self.step)
 
-    def table(self) -> Table:
-        tab = Table(title=f"{self.record} — {self.phase}", show_header=True, header_style="bold")
-        for col in ("step", "tokens", "train loss", "val loss", "train time", "ETA"):
-            tab.add_column(col, justify="right")
-        eta = self.eta_s()
-        tab.add_row(f"{self.step}/{self.steps}", f"{fmt_tokens(self.tokens)}/{fmt_tokens(self.budget_tokens)}",
-                    f"{self.train_loss:.4f}" if isinstance(self.train_loss, float) else "–",
-                    f"{self.val_loss:.4f}" if isinstance(self.val_loss, float) else "–",
-                    f"{self.train_time_ms / 1000:.1f}s", f"{eta:.0f}s" if eta is not None else "–")
-        return tab
-
 
 class Display:
-    """a context manager: live table when stdout is a terminal, else the record's own lines."""
+    """a context manager for a running record: the record's own lines on stdout (none with --format
+    json: they stay in log.txt), and its progress on stderr, so json on stdout stays clean.
 
-    def __init__(self, state: RunState, console: Console | None = None, quiet: bool = False):
+    progress is rich's live bar (step, tokens, loss, elapsed, time left) when stderr is a terminal,
+    else one plain line every `plain_every_s` seconds, so a piped or logged run is never silent."""
+
+    def __init__(self, state: RunState, console: Console | None = None, quiet: bool = False,
+                 plain_every_s: float = 30.0):
         self.state = state
-        self.console = console or Console()
-        self.live_mode = self.console.is_terminal and not quiet
+        self.console = console or Console(stderr=True)
         self.quiet = quiet
-        self._live = None
+        self.plain_every_s = plain_every_s
+        self.live_mode = self.console.is_terminal
+        self._progress: Progress | None = None
+        self._task = None
+        self._last_plain = None   # (monotonic time, step) of the last plain line
+        self._t0 = time.monotonic()
 
     def __enter__(self):
+        self._t0 = time.monotonic()
         if self.live_mode:
-            self._live = Live(self.state.table(), console=self.console, refresh_per_second=4, transient=False)
-            self._live.__enter__()
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"), TextColumn("elapsed"), TimeElapsedColumn(),
+                TextColumn("left"), TimeRemainingColumn(), console=self.console, refresh_per_second=4)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self._title(), total=self.state.steps, detail=self._detail())
         return self
 
+    def _title(self) -> str:
+        return f"{self.state.record} ({self.state.phase})"
+
+    def _detail(self) -> str:
+        s = self.state
+        loss = f"loss {s.train_loss:.4f}" if isinstance(s.train_loss, float) else "loss –"
+        val = f" val {s.val_loss:.4f}" if isinstance(s.val_loss, float) else ""
+        return f"{fmt_tokens(s.tokens)}/{fmt_tokens(s.budget_tokens)} tokens  {loss}{val}"
+
+    def plain_line(self) -> str:
+        s = self.state
+        elapsed = time.monotonic() - self._t0
+        eta = s.eta_s()
+        return (f"{s.record}: {s.phase}, step {s.step}/{s.steps}, {self._detail()}, "
+                f"{elapsed:.0f} s elapsed" + (f", about {eta:.0f} s of training left" if eta is not None else ""))
+
     def line(self, text: str) -> None:
-        """a line the record printed: above the live table, or plainly."""
-        if self.quiet:
-            return
-        if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, flush=True)
+        """a line the record printed: on stdout (above the live bar), none when quiet."""
+        if not self.quiet:
+            print(text, flush=True)   # a live bar redirects stdout above itself
 
     def update(self) -> None:
-        if self._live is not None:
-            self._live.update(self.state.table())
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.state.step, description=self._title(),
+                                  detail=self._detail())
+            return
+        now = time.monotonic()
+        last_t, last_step = self._last_plain or (self._t0, -1)
+        if self.state.step != last_step and now - last_t >= self.plain_every_s:
+            self.console.print(self.plain_line(), markup=False, highlight=False, soft_wrap=True)
+            self._last_plain = (now, self.state.step)
 
     def __exit__(self, *exc):
-        if self._live is not None:
-            self._live.update(self.state.table())
-            self._live.__exit__(*exc)
+        if self._progress is not None:
+            self.update()
+            self._progress.__exit__(*exc)
+        else:
+            self.console.print(self.plain_line(), markup=False, highlight=False, soft_wrap=True)
         return False

@@ -13,6 +13,7 @@ REQUIRED = {"name": str, "title": str, "author": str, "date": str, "track": str,
 SCALE_FIELDS = ("seq_len", "batch_size", "grad_accum", "steps")
 _FROZEN = re.compile(r"^\[frozen\][^\[]*", re.M)
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
+RECORDS_DIR = Path("records")
 
 
 @dataclass
@@ -49,13 +50,16 @@ class Record:
 def load_record(path: str | Path) -> Record:
     """parse records/<name>/record.toml; every problem is one UserError naming the field."""
     p = Path(path)
+    if not p.exists() and len(p.parts) == 1 and (RECORDS_DIR / p).is_dir():
+        p = RECORDS_DIR / p   # a bare name, as verify and compare take it: records/<name>
     toml_path = p / "record.toml" if p.is_dir() or not p.suffix else p
     p = toml_path.parent
     if not p.exists():
-        known = sorted(d.name for d in p.parent.glob("*/record.toml")) if p.parent.exists() else []
-        known = [Path(k).parent.name if "/" in k else k for k in known]
-        names = sorted(d.parent.name for d in p.parent.glob("*/record.toml")) if p.parent.exists() else []
-        raise UserError(f"no record at {p}{did_you_mean(p.name, names)}; records: {', '.join(names) or 'none'}")
+        # the folder the user meant, else records/: list what exists there
+        where = p.parent if len(p.parts) > 1 and p.parent.is_dir() else RECORDS_DIR
+        names = sorted(d.parent.name for d in where.glob("*/record.toml"))
+        hint = f"; records in {where.as_posix()}/: {', '.join(names)}" if names else f"; {where.as_posix()}/ holds no records"
+        raise UserError(f"no record at {p}{did_you_mean(p.name, names)}{hint}")
     if not toml_path.is_file():
         raise UserError(f"{p} has no record.toml: a record is a folder with record.toml and its entrypoint")
     try:

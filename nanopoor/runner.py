@@ -26,6 +26,8 @@ from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
+from harness.events import fmt_tokens
+from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
 from nanopoor.events import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
 from nanopoor.records import check_frozen, compute_digest, load_record, record_files, stage
@@ -61,6 +63,87 @@ def resolve_data(track, data_dir: str | Path | None) -> tuple[Path, dict]:
         raise UserError(f"dataset at {d} is '{m.get('dataset')}', but track {track.name} needs '{track.dataset}': "
                         f"pass --track {m.get('dataset')} or --data with a '{track.dataset}' dataset")
     return d, m
+
+
+def has_gpu() -> bool:
+    """an nvidia gpu this machine can use (nvidia-smi answers), without importing torch."""
+    return hardware.query_smi() is not None
+
+
+def _measured_rate(record: str, scale: str) -> tuple[float, Path] | None:
+    """tokens per second of training that an earlier cpu run of the record measured on this machine
+    (the last step event of a run folder in dev-runs/ or runs/), with the folder it came from."""
+    for root in (DEV_RUNS, RANKED_RUNS):
+        for cfg_path in sorted(Path(root).glob(f"*-{record}-{scale}-*/config.json"), reverse=True):
+            steps = [e for e in read_events(cfg_path.parent / "events.jsonl") if e.get("type") == "step"]
+            try:
+                cpu = json.loads((cfg_path.parent / "result.json").read_text()).get("hardware_label") == "cpu"
+            except (OSError, ValueError):
+                cpu = not has_gpu()   # a run cut short has no result.json: it ran here
+            if cpu and steps and steps[-1].get("train_time_ms"):
+                return steps[-1]["tokens"] / (steps[-1]["train_time_ms"] / 1000), cfg_path.parent
+    return None
+
+
+def _gpu_reference(rec, scale: str) -> str:
+    """what the record took on a gpu: its fastest committed run, else its published claim."""
+    best = None
+    for res_path in Path(RANKED_RUNS).glob(f"*-{rec.name}-{scale}-*/result.json"):
+        try:
+            r = json.loads(res_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if r.get("status") == "completed" and r.get("hardware_label") != "cpu":
+            if best is None or r["train_time_ms"] < best["train_time_ms"]:
+                best = r
+    if best is not None:
+        seconds = best["train_time_ms"] / 1000
+        took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        return f"on {best['hardware_label']} it trained in {took}"
+    claim = next((c for c in rec.claims if c.get("time_min")), None)
+    if claim is not None:
+        return f"its claim: {claim['time_min']} min on {claim.get('hardware', 'a gpu')}"
+    return "no gpu timing of it is committed"
+
+
+def cpu_cost(rec, scale: str, tokens: int) -> str:
+    """what `tokens` of training would cost on this cpu, from an earlier run here, else what is known."""
+    measured = _measured_rate(rec.name, scale)
+    if measured is None:
+        return f"{fmt_tokens(tokens)} tokens of training, not yet timed on this cpu; {_gpu_reference(rec, scale)}"
+    rate, folder = measured
+    hours = tokens / rate / 3600
+    return (f"{fmt_tokens(tokens)} tokens at the {rate:.0f} tokens/s that {folder.as_posix()} measured here: "
+            f"about {hours:.1f} h")
+
+
+def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, data_dir=None, n_runs: int = 1,
+              allow_cpu: bool = False, verb: str = "run") -> list[str]:
+    """what a run needs, said before anything starts: a gpu for a full-scale run (refused on a cpu
+    unless allow_cpu) and its dataset (fineweb-edu: built over the network). raises one UserError
+    naming every missing need; returns notes to print when it may go ahead."""
+    from nanopoor.data.manifest import build_hint
+
+    rec = load_record(record_dir)
+    sc = rec.scale(scale)
+    trk = get_track(track or sc["track"])
+    needs, notes, nxt = [], [], []
+    if scale == "full" and not has_gpu():
+        cost = cpu_cost(rec, scale, sc["budget_tokens"] * n_runs)
+        if allow_cpu:
+            notes.append(f"no gpu here: {rec.name} runs at full scale on the cpu as asked; {cost}")
+        else:
+            needs.append(f"a gpu: this machine has none (on its cpu: {cost})")
+            nxt = ["run it on a gpu (README: T4 on Colab or Kaggle)", "try --scale smoke",
+                   "pass --allow-cpu to run it here anyway"]
+    data = Path(data_dir) if data_dir else Path("data") / trk.dataset
+    if not (data / "manifest.json").is_file():
+        net = " (it streams from the Hugging Face Hub: needs the network)" if trk.dataset == "fineweb-edu" else ""
+        needs.append(f"the {trk.dataset} dataset at {data.as_posix()}: build it with `{build_hint(data)}`{net}")
+    if needs:
+        raise UserError(f"{verb} {rec.path.as_posix()} --scale {scale} needs " + "; and ".join(needs)
+                        + (". Next: " + ", or ".join(nxt) if nxt else ""))
+    return notes
 
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,

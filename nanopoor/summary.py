@@ -45,9 +45,16 @@ def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) 
                     f"warm-up {(s['warmup_time_ms'] or 0) / 1000:.2f} s, wall-clock {(s['wallclock_ms'] or 0) / 1000:.2f} s)")
         tab.add_row("tokens", f"{fmt_tokens(s['tokens'] or 0)} of {fmt_tokens(s['budget_tokens'] or 0)} budget")
         leak = s.get("max_leak")
-        tab.add_row("causal", f"{s['causal']}" + (f" (max leak {leak:.2g})" if isinstance(leak, float) else ""))
+        tab.add_row("causal", _causal(s["causal"], leak))
         if s.get("peak_memory_bytes"):
             fit = s.get("t4_fit") or {}
             tab.add_row("peak memory", f"{s['peak_memory_bytes'] / 2**30:.2f} GiB; T4 fit: {fit.get('fits')}")
         tab.add_row("folder", s["run_dir"])
         console.print(tab)
+
+
+def _causal(causal, leak) -> str:
+    """yes / no with the measured leak, or why there is no answer (the run ended before the check)."""
+    if causal is None:
+        return "not checked (the run ended before the causality check)"
+    return ("yes" if causal else "[red]no[/]") + (f" (max leak {leak:.2g})" if isinstance(leak, (int, float)) else "")

@@ -40,7 +40,7 @@ def test_malformed_record_names_the_field(tiny_record):
 
 
 def test_missing_data_folder(tiny_record, tmp_path):
-    one_line_error(invoke("run", tiny_record, "--data", tmp_path / "nodata"), "no dataset at", "nanopoor data demo")
+    one_line_error(invoke("run", tiny_record, "--data", tmp_path / "nodata"), "needs the demo dataset at", "nanopoor data demo")
 
 
 def test_unknown_track(tiny_record, tiny_data):
@@ -48,7 +48,8 @@ def test_unknown_track(tiny_record, tiny_data):
 
 
 def test_unknown_scale(tiny_record, tiny_data):
-    one_line_error(invoke("run", tiny_record, "--data", tiny_data, "--scale", "ful"), "no scale 'ful'", "did you mean 'full'")
+    # a choice, as in submit and reproduce: click's usage error, as one line and exit 1
+    one_line_error(invoke("run", tiny_record, "--data", tiny_data, "--scale", "ful"), "'ful' is not one of", "'full'", "run --help")
 
 
 def test_dataset_of_another_track(tiny_record, tiny_data):

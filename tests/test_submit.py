@@ -24,6 +24,9 @@ def fake_runner(monkeypatch):
                         scale=scale, finished_at="2025-03-02T09:00:00+00:00")
 
     monkeypatch.setattr(runner, "run_record", run_record)
+    # as on a gpu with the dataset built: full-scale submissions go ahead, into runs/
+    monkeypatch.setattr(runner, "has_gpu", lambda: True)
+    monkeypatch.setattr(runner, "preflight", lambda *a, **k: [])
     return calls
 
 
@@ -97,4 +100,9 @@ def test_compare_two_records(tmp_path, monkeypatch, app):
     res = CliRunner().invoke(app, ["compare", "b", "a"])
     assert res.exit_code == 0 and "train time" in res.output and "val loss" in res.output
     res = CliRunner().invoke(app, ["compare", "a", "c"])
-    assert res.exit_code == 1 and "no completed full-scale runs of 'c'" in res.output
+    assert res.exit_code == 1 and "no record 'c'" in res.output and "submit" not in res.output
+    make_record(Path("records"), "c")   # a record with no runs yet: submitting it is the next step
+    res = CliRunner().invoke(app, ["compare", "a", "c"])
+    assert res.exit_code == 1 and "no completed full-scale runs of 'c'" in res.output and "nanopoor submit records/c" in res.output
+    res = CliRunner().invoke(app, ["compare", "aa", "b"])
+    assert res.exit_code == 1 and "did you mean 'a'" in res.output
