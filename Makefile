@@ -7,6 +7,9 @@ NP := $(BIN)/nanopoor
 RECORD ?= records/baseline_adamw
 DATA ?= data/demo
 ARGS ?=
+# submissions and reproductions are held to one T4's limits on any GPU (harness/t4_limits.py);
+# `make submit T4=` runs without them
+T4 ?= --as-t4
 
 .PHONY: setup test demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean
 
@@ -32,10 +35,10 @@ data-docs: setup
 	$(NP) data files ../shared/corpus/docs/*.jsonl.xz --dataset docs --out data/docs
 
 submit: setup
-	$(NP) submit $(RECORD) $(ARGS)
+	$(NP) submit $(RECORD) $(T4) $(ARGS)
 
 reproduce: setup
-	$(NP) reproduce $(RECORD) $(ARGS)
+	$(NP) reproduce $(RECORD) $(T4) $(ARGS)
 
 leaderboard: setup
 	$(NP) leaderboard

@@ -20,7 +20,7 @@ import harness.causality  # noqa: F401  every module the harness runs, imported 
 import harness.dataserver  # noqa: F401
 import harness.evaluate  # noqa: F401
 import harness.stream  # noqa: F401
-from harness import integrity
+from harness import integrity, t4_limits
 from harness.events import EventLog, say
 from harness.session import ContractViolation, session
 from harness.source_scan import scan_record
@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     try:
         sess = session()
+        t4_limits.apply(sess, config)  # --as-t4: a T4's memory, dtypes and kernels, checked from here on
     except Exception as e:  # data or device problems: the record never started
         log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
         log.emit("run_end", status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())

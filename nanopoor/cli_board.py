@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nanopoor.cli_run import AS_T4_HELP
 from nanopoor.errors import UserError, did_you_mean
 
 
@@ -109,13 +110,14 @@ def submit(
     runs_dir: Path = typer.Option(Path("runs"), help="folder that receives the run folders"),
     timeout: float = typer.Option(None, help="stop each run after this many seconds"),
     out: Path = typer.Option(Path("leaderboard.md"), help="leaderboard file to regenerate"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict."""
     from nanopoor.submit import submit as do_submit
 
     outcome = do_submit(record, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
-                        timeout_s=timeout, out=out, quiet=fmt == Format.json)
+                        timeout_s=timeout, out=out, quiet=fmt == Format.json, as_t4=as_t4)
     if fmt == Format.json:
         _echo_json(outcome.to_dict())
     else:

@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from nanopoor.cli_run import AS_T4_HELP
 from nanopoor.errors import UserError
 
 DEFAULT_TRACK = "fineweb-edu"
@@ -152,6 +153,7 @@ def reproduce(
     out: Path = typer.Option(Path("runs"), help="where the run folder goes"),
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
     plot: Optional[Path] = typer.Option(None, help="overlay png, a file or a folder (default: ./reproduce-<record>.png)"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -166,7 +168,7 @@ def reproduce(
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale.value, seed=seed, data_dir=data, out_root=out,
-                                timeout_s=timeout, track=None, quiet=format == OutputFormat.json)
+                                timeout_s=timeout, track=None, quiet=format == OutputFormat.json, as_t4=as_t4)
     cmp = compare_to_claim(run_dir, chosen, claim_log, record=rec.name)
     curves = [(f"claim ({log_path.name})", r) for r in (claim_log.runs[-1:] if claim_log else [])]
     events = Path(run_dir) / "events.jsonl"

@@ -16,6 +16,8 @@ class Format(str, Enum):
 
 
 DEMO_RECORD = Path("records/demo_gpt")
+AS_T4_HELP = ("hold the run to one T4's limits on any GPU: 15 GiB, no TF32, bf16 or fp8, no flash/cuDNN "
+              "attention; a record that breaks one ends invalid with the limit named")
 DEMO_RUNS = Path("demo-runs")
 
 
@@ -35,6 +37,7 @@ def run(
     timeout: float = typer.Option(None, help="stop the run after this many seconds (status killed)"),
     out: Path = typer.Option(Path("runs"), help="folder that receives one new folder per run"),
     nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a frozen record under the harness and write one run folder per run."""
@@ -44,7 +47,7 @@ def run(
     if seed is not None and runs > 1:
         raise UserError("--seed fixes one run's seed; with --runs N the harness assigns N distinct seeds: drop --seed")
     dirs = [run_record(record, scale=scale, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
-                       track=track, nproc=nproc, quiet=fmt == Format.json) for _ in range(runs)]
+                       track=track, nproc=nproc, quiet=fmt == Format.json, as_t4=as_t4) for _ in range(runs)]
     rows = [summary(d) for d in dirs]
     print_summaries(rows, fmt.value)
     if any(r["status"] != "completed" for r in rows):

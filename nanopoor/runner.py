@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import harness
-from harness import CONTRACT_VERSION
+from harness import CONTRACT_VERSION, t4_limits
 from harness.integrity import package_files_digest
 from harness.tracks import get_track
 from nanopoor import hardware
@@ -52,8 +52,9 @@ def resolve_data(track, data_dir: str | Path | None) -> tuple[Path, dict]:
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
                out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
-               nproc: int = 1, quiet: bool = False) -> Path:
-    """run one seed of a record; returns the run folder (always written, whatever the status)."""
+               nproc: int = 1, quiet: bool = False, as_t4: bool = False) -> Path:
+    """run one seed of a record; returns the run folder (always written, whatever the status).
+    as_t4: the harness holds the run to one T4's limits (harness/t4_limits.py) on any device."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
     sc = rec.scale(scale)
@@ -70,7 +71,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "batch_size": sc["batch_size"], "grad_accum": sc["grad_accum"], "steps": sc["steps"],
         "budget_tokens": sc["budget_tokens"], "formula": sc["formula"], "args": sc["args"],
         "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
-        "contract_version": CONTRACT_VERSION, "nproc": nproc,
+        "contract_version": CONTRACT_VERSION, "nproc": nproc, "as_t4": bool(as_t4),
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     harness_before = package_files_digest(HARNESS_DIR)
@@ -211,6 +212,9 @@ def _status(events: list[dict], outcome: dict) -> tuple[str, str]:
 def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome)
+    under_t4 = bool(config.get("as_t4")) and first(events, "t4_limits") is not None
+    if config.get("as_t4") and status == "failed":
+        reason = t4_limits.oom_reason(reason)
     end = first(events, "run_end") or {}
     start = first(events, "run_start") or {}
     torch_facts = start.get("torch") or {}
@@ -248,6 +252,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "val_loss_full": bool(end.get("val_loss_full", False)), "target_val_loss": trk.target_val_loss,
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
+        "t4_limits": under_t4,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),
         "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
         "harness_sha256": harness_before, "record_files": record_files(rec.path),

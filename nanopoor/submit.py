@@ -51,7 +51,8 @@ def porcelain(before: dict[Path, bytes | None], after: dict[Path, bytes], new_ru
 
 def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str | Path | None = None,
            track: str | None = None, scale: str = "full", runs_dir: str | Path = "runs",
-           timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False) -> SubmitOutcome:
+           timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False,
+           as_t4: bool = False) -> SubmitOutcome:
     if scale not in SCALES:
         raise UserError(f"unknown scale '{scale}': use --scale full or --scale smoke")
     rec = records.load_record(record_path)
@@ -67,7 +68,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     new_runs = []
     for _ in range(n):   # seed=None: the harness assigns a fresh seed to every run
         run_dir = runner.run_record(rec.path, scale=scale, seed=None, data_dir=data_dir, out_root=runs_dir,
-                                    timeout_s=timeout_s, track=track, quiet=quiet)
+                                    timeout_s=timeout_s, track=track, quiet=quiet, as_t4=as_t4)
         new_runs.append(runs_dir / Path(run_dir).name)
 
     from harness.tracks import load_tracks
