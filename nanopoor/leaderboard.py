@@ -140,7 +140,8 @@ def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, 
     label = "unverifiable" if unverifiable else v.label
     calibration = v.target_val_loss is None
     if calibration:   # made while the track had no target: it sets the target, nothing judges it
-        label, reasons = "calibration", [r for r in reasons if r != "unknown track target"]
+        kept = [r for r in v.reasons if r.startswith("run ") or r == "seeds not distinct"]   # the runs' own faults
+        label, reasons = "calibration", kept + unverifiable
     reproduced, reproduced_by = reproduced_cells(entries, reruns or {}, link)
     cls = max((str(r.get("class")) for r in results), key=lambda c: CLASS_ORDER.get(c, 3))
     record = records.get(str(first.get("record")))
