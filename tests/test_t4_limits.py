@@ -111,3 +111,18 @@ def test_each_broken_limit_ends_the_run_invalid_with_the_limit_named(tiny_data, 
         assert r["violations"][0]["kind"] == "t4_limits", (mode, r["violations"])
     oom = json.loads((runs["raise_oom"] / "result.json").read_text())
     assert oom["status"] == "failed" and oom["reason"].startswith("t4_limits: memory: out of memory under the 15 GiB"), oom["reason"]
+
+
+def test_the_readme_t4_estimates_are_the_arithmetic_of_t4_estimate():
+    from nanopoor.t4_estimate import FASTEST, estimate
+
+    shape = {k: v for k, v in FASTEST.items() if k != "record"}
+    readme = (REPO / "README.md").read_text()
+    floor, five, docs = (estimate(**shape, tokens=t) for t in (100_000_000, 500_000_000, 5_242_880))
+    assert round(floor.flops_per_token / 1e6) == 774 and "≈ 774M FLOPs per token" in readme
+    assert f"≥ {floor.hours:.1f} h ({floor.hours_range[0]:.1f}–{floor.hours_range[1]:.1f} h) for the track's floor of 100M tokens" in readme
+    assert f"{five.hours:.1f} h ({five.hours_range[0]:.1f}–{five.hours_range[1]:.1f} h) for 500M" in readme
+    assert f"{docs.hours * 60:.1f} min ({docs.hours_range[0] * 60:.1f}–{docs.hours_range[1] * 60:.1f} min) for its 5.24M-token budget" in readme
+    assert f"about {round(floor.tokens_per_s, -3):,.0f} tokens/s" in readme
+    assert f"about {15 * 60 * floor.tokens_per_s / 1e6:.0f}M tokens at this speed" in readme
+    assert floor.hours > 1.0   # FineWeb-Edu on one T4 is hours, not the seed's 15 minutes
