@@ -8,6 +8,9 @@ RECORD ?=
 LOG ?=
 DATA ?= data/demo
 ARGS ?=
+# submissions and reproductions are held to one T4's limits on any GPU (harness/t4_limits.py);
+# `make submit T4=` runs without them
+T4 ?= --as-t4
 
 .PHONY: setup test demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
 
@@ -46,10 +49,10 @@ need-log:
 	@if [ -z "$(LOG)" ]; then echo "error: say which log, e.g. make review LOG=runs/<run>/log.txt (or a run folder, or a NanoPoor / modded-nanogpt / llm.c / MLPerf log)" >&2; exit 1; fi
 
 submit: need-record setup
-	$(NP) submit $(RECORD) $(ARGS)
+	$(NP) submit $(RECORD) $(T4) $(ARGS)
 
 reproduce: need-record setup
-	$(NP) reproduce $(RECORD) $(ARGS)
+	$(NP) reproduce $(RECORD) $(T4) $(ARGS)
 
 leaderboard: setup
 	$(NP) leaderboard

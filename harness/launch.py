@@ -20,7 +20,7 @@ import harness.causality  # noqa: F401  every module the harness runs, imported 
 import harness.dataserver  # noqa: F401
 import harness.evaluate  # noqa: F401
 import harness.stream  # noqa: F401
-from harness import integrity
+from harness import integrity, t4_limits
 from harness.events import EventLog, say
 from harness.session import ContractViolation, session
 from harness.source_scan import scan_record
@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     try:
         sess = session()
+        t4_limits.apply(sess, config)  # --as-t4: a T4's memory, dtypes and kernels, checked from here on
     except Killed as e:  # the runner's timeout fired while the harness was starting: no traceback, a run_end
         log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
         log.emit("run_end", status="killed", reason=str(e))

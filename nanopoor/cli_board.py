@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nanopoor.cli_run import AS_T4_HELP
 from nanopoor.errors import UserError, did_you_mean
 
 
@@ -114,6 +115,7 @@ def submit(
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours per seed)"),
     parallel: bool = typer.Option(False, "--parallel", help="run the seeds at once, one per visible gpu"),
     gpus: str = typer.Option(None, "--gpus", help="with --parallel: the device ids to use, e.g. 0,1,2 [default: CUDA_VISIBLE_DEVICES, else every gpu]"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict and the files to commit."""
@@ -146,7 +148,7 @@ def submit(
     device_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     outcome = do_submit(rec.path, n_runs=runs, data_dir=data, track=track, scale=scale.value, runs_dir=runs_dir,
                         timeout_s=timeout, out=out, quiet=fmt == Format.json, parallel=parallel, gpus=device_ids,
-                        on_done=done if fmt == Format.table else None)
+                        on_done=done if fmt == Format.table else None, as_t4=as_t4)
     if fmt == Format.json:
         _echo_json({**outcome.to_dict(), **({"to_commit": []} if dev else {})})
     else:

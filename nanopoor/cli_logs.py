@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from nanopoor.cli_run import AS_T4_HELP
 from nanopoor.errors import UserError
 
 DEFAULT_TRACK = "fineweb-edu"
@@ -248,6 +249,7 @@ def reproduce(
     timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
     plot: Optional[Path] = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     from nanopoor import runner
@@ -263,7 +265,7 @@ def reproduce(
         from nanopoor.reproduce import reproduce_run
 
         report = reproduce_run(record, data=data, out=out or default_runs_dir("full", runner.has_gpu()), timeout_s=timeout,
-                               quiet=format == OutputFormat.json)
+                               quiet=format == OutputFormat.json, as_t4=as_t4)
         typer.echo(json.dumps(report, indent=2) if format == OutputFormat.json else report["summary"])
         return
 
@@ -275,7 +277,7 @@ def reproduce(
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale.value, seed=seed, data_dir=data, out_root=out,
-                                timeout_s=timeout, track=None, quiet=format == OutputFormat.json)
+                                timeout_s=timeout, track=None, quiet=format == OutputFormat.json, as_t4=as_t4)
     cmp = compare_to_claim(run_dir, chosen, claim_log, record=rec.name)
     curves = [(f"claim ({log_path.name})", r) for r in (claim_log.runs[-1:] if claim_log else [])]
     events = Path(run_dir) / "events.jsonl"

@@ -30,6 +30,10 @@ def say_notes(notes: list[str]) -> None:
         typer.echo(f"note: {n}", err=True)
 
 
+AS_T4_HELP = ("hold the run to one T4's limits on any GPU: 15 GiB, no TF32, bf16 or fp8, no flash/cuDNN "
+              "attention; a record that breaks one ends invalid with the limit named")
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("freeze")(freeze)
@@ -48,6 +52,7 @@ def run(
                                         "run on a gpu, else dev-runs/ (ignored by git, never ranked)]"),
     nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
+    as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
 ) -> None:
     """Run a frozen record under the harness and write one run folder per run."""
@@ -60,7 +65,7 @@ def run(
     say_notes(preflight(record, scale.value, track=track, data_dir=data, n_runs=runs, allow_cpu=allow_cpu))
     out = out or default_runs_dir(scale.value, has_gpu())
     dirs = [run_record(record, scale=scale.value, seed=seed, data_dir=data, out_root=out, timeout_s=timeout,
-                       track=track, nproc=nproc, quiet=fmt == Format.json) for _ in range(runs)]
+                       track=track, nproc=nproc, quiet=fmt == Format.json, as_t4=as_t4) for _ in range(runs)]
     rows = [summary(d) for d in dirs]
     print_summaries(rows, fmt.value)
     if any(r["status"] != "completed" for r in rows):

@@ -1,7 +1,9 @@
 """leaderboard.md (+ .json, .csv, .png) as a pure function of runs/ and the records' claims.
 
-runs are grouped into submissions by (record, record_sha256, track, dataset_fingerprint,
-hardware_label, scale); each submission gets a verdict over all its runs (nanopoor.stats).
+runs are grouped into submissions by (record, record_sha256, track, track_version, target,
+dataset_fingerprint, hardware_label, scale); each submission gets a verdict over all its runs
+(nanopoor.stats), judged against the target its runs were made under (a run with a null target
+is a calibration run: made while the track had no target, it is listed, never judged).
 only full-scale runs on a gpu are ranked: official tables for the track's hardware,
 unofficial tables per hardware label; dev (cpu) and smoke runs are counted, never ranked.
 every run is verified on the way (nanopoor.verify): a run whose hashes or rules fail makes
@@ -25,9 +27,9 @@ from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_n
 
 CLASS_ORDER = {"official": 0, "unofficial": 1, "dev": 2}
 COLUMNS = [
-    "kind", "track", "dataset_fingerprint", "class", "hardware", "scale", "ranked", "rank",
+    "kind", "track", "track_version", "dataset_fingerprint", "class", "hardware", "scale", "ranked", "rank",
     "record", "record_sha256", "description", "person", "date", "tokens", "data",
-    "n_runs", "seeds", "verified", "verdict", "reasons", "target_val_loss",
+    "n_runs", "seeds", "verified", "verdict", "reasons", "reproduced", "reproduced_by", "target_val_loss",
     "train_time_ms_mean", "train_time_ms_sd", "val_loss_mean", "val_loss_sd", "p_value",
     "runs", "claimed_time_min", "log", "peer_log", "notes", "found",
 ]
@@ -77,9 +79,35 @@ def collect_runs(runs_dir: Path, records_dir: Path, tracks: Mapping) -> tuple[li
     return entries, checks
 
 
-def submission_key(r: Mapping) -> tuple:
-    return (str(r.get("record")), str(r.get("record_sha256")), track_name(r),
+def run_target(result: Mapping, tracks: Mapping) -> tuple[int, float | None]:
+    """(track_version, target_val_loss) a run was judged against. results from before track
+    versions carry neither key: version 1 and the track's target. a null target is a calibration run."""
+    track = tracks.get(track_name(result))
+    fallback = getattr(track, "target_val_loss", None)
+    target = result.get("target_val_loss", fallback)
+    return int(result.get("track_version") or 1), (float(target) if target is not None else None)
+
+
+def submission_key(r: Mapping, tracks: Mapping) -> tuple:
+    version, target = run_target(r, tracks)
+    return (str(r.get("record")), str(r.get("record_sha256")), track_name(r), version, str(target),
             str(r.get("dataset_fingerprint")), str(r.get("hardware_label")), str(r.get("scale")))
+
+
+def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tuple[RunEntry, bool]]]:
+    """run_id of a committed run -> the runs that re-ran it (result key `reproduces`), each with
+    whether the re-run counts: it verifies, completed, and reached the target it was judged against."""
+    out = defaultdict(list)
+    for e in entries:
+        original = e.result.get("reproduces")
+        if not original:
+            continue
+        _, target = run_target(e.result, tracks)
+        loss = e.result.get("val_loss")
+        reached = (not e.problems and e.result.get("status") == "completed" and isinstance(loss, (int, float))
+                   and target is not None and loss <= target)
+        out[str(original)].append((e, reached))
+    return out
 
 
 def data_cell(result: Mapping, run_dir: Path) -> str:
@@ -96,27 +124,40 @@ def data_cell(result: Mapping, run_dir: Path) -> str:
     return f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "")
 
 
-def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, link) -> dict:
+def reproduced_cells(entries: list[RunEntry], reruns: Mapping, link) -> tuple[str, str]:
+    """("yes"/"no", the links of the re-runs that reproduced any of these runs)."""
+    by = [link(e.path) for run in entries for e, ok in reruns.get(str(run.result.get("run_id")), []) if ok]
+    return ("yes" if by else "no"), " ".join(sorted(set(by)))
+
+
+def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, link, version: int = 1,
+                   reruns: Mapping | None = None) -> dict:
     """one submission (runs in run-id order): its verdict over every run and its display facts."""
     results = [e.result for e in entries]
     first = results[0]
     unverifiable = [f"run {e.path.name}: {p}" for e in entries for p in e.problems]
     reasons = list(v.reasons) + unverifiable
     label = "unverifiable" if unverifiable else v.label
+    calibration = v.target_val_loss is None
+    if calibration:   # made while the track had no target: it sets the target, nothing judges it
+        kept = [r for r in v.reasons if r.startswith("run ") or r == "seeds not distinct"]   # the runs' own faults
+        label, reasons = "calibration", kept + unverifiable
+    reproduced, reproduced_by = reproduced_cells(entries, reruns or {}, link)
     cls = max((str(r.get("class")) for r in results), key=lambda c: CLASS_ORDER.get(c, 3))
     record = records.get(str(first.get("record")))
     budget = first.get("budget_tokens")
     return {
-        "kind": "submission", "track": track_name(first),
+        "kind": "submission", "track": track_name(first), "track_version": version,
         "dataset_fingerprint": str(first.get("dataset_fingerprint")), "class": cls,
         "hardware": str(first.get("hardware_label")), "scale": str(first.get("scale")),
-        "ranked": first.get("scale") == "full" and cls in ("official", "unofficial"),
+        "ranked": first.get("scale") == "full" and cls in ("official", "unofficial") and not calibration,
         "rank": None, "record": str(first.get("record")), "record_sha256": str(first.get("record_sha256")),
         "description": first.get("record_title") or (record.title if record else ""),
         "person": first.get("author") or (record.author if record else ""), "date": max(run_date(r) for r in results),
         "tokens": budget, "data": data_cell(first, entries[0].path),
         "n_runs": v.n_runs, "seeds": " ".join(str(s) for s in v.seeds),
-        "verified": v.verified and not unverifiable, "verdict": label, "reasons": "; ".join(reasons),
+        "verified": v.verified and not unverifiable and not calibration, "verdict": label,
+        "reasons": "; ".join(reasons), "reproduced": reproduced, "reproduced_by": reproduced_by,
         "target_val_loss": v.target_val_loss,
         "train_time_ms_mean": v.train_time_ms_mean, "train_time_ms_sd": v.train_time_ms_sd,
         "val_loss_mean": v.val_loss_mean, "val_loss_sd": v.val_loss_sd, "p_value": v.p_value,
@@ -129,7 +170,8 @@ def assign_ranks(rows: list[dict]) -> None:
     tables = defaultdict(list)
     for row in rows:
         if row["ranked"] and row["verified"]:
-            tables[(row["track"], row["dataset_fingerprint"], row["class"], row["hardware"])].append(row)
+            tables[(row["track"], row["track_version"], row["dataset_fingerprint"], row["class"],
+                    row["hardware"])].append(row)
     for group in tables.values():
         group.sort(key=lambda r: (r["train_time_ms_mean"], r["date"], r["record"]))
         for i, row in enumerate(group, 1):
@@ -142,7 +184,7 @@ def row_order(row: Mapping) -> tuple:
         return (row["track"], 1, row.get("claimed_time_min") or 0.0, str(row.get("date")),
                 str(row.get("record")), str(row.get("log")))
     time = row.get("train_time_ms_mean")
-    return (row["track"], 0, CLASS_ORDER.get(row.get("class"), 3), str(row.get("hardware")),
+    return (row["track"], 0, -(row.get("track_version") or 1), CLASS_ORDER.get(row.get("class"), 3), str(row.get("hardware")),
             str(row.get("dataset_fingerprint")), row.get("rank") is None, row.get("rank") or 0,
             time if time is not None else float("inf"), str(row.get("date")),
             str(row.get("record")), str(row.get("runs")))
@@ -163,15 +205,18 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     entries, checks = collect_runs(runs_dir, records_dir, tracks)
     groups = defaultdict(list)
     for e in entries:
-        groups[submission_key(e.result)].append(e)
+        groups[submission_key(e.result, tracks)].append(e)
     groups = [sorted(g, key=lambda e: e.path.name) for _, g in sorted(groups.items())]
-    targets = [stats.judged_target([e.result for e in g]) for g in groups]   # stored, never re-judged
-    judged = stats.verdicts([([e.result for e in g], t) for g, t in zip(groups, targets)])
-    rows = [submission_row(g, v, records, link) for g, v in zip(groups, judged)]
+    judged_by = [run_target(g[0].result, tracks) for g in groups]   # (version, target) per submission
+    judged = stats.verdicts([([e.result for e in g], t) for g, (_, t) in zip(groups, judged_by)])
+    reruns = reproductions(entries, tracks)
+    rows = [submission_row(g, v, records, link, version, reruns)
+            for g, v, (version, _) in zip(groups, judged, judged_by)]
     assign_ranks(rows)
     rows += leaderboard_claims.claim_rows(records, entries, tracks)
     rows.sort(key=row_order)
-    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64"})
+    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64",
+                                                       "track_version": "Int64"})
     board = Board(frame, checks)
     paths = output_paths(out)
     shown = leaderboard_render.rows_of(frame)   # the frame's rows as plain dicts, for md and png

@@ -59,12 +59,13 @@ def eval_at(run_path: Path, result: Mapping, tokens: int):
     return ev.get("val_loss"), ev["tokens"], ev.get("train_time_ms"), bool(ev.get("full"))
 
 
-def rerun_findings(claim_tokens, runs: list, tracks: Mapping) -> list[str]:
-    """(c): per (track, hardware) of this record's full-scale runs, what they reached."""
+def rerun_outcomes(claim_tokens, runs: list, tracks: Mapping) -> list[tuple[str, bool | None]]:
+    """(c): per (track, hardware) of this record's full-scale runs, what they reached, each with
+    whether they reached the track's target (None: unknown)."""
     if not runs:
-        return ["no harness runs of this record yet"]
+        return [("no harness runs of this record yet", None)]
     if not claim_tokens:
-        return [f"{len(runs)} harness run(s) of this record; the claim has no token count to compare at"]
+        return [(f"{len(runs)} harness run(s) of this record; the claim has no token count to compare at", None)]
     groups = defaultdict(list)
     for e in runs:
         groups[(track_name(e.result), str(e.result.get("hardware_label")))].append(e)
@@ -75,7 +76,7 @@ def rerun_findings(claim_tokens, runs: list, tracks: Mapping) -> list[str]:
                   if (p := eval_at(e.path, e.result, claim_tokens)) and isinstance(p[0], (int, float))]
         head = f"harness runs on {hardware}, track {track} ({completed} of {len(group)} completed)"
         if not points:
-            out.append(f"{head}: no eval at or before {fmt_tokens(claim_tokens)} tokens")
+            out.append((f"{head}: no eval at or before {fmt_tokens(claim_tokens)} tokens", None))
             continue
         loss = sum(p[0] for p in points) / len(points)
         at = min(p[1] for p in points)
@@ -90,8 +91,27 @@ def rerun_findings(claim_tokens, runs: list, tracks: Mapping) -> list[str]:
             text += f", train time {sum(times) / len(times) / 60000:.2f} min"
         if target is not None:
             text += f"; target {target} {'reached' if loss <= target else 'not reached'}"
-        out.append(text)
+        out.append((text, None if target is None else loss <= target))
     return out
+
+
+def short_verdict(tokens, track, outcomes: list[tuple[str, bool | None]]) -> str:
+    """the claim's verdict in a few words; the notes under the table say why."""
+    parts = []
+    floor = getattr(track, "plausible_min_tokens", 0)
+    if tokens and floor and tokens < floor:
+        parts.append(f"implausible: {floor / tokens:.2g}× fewer tokens than the track's floor")
+    elif not tokens:
+        parts.append("no token count")
+    reached = [ok for _, ok in outcomes if ok is not None]
+    if not reached:
+        parts.append("not re-run here at full scale" if outcomes and outcomes[0][0].startswith("no harness runs")
+                     else "re-runs inconclusive")
+    elif all(reached):
+        parts.append("re-run here: target reached")
+    else:
+        parts.append("re-run here: target not reached")
+    return "; ".join(parts)
 
 
 def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
@@ -108,8 +128,8 @@ def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
             notes = field_of(claim, "notes") or []
             notes = [notes] if isinstance(notes, str) else [str(n) for n in notes]
             notes = [n.strip() for n in notes if n.strip()]
-            found = [plausibility(tokens, tracks.get(rec.track))] + notes
-            found += rerun_findings(tokens, full_runs.get(name, []), tracks)
+            outcomes = rerun_outcomes(tokens, full_runs.get(name, []), tracks)
+            found = [plausibility(tokens, tracks.get(rec.track))] + notes + [text for text, _ in outcomes]
             formula = field_of(claim, "formula")
             rows.append({
                 "kind": "claim", "track": rec.track, "class": None,
@@ -118,7 +138,7 @@ def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
                 "description": rec.title, "person": str(field_of(claim, "person") or rec.author),
                 "date": str(field_of(claim, "date") or ""), "tokens": tokens,
                 "data": f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "") if tokens else "?",
-                "verified": False, "verdict": "claim",
+                "verified": False, "verdict": short_verdict(tokens, tracks.get(rec.track), outcomes),
                 "claimed_time_min": field_of(claim, "time_min"),
                 "log": field_of(claim, "log"), "peer_log": field_of(claim, "peer_log"),
                 "notes": "\n".join(notes), "found": "\n".join(found),

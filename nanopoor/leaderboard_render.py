@@ -17,10 +17,15 @@ import pandas as pd
 CLASS_NAMES = ("official", "unofficial", "dev")
 PNG_SIZE_IN = (9.0, 3.6)   # width, height per track panel, inches
 PNG_DPI = 100
-SUBMISSION_HEADER = ["rank", "time", "date", "data", "person", "description",
-                     "val loss (mean, p)", "hardware", "verdict", "log"]
-CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log",
-                "what the harness found"]
+SUBMISSION_HEADER = ["rank", "time", "val loss (mean, p)", "date", "data", "person", "description",
+                     "reproduced", "verdict", "log"]
+REST_HEADER = ["val loss (mean, p)", "time", "date", "data", "person", "description", "reproduced", "verdict", "log"]
+CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log", "verdict"]
+P_LINE = ("p: the one-sided t-test's p-value that the runs' mean val loss is below the target; verified needs "
+          "p < 0.01 over at least 3 runs (p=1: the runs are plainly above the target).")
+REPRODUCED_LINE = ("reproduced: a run folder is self-reported: made on the submitter's machine, it proves nothing "
+                   "against its maker. \"yes\" means a re-run by `nanopoor reproduce`, committed by someone else, "
+                   "completed and reached the target.")
 
 
 def rows_of(frame: pd.DataFrame) -> list[dict]:
@@ -70,22 +75,47 @@ def log_cell(row: Mapping) -> str:
     return " ".join(f"[{i}]({r})" for i, r in enumerate(runs, 1))
 
 
+def reproduced_cell(row: Mapping) -> str:
+    by = str(row.get("reproduced_by") or "").split()
+    if not by:
+        return "no"
+    return "yes — by " + " ".join(f"[{r.rstrip('/').rsplit('/', 1)[-1]}]({r})" for r in by)
+
+
 def submission_table(rows: list[dict]) -> list[str]:
-    body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), row["date"], row["data"],
-             row["person"], row["description"], val_cell(row), row["hardware"], verdict_cell(row),
-             log_cell(row)] for row in rows]
+    """verified submissions, ranked by time."""
+    body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), val_cell(row), row["date"], row["data"],
+             row["person"], row["description"], reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(SUBMISSION_HEADER, body)
 
 
+def rest_table(rows: list[dict]) -> list[str]:
+    """submissions that are not verified (or not judged), by val loss: the lowest first."""
+    rows = sorted(rows, key=lambda r: (r["val_loss_mean"] is None, r["val_loss_mean"] or 0.0,
+                                       r["train_time_ms_mean"] or 0.0, str(r["record"]), str(r["runs"])))
+    body = [[val_cell(row), time_cell(row), row["date"], row["data"], row["person"], row["description"],
+             reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+    return table(REST_HEADER, body)
+
+
 def claim_table(rows: list[dict]) -> list[str]:
+    """one short verdict per claim; the full findings as numbered notes under the table (a note
+    that several claims share is written once)."""
+    notes: list[str] = []
     body = []
     for row in rows:
+        refs = []
+        for text in str(row["found"] or "").splitlines():
+            if text not in notes:
+                notes.append(text)
+            refs.append(notes.index(text) + 1)
         t = row["claimed_time_min"]
         log = row["log"] or ""
+        verdict = row["verdict"] + (f" (notes {', '.join(map(str, sorted(refs)))})" if refs else "")
         body.append([f"{t:.2f} min" if t is not None else "?", row["date"], row["data"], row["person"],
                      row["description"], row["hardware"], f"[{log.rsplit('/', 1)[-1]}]({log})" if log else "—",
-                     row["found"]])
-    return table(CLAIM_HEADER, body)
+                     verdict])
+    return table(CLAIM_HEADER, body) + [""] + [f"{i}. {text}" for i, text in enumerate(notes, 1)]
 
 
 def not_ranked_lines(rows: list[dict]) -> list[str]:
@@ -102,26 +132,63 @@ def not_ranked_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def track_order(name: str, tracks: Mapping) -> tuple:
+    """tracks with official hardware first (the board's reason to exist), then by name."""
+    track = tracks.get(name)
+    return (not (track is not None and track.has_official_hardware), name)
+
+
+def version_section(name: str, version: int, rows: list[dict], track, current: bool) -> list[str]:
+    """one track version: per class and hardware, the verified runs ranked by time and the rest by
+    val loss; then the calibration runs that set the target, and what is counted, never ranked."""
+    subs = [r for r in rows if r["kind"] == "submission"]
+    calibration = [r for r in subs if r["target_val_loss"] is None]
+    judged = [r for r in subs if r["target_val_loss"] is not None]
+    targets = sorted({r["target_val_loss"] for r in judged})
+    if current and track is not None and not targets:
+        targets = [track.target_val_loss]
+    target = ", ".join(str(t) for t in targets) if targets else "none yet"
+    out = [f"### {name} version {version} · target {target}", ""]
+    ranked = [r for r in judged if r["ranked"]]
+    fingerprints = sorted({r["dataset_fingerprint"] for r in ranked})
+    tables = defaultdict(list)
+    for r in ranked:
+        tables[(r["class"] != "official", r["hardware"], r["dataset_fingerprint"])].append(r)
+    if current and track is not None and track.has_official_hardware and not any(not k[0] for k in tables):
+        out += [f"#### Official: {track.official_gpu_count}× {track.official_gpu}", "", "_No official runs yet._", ""]
+    for (unofficial, hardware, fp), group in sorted(tables.items()):
+        data = f" · data {fp[:12]}" if len(fingerprints) > 1 else ""
+        out += [f"#### {'Unofficial' if unofficial else 'Official'}: {hardware}{data}", ""]
+        verified = [r for r in group if r["verified"]]
+        rest = [r for r in group if not r["verified"]]
+        out += (submission_table(verified) if verified else ["_Nothing verified yet._"]) + [""]
+        if rest:
+            out += ["**Did not reach the target** (or not shown to: fewer than 3 runs, or p ≥ 0.01), by val loss:", ""]
+            out += rest_table(rest) + [""]
+    if tables:
+        out += [P_LINE, "", REPRODUCED_LINE, ""]
+    if calibration:
+        out += ["#### Calibration runs (these set the target)", "",
+                "Made while this version of the track had no target: listed by val loss, never judged or ranked.", ""]
+        out += rest_table(calibration) + [""]
+    counted = not_ranked_lines([r for r in judged if not r["ranked"]])
+    if counted:
+        out += ["Not ranked:", ""] + counted + [""]
+    return out
+
+
 def track_section(name: str, rows: list[dict], track) -> list[str]:
     out = [f"## {name}", ""]
     if track is not None:
         official = (f"{track.official_gpu_count}× {track.official_gpu} (capability {track.official_capability})"
                     if track.has_official_hardware else "none (no run on this track is official)")
-        out += [f"{track.description}. Target val loss {track.target_val_loss}; official hardware: {official}.", ""]
-    subs = [r for r in rows if r["kind"] == "submission" and r["ranked"]]
-    fingerprints = sorted({r["dataset_fingerprint"] for r in subs})
-    tables = defaultdict(list)
-    for r in subs:
-        tables[(r["class"] != "official", r["hardware"], r["dataset_fingerprint"])].append(r)
-    if track is not None and track.has_official_hardware and not any(not k[0] for k in tables):
-        out += [f"### Official: {track.official_gpu_count}× {track.official_gpu}", "", "_No official runs yet._", ""]
-    for (unofficial, hardware, fp), group in sorted(tables.items()):
-        data = f" · data {fp[:12]}" if len(fingerprints) > 1 else ""
-        out += [f"### {'Unofficial' if unofficial else 'Official'}: {hardware}{data}", ""]
-        out += submission_table(group) + [""]
-    counted = not_ranked_lines([r for r in rows if r["kind"] == "submission" and not r["ranked"]])
-    if counted:
-        out += ["Not ranked:", ""] + counted + [""]
+        out += [f"{track.description}. Official hardware: {official}.", ""]
+    current = int(getattr(track, "version", 1) or 1)
+    versions = sorted({int(r["track_version"] or 1) for r in rows if r["kind"] == "submission"} | {current}, reverse=True)
+    for version in versions:
+        mine = [r for r in rows if r["kind"] == "submission" and int(r["track_version"] or 1) == version]
+        if mine or version == current:
+            out += version_section(name, version, mine, track, version == current)
     claims = [r for r in rows if r["kind"] == "claim"]
     if claims:
         out += ["### Published claims (made elsewhere; not verified by this harness)", ""]
@@ -138,11 +205,11 @@ def markdown(rows: list[dict], tracks: Mapping, checks: list, runs_dir: str) -> 
         "records' claims. Do not edit by hand: `nanopoor leaderboard --check` fails when this file is stale.", "",
         "A result is **verified** when it has at least 3 runs with distinct harness-assigned seeds, all "
         "reported (no best-of), each completed, causal, within its token budget and with hashes that "
-        "verify, and a mean final val loss at or below the track's target with a one-sided t-test "
+        "verify, and a mean final val loss at or below its track version's target with a one-sided t-test "
         "p < 0.01. Time is the harness's train clock (mean ± sd over the runs); val loss is the final "
         "eval on the track's canonical val set. Only verified full-scale GPU results get a rank.", "",
     ]
-    for name in sorted({r["track"] for r in rows}):
+    for name in sorted({r["track"] for r in rows}, key=lambda n: track_order(n, tracks)):
         out += track_section(name, [r for r in rows if r["track"] == name], tracks.get(name))
     bad = [c for c in checks if c.problems]
     if bad:

@@ -203,7 +203,8 @@ def dumps(cmp: Comparison) -> str:
 REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lands this close to the original
 
 
-def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout_s=None, quiet: bool = False) -> dict:
+def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout_s=None, quiet: bool = False,
+                  as_t4: bool = False) -> dict:
     """re-run a committed run's record with its scale, seed, track and ranks, and record the new
     run as a reproduction of it (result `reproduces`). a run folder proves nothing against the
     machine that made it; a second run by someone else, within seed noise, does."""
@@ -214,7 +215,7 @@ def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout
     record = Path("records") / str(original["record"])
     new_dir = runner.run_record(record, scale=original["scale"], seed=original["seed"], data_dir=data, out_root=out,
                                 timeout_s=timeout_s, track=original["track"], nproc=int(original.get("nproc") or 1),
-                                quiet=quiet, reproduces=original["run_id"])
+                                quiet=quiet, reproduces=original["run_id"], as_t4=as_t4 or bool(original.get("t4_limits")))
     new = load_result(new_dir / "result.json")
     a, b = original.get("val_loss"), new.get("val_loss")
     gap = None if a is None or b is None else b - a

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import harness
-from harness import CONTRACT_VERSION
+from harness import CONTRACT_VERSION, t4_limits
 from harness.integrity import package_files_digest
 from harness.tracks import get_track
 from nanopoor import hardware
@@ -149,12 +149,13 @@ def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, d
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
                out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
                nproc: int = 1, quiet: bool = False, env: dict[str, str] | None = None,
-               reproduces: str | None = None) -> Path:
+               reproduces: str | None = None, as_t4: bool = False) -> Path:
     """run one seed of a record; returns the run folder (always written, whatever the status).
 
     env: variables set for the record's process only (submit --parallel gives each run its gpu
     through CUDA_VISIBLE_DEVICES this way, since runs in threads share os.environ).
-    reproduces: the run_id of a committed run this one re-runs (`nanopoor reproduce RUN_FOLDER`)."""
+    reproduces: the run_id of a committed run this one re-runs (`nanopoor reproduce RUN_FOLDER`).
+    as_t4: the harness holds the run to one T4's limits (harness/t4_limits.py) on any device."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
     sc = rec.scale(scale)
@@ -171,7 +172,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "batch_size": sc["batch_size"], "grad_accum": sc["grad_accum"], "steps": sc["steps"],
         "budget_tokens": sc["budget_tokens"], "formula": sc["formula"], "args": sc["args"],
         "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
-        "contract_version": CONTRACT_VERSION, "nproc": nproc, "reproduces": reproduces,
+        "contract_version": CONTRACT_VERSION, "nproc": nproc, "reproduces": reproduces, "as_t4": bool(as_t4),
     }
     config["guarded_dirs"], config["guarded_files"] = guarded_sources()
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -320,6 +321,9 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
 def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome, config)
+    under_t4 = bool(config.get("as_t4")) and first(events, "t4_limits") is not None
+    if config.get("as_t4") and status == "failed":
+        reason = t4_limits.oom_reason(reason)
     end = first(events, "run_end") or {}
     start = first(events, "run_start") or {}
     torch_facts = start.get("torch") or {}
@@ -360,6 +364,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "track_version": trk.version, "target_val_loss": trk.target_val_loss,
         "causal": end.get("causal"), "max_leak": end.get("max_leak"), "heldout_gap": end.get("heldout_gap"),
         "compiles_in_timed": end.get("compiles_in_timed"), "peak_memory_bytes": peak, "t4_fit": t4_fit,
+        "t4_limits": under_t4,
         "epochs": end.get("epochs"), "violations": end.get("violations", []),
         "progress_evals": end.get("progress_evals"), "progress_eval_tokens": end.get("progress_eval_tokens"),
         "eval_charged_ms": end.get("eval_charged_ms"), "data_watch": end.get("data_watch"),

@@ -76,7 +76,7 @@ def run_parallel(rec, n: int, gpus: list[str], *, on_done=None, **kw) -> list[Pa
 def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str | Path | None = None,
            track: str | None = None, scale: str = "full", runs_dir: str | Path = "runs",
            timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False,
-           parallel: bool = False, gpus: list[str] | None = None, on_done=None) -> SubmitOutcome:
+           parallel: bool = False, gpus: list[str] | None = None, on_done=None, as_t4: bool = False) -> SubmitOutcome:
     """run the record's seeds (one after another, or with `parallel` one per gpu at a time), verify
     them and regenerate the leaderboard. gpus: the device ids for parallel runs [default: the
     visible ones]; on_done(run_dir, gpu) is called as each parallel run ends."""
@@ -101,13 +101,13 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
         if len(set(gpus)) != len(gpus):
             raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
         dirs = run_parallel(rec, n, gpus, on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
-                            timeout_s=timeout_s, track=track)
+                            timeout_s=timeout_s, track=track, as_t4=as_t4)
         new_runs = [runs_dir / d.name for d in dirs]
     else:
         new_runs = []
         for _ in range(n):   # seed=None: the harness assigns a fresh seed to every run
             run_dir = runner.run_record(rec.path, scale=scale, seed=None, data_dir=data_dir, out_root=runs_dir,
-                                        timeout_s=timeout_s, track=track, quiet=quiet)
+                                        timeout_s=timeout_s, track=track, quiet=quiet, as_t4=as_t4)
             new_runs.append(runs_dir / Path(run_dir).name)
 
     from harness.tracks import load_tracks

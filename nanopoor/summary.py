@@ -17,7 +17,7 @@ def summary(run_dir: Path) -> dict:
     r = load_result(run_dir)
     keys = ("run_id", "record", "scale", "seed", "track", "class", "hardware_label", "status", "reason",
             "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms", "tokens", "budget_tokens",
-            "val_loss", "target_val_loss", "track_version", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit",
+            "val_loss", "target_val_loss", "track_version", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit", "t4_limits",
             "compiles_in_timed")
     out = {k: r.get(k) for k in keys}
     out["run_dir"] = str(run_dir)

@@ -16,7 +16,7 @@ def fake_runner(monkeypatch):
     """run_record replaced by a synthetic run; records each call and hands out fresh seeds."""
     calls = []
 
-    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False):
+    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False, as_t4=False):
         calls.append({"seed": seed, "scale": scale, "out_root": out_root, "timeout_s": timeout_s, "track": track})
         seed = 1000 + len(calls)   # what the harness assigns when seed is None
         loss = calls[0].get("loss", 3.20) + 0.01 * (len(calls) % 3)
@@ -66,7 +66,7 @@ def test_single_run_submission_is_shown_as_one_run(tmp_path, monkeypatch, app, f
     res = CliRunner().invoke(app, ["submit", "records/r", "--runs", "1"])
     assert res.exit_code == 0, res.output
     assert "single run" in res.output and "files to commit:" in res.output
-    assert "| — | 13.33 min (1 run) |" in Path("leaderboard.md").read_text()
+    assert "| 13.33 min (1 run) | 2025-03-02 |" in Path("leaderboard.md").read_text()   # below the ranked ones
 
 
 def test_changed_frozen_record_is_refused_before_running(tmp_path, monkeypatch, app, fake_runner):
