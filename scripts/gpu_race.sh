@@ -34,13 +34,14 @@ if [ "$dry" = 1 ]; then
   $py -m nanopoor data files corpus/docs/postgresql-docs.jsonl.xz --dataset docs --out data/docs > "$out/data.log" 2>&1 || { cat "$out/data.log"; exit 1; }
 else
   scale=full
-  steps=${RACE_STEPS:-"30 40 50 60 80 110 160"}
+  steps=${RACE_STEPS:-"40 50 60 80 110 160"}
   source scripts/device_setup.sh
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
   py=python3
   nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
 fi
 np="$py -m nanopoor"
+t4=--as-t4   # the docs race is run under a T4's limits (15 GiB, fp16, no TF32, no flash attention)
 scratch=race-scratch
 mkdir -p "$scratch/runs"
 echo "race: scale $scale, sweep steps: $steps, work tree $PWD"
@@ -53,14 +54,14 @@ pack() {
 }
 
 # -- phase 1: calibration on gpus 0-2, the sweep on gpu 3 ------------------------------------
-CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/baseline_adamw_epoch --scale "$scale" --track docs --parallel \
+CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/baseline_adamw_epoch --scale "$scale" --track docs --parallel $t4 --runs-dir runs \
   > "$out/calibration.log" 2>&1 &
 cal=$!
 (
   $py scripts/race.py candidates --out "$scratch/records" --steps $steps --scale "$scale" || exit 1
   for n in $steps; do
     CUDA_VISIBLE_DEVICES=3 $np run "$scratch/records/dense_muon_t4_v2_s$n" --scale "$scale" --track docs \
-      --out "$scratch/runs" --timeout 240 --format json > "$scratch/run_s$n.json" || echo "sweep: $n steps did not complete"
+      --out "$scratch/runs" --timeout 240 --format json $t4 > "$scratch/run_s$n.json" || echo "sweep: $n steps did not complete"
     echo "sweep: $n steps done"
   done
 ) > "$out/sweep.log" 2>&1 &
@@ -84,7 +85,7 @@ if [ "$chosen" = "none" ]; then
   echo "race: no swept step count reached the target with the margin: widen RACE_STEPS"; pack; exit 3
 fi
 $py scripts/race.py make-record --steps "$chosen" --scale "$scale" --target "$target" || { pack; exit 1; }
-CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/dense_muon_t4_v3 --scale "$scale" --track docs --parallel \
+CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/dense_muon_t4_v3 --scale "$scale" --track docs --parallel $t4 --runs-dir runs \
   > "$out/speed.log" 2>&1
 speed_rc=$?
 pack
