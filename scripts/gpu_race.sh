@@ -48,6 +48,7 @@ echo "race: scale $scale, sweep steps: $steps, work tree $PWD"
 
 pack() {
   local items=(runs harness/tracks.toml leaderboard.md leaderboard.json leaderboard.csv leaderboard.png "$scratch/sweep.json")
+  [ -d ab ] && items+=(ab)
   [ -d records/dense_muon_t4_v3 ] && items+=(records/dense_muon_t4_v3)
   tar czf "$out/race.tgz.part" --ignore-failed-read "${items[@]}" 2>/dev/null
   mv "$out/race.tgz.part" "$out/race.tgz"
@@ -66,7 +67,25 @@ cal=$!
   done
 ) > "$out/sweep.log" 2>&1 &
 sweep=$!
-while kill -0 "$cal" 2>/dev/null || kill -0 "$sweep" 2>/dev/null; do sleep 20; pack; done
+# with AB_OLD=<folder holding an older harness/ and nanopoor/>: once the calibration has freed gpu 0,
+# the fastest record under the older harness and this one, twice each, on gpu 0 (the new checks' cost)
+ab=""
+ab_pair() {
+  local root=$PWD seed=${AB_SEED:-1234} rec=${AB_RECORD:-records/dense_muon_t4_v2}
+  for i in 1 2; do
+    (cd "$AB_OLD" && CUDA_VISIBLE_DEVICES=0 PYTHONPATH=/tmp/site:$root/$AB_OLD python3 -m nanopoor run "$root/$rec" --scale full \
+       --track docs --data "$root/data/docs" --seed "$seed" --out "$root/ab/old" --timeout 200 2>&1 | tail -3)
+    CUDA_VISIBLE_DEVICES=0 $np run "$rec" --scale full --track docs --data data/docs --seed "$seed" --out ab/new \
+       --timeout 200 2>&1 | tail -3
+  done
+}
+while kill -0 "$cal" 2>/dev/null || kill -0 "$sweep" 2>/dev/null || { [ -n "$ab" ] && kill -0 "$ab" 2>/dev/null; }; do
+  if [ "$dry" = 0 ] && [ -n "${AB_OLD:-}" ] && [ -z "$ab" ] && ! kill -0 "$cal" 2>/dev/null; then
+    ab_pair > "$out/ab.log" 2>&1 &
+    ab=$!
+  fi
+  sleep 20; pack
+done
 wait "$cal"; cal_rc=$?
 wait "$sweep"
 pack
