@@ -145,9 +145,9 @@ def version_section(name: str, version: int, rows: list[dict], track, current: b
     calibration = [r for r in subs if r["target_val_loss"] is None]
     judged = [r for r in subs if r["target_val_loss"] is not None]
     targets = sorted({r["target_val_loss"] for r in judged})
-    if current and track is not None and not targets:
+    if current and track is not None and not targets and track.target_val_loss is not None:
         targets = [track.target_val_loss]
-    target = ", ".join(str(t) for t in targets) if targets else "none yet"
+    target = ", ".join(str(t) for t in targets) if targets else "pending (set by its calibration runs)"
     out = [f"### {name} version {version} · target {target}", ""]
     ranked = [r for r in judged if r["ranked"]]
     fingerprints = sorted({r["dataset_fingerprint"] for r in ranked})

@@ -92,6 +92,13 @@ def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
     return out
 
 
+def _same(a, b) -> bool:
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return a == b
+
+
 def target_problems(result: Mapping, track) -> list[str]:
     """the stored target must be the one tracks.toml gives the run's track version (None is
     allowed: a run made while the version was calibrating is shown, never ranked)."""
