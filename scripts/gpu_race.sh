@@ -83,6 +83,8 @@ while kill -0 "$cal" 2>/dev/null || kill -0 "$sweep" 2>/dev/null || { [ -n "$ab"
   if [ "$dry" = 0 ] && [ -n "${AB_OLD:-}" ] && [ -z "$ab" ] && ! kill -0 "$cal" 2>/dev/null; then
     ab_pair > "$out/ab.log" 2>&1 &
     ab=$!
+    # and the T4 limits refusing on this gpu (gpu 1, about a minute): $OUT/t4_refusal.json
+    CUDA_VISIBLE_DEVICES=1 OUT="$out" bash scripts/gpu_t4_refusal.sh > "$out/t4_refusal.log" 2>&1 &
   fi
   sleep 20; pack
 done
