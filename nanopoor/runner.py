@@ -28,7 +28,7 @@ from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
 from nanopoor.events import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
-from nanopoor.records import check_frozen, compute_digest, load_record, record_files, stage
+from nanopoor.records import check_frozen, compute_digest, load_record, record_files, refuse_uncovered, stage
 from nanopoor.result import files_digest, git_info, write_result
 
 HARNESS_DIR = Path(harness.__file__).parent
@@ -69,6 +69,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     """run one seed of a record; returns the run folder (always written, whatever the status)."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
+    refuse_uncovered(rec.path, "run")  # before the run folder exists: a refused run leaves nothing behind
     sc = rec.scale(scale)
     trk = get_track(track or sc["track"])
     data, manifest = resolve_data(trk, data_dir)
