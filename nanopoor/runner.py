@@ -30,7 +30,7 @@ from harness.events import fmt_tokens
 from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
 from nanopoor.events import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
-from nanopoor.records import check_frozen, compute_digest, load_record, record_files, stage
+from nanopoor.records import check_frozen, compute_digest, load_record, record_files, refuse_uncovered, stage
 from nanopoor.result import files_digest, git_info, write_result
 
 HARNESS_DIR = Path(harness.__file__).parent
@@ -158,6 +158,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     as_t4: the harness holds the run to one T4's limits (harness/t4_limits.py) on any device."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
+    refuse_uncovered(rec.path, "run")  # before the run folder exists: a refused run leaves nothing behind
     sc = rec.scale(scale)
     trk = get_track(track or sc["track"])
     data, manifest = resolve_data(trk, data_dir)

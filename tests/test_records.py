@@ -57,3 +57,52 @@ def test_not_toml(tiny_record):
     (tiny_record / "record.toml").write_text("name = [unclosed\n")
     with pytest.raises(UserError, match="not valid TOML"):
         load_record(tiny_record)
+
+
+# -- what the digest cannot vouch for is refused, by freeze and by run, in one line ---------------
+def _pyc(rec):
+    cache = rec / "__pycache__"
+    cache.mkdir()
+    (cache / "train.cpython-311.pyc").write_bytes(b"\x00compiled")   # python would run this, not train.py
+
+
+def _pyc_beside(rec):
+    (rec / "helper.pyc").write_bytes(b"\x00compiled")
+
+
+def _linked_file(rec):
+    (rec.parent / "elsewhere.py").write_text("x = 1\n")
+    (rec / "helper.py").symlink_to(rec.parent / "elsewhere.py")
+
+
+def _linked_folder(rec):
+    (rec.parent / "lib").mkdir()
+    (rec.parent / "lib" / "util.py").write_text("x = 1\n")
+    (rec / "lib").symlink_to(rec.parent / "lib", target_is_directory=True)
+
+
+UNCOVERED = [(_pyc, "compiled or cached code"), (_pyc_beside, "compiled or cached code"),
+             (_linked_file, "a link"), (_linked_folder, "a link")]
+
+
+@pytest.mark.parametrize("plant, why", UNCOVERED)
+def test_freeze_refuses_what_the_digest_cannot_cover(tiny_record, app, plant, why):
+    from typer.testing import CliRunner
+
+    plant(tiny_record)
+    before = (tiny_record / "record.toml").read_text()
+    out = CliRunner().invoke(app, ["freeze", str(tiny_record)])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "freeze: " in out.output and f"not covered by the record's digest: {why}" in out.output
+    assert (tiny_record / "record.toml").read_text() == before   # nothing written
+
+
+@pytest.mark.parametrize("plant, why", UNCOVERED)
+def test_run_refuses_what_the_digest_cannot_cover(tiny_record, tiny_data, tmp_path, app, plant, why):
+    from typer.testing import CliRunner
+
+    plant(tiny_record)   # after freeze: the digest still matches, since it skips these files
+    out = CliRunner().invoke(app, ["run", str(tiny_record), "--data", str(tiny_data), "--out", str(tmp_path / "runs")])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "run: " in out.output and f"not covered by the record's digest: {why}" in out.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())   # no half-made run folder

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import harness
 
 h = harness.session()
+print(f"record file: {__file__}", flush=True)  # the runner executes a staged copy
 a = h.args
 V = (h.vocab_size + 63) // 64 * 64
 
@@ -47,5 +48,14 @@ for step in range(1, h.steps + 1):
     h.log_step(step, loss.item())
     if step % int(a["eval_every"]) == 0 and step < h.steps:
         h.evaluate(model, step, val_tokens=2048)
+
+if a.get("wait_for"):  # a test's hook: stay alive (the dataset watched) until another run has used the dataset
+    import os
+    import time
+
+    t0 = time.monotonic()
+    while not os.path.exists(a["wait_for"]) and time.monotonic() - t0 < 300:
+        time.sleep(0.5)
+    print(f"waited for {a['wait_for']} {time.monotonic() - t0:.0f} s", flush=True)
 
 h.finish(model)

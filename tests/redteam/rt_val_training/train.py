@@ -1,6 +1,7 @@
 # trains on the validation tokens: next to each real train step, a bigram table gets a few
-# full-batch steps on the val split (which the session holds in memory). the tokens served
-# stay within budget; the held-out check sees val loss far below loss on unseen train tokens.
+# full-batch steps on the val split. the session no longer holds val, so the record reads it
+# from the data process's claim stream itself, before h.finish; the stream serves each batch
+# once, so the claim's evaluation then finds its tokens taken.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,7 +34,22 @@ model = Causal(int(a["d"])).to(h.device)
 bigram = nn.Embedding(V, V).to(h.device)                 # logits of the next token given this one
 nn.init.zeros_(bigram.weight)
 opt = torch.optim.AdamW(list(model.parameters()) + list(bigram.parameters()), lr=0.1)
-val = torch.as_tensor(h.val_tokens_np).to(h.device)
+
+
+def read_val():
+    """the val set, read from the data process's claim stream batch by batch before the claim."""
+    rows = []
+    while True:
+        x = h.stream.eval_inputs("val")
+        if not len(x):
+            break
+        y = h.stream.eval_targets("val")
+        rows.append(torch.cat([torch.as_tensor(x), torch.as_tensor(y[:, -1:])], 1))   # (B, T + 1)
+    return torch.cat(rows).flatten().to(h.device)
+
+
+val = read_val()
+print(f"read {val.numel()} val tokens ahead of the claim", flush=True)
 
 
 def forward(x):
