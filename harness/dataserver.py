@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 _LEN = struct.Struct("<Q")
-REPLY_TIMEOUT_S = 120.0  # the child answers from memory; silence this long means the reply was taken
+REPLY_TIMEOUT_S = 300.0  # the child answers at once; silence this long (even on a loaded machine) means the reply was taken
 _PAIR = struct.Struct("<qq")
 
 
@@ -54,7 +54,7 @@ def _send(out, status: bytes, payload: bytes) -> None:
 def serve(spec: dict, inp, out) -> None:
     from harness.filewatch import DataWatch
     from harness.shards import ShardFile
-    from harness.stream import BudgetExceeded, TrainStream, concat_tail, heldout_tokens_for, split_tail
+    from harness.stream import BudgetExceeded, SegmentTokens, TrainStream, heldout_tokens_for, tail_segments
 
     data_dir = Path(spec["data_dir"])
     try:
@@ -76,16 +76,22 @@ def serve(spec: dict, inp, out) -> None:
     watched = [data_dir / "manifest.json", *(data_dir / s["file"] for s in manifest["train"] + manifest["val"]),
                *map(Path, spec.get("guarded_files", []))]
     watch = DataWatch(watched, os.getppid())
-    progress_part, check_part = split_tail(concat_tail(shards, heldout), int(spec.get("eval_seq_len") or spec["seq_len"]))
+    train_total = int(sum(len(s) for s in shards))
+    progress_segs, check_segs = tail_segments(train_total, heldout, int(spec.get("eval_seq_len") or spec["seq_len"]))
+    progress_part = SegmentTokens(shards, progress_segs)
+    # a record could train on what progress evals show it (real text the budget does not count): the
+    # slice it may be shown is a tenth of its budget at most, and at least one eval window
+    shown = min(len(progress_part), max(int(spec["budget_tokens"]) // 10, int(spec.get("eval_seq_len") or spec["seq_len"]) + 1))
+    check_part = SegmentTokens(shards, check_segs)
+    val_part = SegmentTokens(val_shards, [(0, min(int(spec["val_tokens"]), int(sum(len(s) for s in val_shards))))])
     hello = {"local_batch_size": stream.local_batch_size, "windows": stream.windows, "heldout_tokens": heldout,
-             "train_tokens": int(sum(len(s) for s in shards)), "progress_tokens": len(progress_part),
+             "train_tokens": train_total, "progress_tokens": shown,
              "check_tokens": len(check_part), "watched": watch.available, "watch_reason": watch.reason}
     _send(out, b"K", json.dumps(hello).encode())
     reads = {"H": 0, "V": 0}
     eval_T = int(spec.get("eval_seq_len") or spec["seq_len"])
     eval_B = int(spec.get("eval_batch_size") or stream.local_batch_size)
-    evals = {"v": _EvalStream(lambda: _val(val_shards, int(spec["val_tokens"])), eval_T, eval_B, spec),
-             "c": _EvalStream(lambda: check_part, eval_T, eval_B, spec)}
+    evals = {"v": _EvalStream(val_part, eval_T, eval_B, spec), "c": _EvalStream(check_part, eval_T, eval_B, spec)}
     sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
 
     def prepare():
@@ -117,7 +123,7 @@ def serve(spec: dict, inp, out) -> None:
             ok, payload = evals[key].next(targets=cmd in (b"w", b"d"))
             _send(out, b"K" if ok else b"E", payload)
         elif cmd == b"P":  # the progress half of the tail: as often as asked
-            _send(out, b"K", progress_part.astype(np.int32).tobytes())
+            _send(out, b"K", progress_part.read(0, shown).astype(np.int32).tobytes())
         elif cmd == b"S":
             stats = {**sent, "heldout_reads": reads["H"], "val_reads": reads["V"], "watch": watch.report()}
             _send(out, b"K", json.dumps(stats).encode())
@@ -127,43 +133,31 @@ def serve(spec: dict, inp, out) -> None:
 
 class _EvalStream:
     """one pass over an evaluation's windows, served once: a batch's inputs, then (after the forward)
-    its targets; an empty reply after the last batch. asking again after the end is refused."""
+    its targets; an empty reply after the last batch. asking again after the end is refused. each
+    window is read from disk when it is served, inputs and targets apart, so this process never
+    holds a token the record is about to be scored on before it asks for it."""
 
-    def __init__(self, load, seq_len: int, batch_size: int, spec: dict):
-        self.load, self.seq_len, self.batch_size, self.spec = load, seq_len, batch_size, spec
-        self.tokens = self.plan = None
+    def __init__(self, tokens, seq_len: int, batch_size: int, spec: dict):
+        from harness.evaluate import window_plan
+
+        self.tokens, self.seq_len = tokens, seq_len
+        self.plan = window_plan(len(tokens), seq_len, batch_size, int(spec["rank"]), int(spec["world_size"]))
         self.i, self.inputs_sent, self.ended = 0, False, False
 
     def next(self, targets: bool) -> tuple[bool, bytes]:
-        from harness.evaluate import cut_windows, window_plan
-
         if self.ended:
             return False, b"eval: this evaluation's tokens were already served once in this run"
-        if self.tokens is None:
-            self.tokens = self.load()
-            self.plan = window_plan(len(self.tokens), self.seq_len, self.batch_size, int(self.spec["rank"]), int(self.spec["world_size"]))
         if targets != self.inputs_sent:
             return False, b"protocol: an evaluation batch's targets come after its inputs, once"
         if self.i >= len(self.plan):
             self.ended = True
             return True, b""
-        chunk = cut_windows(self.tokens, self.plan[self.i], self.seq_len).astype(np.int32)
+        T, shift = self.seq_len, 1 if targets else 0
+        rows = [self.tokens.read(w * T + shift, T) for w in self.plan[self.i]]
         if targets:
-            self.i, self.inputs_sent = self.i + 1, False
-            return True, chunk[:, 1:].tobytes()
-        self.inputs_sent = True
-        return True, chunk[:, :-1].tobytes()
-
-
-def _val(val_shards, tokens: int) -> np.ndarray:
-    """the first `tokens` tokens of the val split: the canonical val set."""
-    parts, need = [], tokens
-    for s in val_shards:
-        if need <= 0:
-            break
-        parts.append(s[0:min(need, len(s))])
-        need -= len(parts[-1])
-    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+            self.i += 1
+        self.inputs_sent = not targets
+        return True, np.stack(rows).astype(np.int32).tobytes()
 
 
 # -- the record's side ----------------------------------------------------------------------------

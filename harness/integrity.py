@@ -94,6 +94,32 @@ def _open_dirs() -> list[str]:
     return out
 
 
+# another process's memory, by name: the data process holds only what it has served, but root can
+# read any process, so the record reading one at all is refused
+_PROC_MEMORY = ("mem", "map_files", "pagemap")
+
+
+def _process_memory(path, dir_fd=None) -> str | None:
+    """the path when it names /proc/<pid>/{mem,map_files,pagemap} (through any folder it starts from)."""
+    if isinstance(path, bytes):
+        path = _fsdecode(path)
+    if not isinstance(path, str):
+        return None
+    bases = [""]
+    if not path.startswith(_sep):
+        bases = [f"/proc/self/fd/{dir_fd}"] if isinstance(dir_fd, int) else ["", *_open_dirs()]
+    for base in bases:
+        full = path if not base else base + _sep + path
+        try:
+            real = _realpath(full)
+        except (ValueError, OSError):
+            continue
+        parts = real.split(_sep)
+        if len(parts) >= 4 and parts[1] == "proc" and parts[3] in _PROC_MEMORY:
+            return real
+    return None
+
+
 def _deny(kind: str, detail: str):
     add_violation(kind, detail)
     raise PermissionError(detail)
@@ -107,6 +133,9 @@ def _audit(event: str, args: tuple) -> None:
         hit = _in_data(path)
         if hit:
             _deny("data_access", f"record opened dataset file {hit} directly instead of using the harness stream")
+        mem = _process_memory(path)
+        if mem:
+            _deny("data_access", f"record opened {mem}: another process's memory (the data process holds the dataset's tokens)")
         if _inside(path, _state["run_dir"]):
             _deny("run_files", f"record opened {_realpath(_fsdecode(path) if isinstance(path, bytes) else path)} in the run folder (the harness's files)")
     elif event in _NAME_EVENTS:

@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     elif status == "completed" and summary is None:
         status, reason = "failed", "the record returned without calling h.finish()"
     elif status == "completed" and not summary["causal"]:
-        status, reason = "invalid", f"causality: logits at earlier positions moved by {summary['max_leak']:.4g} when later tokens changed"
+        status, reason = "invalid", f"causality: {summary.get('causal_reason') or 'the probe failed'}"
     elif status == "completed" and not summary["heldout_passed"]:
         status, reason = "invalid", (f"heldout: val loss is {summary['heldout_gap']:.3f} nats below never-served train tokens "
                                      "(the model may have seen the val tokens)")

@@ -442,7 +442,8 @@ class Session:
             "train_time_ms": self.clock.elapsed_ms(), "eval_time_ms": self.eval_time_ms,
             "warmup_time_ms": self.warmup_time_ms, "checks_time_ms": (now_ns() - checks_t0) / 1e6,
             "tokens": served["tokens_served"], "val_loss": loss, "val_loss_full": True, "steps": self._last_step,
-            "causal": causal["passed"], "max_leak": causal["max_leak"], "heldout_gap": heldout["gap"],
+            "causal": causal["passed"], "max_leak": causal["max_leak"], "causal_reason": _causal_reason(causal),
+            "heldout_gap": heldout["gap"],
             "heldout_passed": heldout["passed"], "compiles_in_timed": self._compiles_timed,
             "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": served["epoch"],
             "dataset_fingerprint": self.dataset_fingerprint, "train_span_ms": span_ms,
@@ -489,3 +490,17 @@ class Session:
         gap = loss - val
         return {"heldout_loss": loss, "val_loss": val, "gap": gap, "tokens": n, "margin": HELDOUT_MARGIN,
                 "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}
+
+
+def _causal_reason(c: dict) -> str:
+    """why the probe failed, in one clause (empty when it passed)."""
+    if c["passed"]:
+        return ""
+    if not c["probed_batches"]:
+        return "no evaluation batch could be probed"
+    if not c["deterministic"]:
+        return (f"the forward is not deterministic: two identical calls differ by {c['noise']:.3g} "
+                f"(at most {c['noise_ceiling']:.3g} allowed; dropout left on?)")
+    if c["cross_batch_leak"] > c["tolerance"]:
+        return f"logits of one row moved by {c['cross_batch_leak']:.4g} when other rows of the batch changed"
+    return f"logits at earlier positions moved by {c['max_leak']:.4g} when later tokens changed"

@@ -97,11 +97,54 @@ def concat_tail(shards: list[np.ndarray], tokens: int) -> np.ndarray:
     return np.concatenate(parts[::-1]).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
-def split_tail(tail: np.ndarray, eval_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """the never-served tail in two interleaved halves: (progress, check). progress evaluations read
-    chunks 0, 2, 4, ...; the held-out check reads chunks 1, 3, 5, ... so the check rests on tokens the
-    record was never shown, and both halves hold the same mix of documents. a chunk is a whole
-    number of eval windows (a sixteenth of the tail, or one window when the tail is short)."""
-    chunk = eval_seq_len * max(1, (len(tail) // 16) // max(1, eval_seq_len))
-    idx = np.arange(len(tail)) // chunk
-    return tail[idx % 2 == 0], tail[idx % 2 == 1]
+def tail_segments(train_tokens: int, heldout_tokens: int, eval_seq_len: int) -> tuple[list, list]:
+    """the never-served tail in two interleaved halves, as (start, length) ranges of the train split:
+    (progress, check). progress evaluations read chunks 0, 2, 4, ...; the held-out check reads chunks
+    1, 3, 5, ... so the check rests on tokens the record was never shown, and both halves hold the
+    same mix of documents. a chunk is a whole number of eval windows (a sixteenth of the tail, or one
+    window when the tail is short)."""
+    chunk = eval_seq_len * max(1, (heldout_tokens // 16) // max(1, eval_seq_len))
+    start = train_tokens - heldout_tokens
+    halves: tuple[list, list] = ([], [])
+    for k, off in enumerate(range(0, heldout_tokens, chunk)):
+        halves[k % 2].append((start + off, min(chunk, heldout_tokens - off)))
+    return halves
+
+
+class SegmentTokens:
+    """a 1-d token sequence made of (start, length) ranges of some shards' concatenation, read on
+    demand (pread through ShardFile): nothing is held in memory but what a read returns. the data
+    process serves the val set and the held-out check through this, a window at a time, so its
+    memory never holds tokens the record has not been scored on yet."""
+
+    def __init__(self, shards, segments: list[tuple[int, int]]):
+        self.shards, self.segments = shards, segments
+        self.offsets = np.cumsum([0] + [n for _, n in segments])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """tokens [start, start + n) of the sequence."""
+        parts = []
+        while n > 0:
+            k = int(np.searchsorted(self.offsets, start, side="right")) - 1
+            seg_start, seg_len = self.segments[k]
+            take = min(n, seg_len - (start - int(self.offsets[k])))
+            parts.append(read_range(self.shards, seg_start + start - int(self.offsets[k]), take))
+            start, n = start + take, n - take
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def read_range(shards, start: int, n: int) -> np.ndarray:
+    """tokens [start, start + n) of the shards' concatenation."""
+    parts, offset = [], 0
+    for s in shards:
+        end = offset + len(s)
+        if n > 0 and start < end:
+            lo = start - offset
+            take = min(n, len(s) - lo)
+            parts.append(np.asarray(s[lo:lo + take]))
+            start, n = start + take, n - take
+        offset = end
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -108,6 +108,7 @@ CASES: dict[str, tuple[str, dict, float | None]] = {
     "around_child_b64": ("rt_shard_around", {"mode": "child_b64"}, None),
     "around_proc_mem": ("rt_shard_around", {"mode": "proc_mem", "dump": "{root}/proc_mem.npy"}, None),
     "around_proc_mem_claim": ("rt_shard_around", {"mode": "proc_mem_claim"}, None),
+    "around_proc_mem_direct": ("rt_shard_around", {"mode": "proc_mem_direct,proc_mem_claim"}, None),
     # the held-out check switched off by long windows (smoke: train seq_len; full: eval_seq_len)
     "heldout_off_train": ("rt_heldout_off", {}, None),
     "heldout_off_eval": ("rt_heldout_off", {}, None, "full"),
@@ -392,9 +393,6 @@ def test_the_record_runs_from_a_staged_copy(runs):
     assert "nanopoor-record-" in str(ran) and not ran.exists()   # the staged copy is gone after the run
 
 
-@pytest.mark.xfail(strict=True, reason="harness false positive: the kernel watch counts opens of the dataset by other "
-                                       "runs' runner and record processes (manifest.json, shard checks) as violations, "
-                                       "so runs sharing one dataset invalidate each other")
 def test_an_honest_run_sharing_its_dataset_with_other_runs_completes(runs):
     # clean_shared waits, before h.finish, until a second run on the same dataset has come and gone
     assert "waited for" in (runs["clean_shared"] / "log.txt").read_text()
@@ -507,9 +505,6 @@ def test_a_progress_eval_before_the_first_batch_starts_the_clock(runs):
     assert first_eval["split"] == "progress" and step1["train_time_ms"] > first_eval["train_time_ms"]
 
 
-@pytest.mark.xfail(strict=True, reason="harness hole: tokens shown in a progress eval are training data the budget does "
-                                       "not count; 120 steps on one progress eval's inputs (on the clock) lower val loss "
-                                       "by about a nat on the smoke scale, where the progress half is 4x the budget")
 def test_training_on_the_tokens_a_progress_eval_showed_gains_nothing(runs):
     r = result(runs, "untimed_eval_first")
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
@@ -565,10 +560,14 @@ def test_the_data_process_memory_holds_no_train_tokens_beyond_those_served(runs)
     assert not (found & hidden), f"{len(found & hidden)} 16-grams of never-served train tokens in the data process"
 
 
-@pytest.mark.xfail(strict=True, reason="harness hole: during h.finish the data process holds the whole val set (and "
-                                       "always the check half) in memory, readable by its parent through "
-                                       "/proc/<pid>/mem; a causal prefix lookup into it passes the probe and the check")
+def test_opening_another_process_memory_is_refused(runs):
+    assert_invalid(runs, "around_proc_mem_direct", "data_access", "another process's memory")
+    assert "proc_mem_direct: refused" in (runs["around_proc_mem_direct"] / "log.txt").read_text()
+
+
 def test_reading_the_data_process_memory_during_the_claim_gains_nothing(runs):
+    # read through a child process (outside the audit hook): the data process reads each window
+    # from disk as it serves it, so it holds no token of the batch being scored beyond its inputs
     r = result(runs, "around_proc_mem_claim")
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
 
@@ -583,7 +582,7 @@ def test_windows_longer_than_half_the_tail_stop_the_run_at_start(runs, name):
 
 
 # -- 9. what the record was shown, remembered ------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="harness hole: StreamWindows keeps the current batch's inputs (_seen) before "
+@pytest.mark.xfail(strict=True, reason="known limit (docs/trust.md, adaptive forwards): StreamWindows keeps the current batch's inputs (_seen) before "
                                        "the forward runs, so a gc prefix lookup answers the probe's altered calls from "
                                        "the unaltered batch; val and the check collapse together and the run completes")
 def test_a_gc_lookup_during_the_claim_finds_only_past_inputs(runs):
@@ -592,7 +591,7 @@ def test_a_gc_lookup_during_the_claim_finds_only_past_inputs(runs):
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
 
 
-@pytest.mark.xfail(strict=True, reason="harness hole: the probe alters copies of a batch after the record has seen the "
+@pytest.mark.xfail(strict=True, reason="known limit (docs/trust.md, adaptive forwards): the probe alters copies of a batch after the record has seen the "
                                        "batch once; a forward that remembers the first call of each batch answers the "
                                        "probe's calls from it (rows keep their first token), so the leak never moves")
 def test_a_forward_that_remembers_each_batchs_first_call_gains_nothing(runs):
@@ -659,7 +658,6 @@ def test_a_consistently_forged_folder_disagrees_with_its_log_and_config(forged):
     assert "budget_tokens: config.json says 768" in text
 
 
-@pytest.mark.xfail(strict=True, reason="nanopoor verify does not call crosscheck.folder_findings yet (the lead is wiring it)")
 def test_verify_rejects_a_consistently_forged_folder(forged, app):
     from typer.testing import CliRunner
 

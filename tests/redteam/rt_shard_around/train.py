@@ -91,20 +91,44 @@ def read_child():
     return subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
 
 
+MEM_READER = """
+import struct, sys
+pid, out = sys.argv[1], sys.argv[2]
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem, open(out, "wb") as f:
+    for line in maps:
+        span, perms = line.split()[:2]
+        lo, hi = (int(v, 16) for v in span.split("-"))
+        if "r" not in perms or hi - lo > 1 << 28 or "[vvar]" in line or "[vsyscall]" in line:
+            continue
+        try:
+            mem.seek(lo)
+            blob = mem.read(hi - lo)
+        except OSError:
+            continue
+        f.write(struct.pack("<Q", len(blob)) + blob)
+"""
+
+
 def data_process_memory() -> list[bytes]:
-    """every readable region of the data process (a child of this one: same user, readable)."""
-    out = []
-    with open(f"/proc/{h.stream.pid}/maps") as maps, open(f"/proc/{h.stream.pid}/mem", "rb", 0) as mem:
-        for line in maps:
-            span, perms = line.split()[:2]
-            lo, hi = (int(v, 16) for v in span.split("-"))
-            if "r" not in perms or hi - lo > 1 << 28 or "[vvar]" in line or "[vsyscall]" in line:
-                continue
-            try:
-                mem.seek(lo)
-                out.append(mem.read(hi - lo))
-            except OSError:
-                continue
+    """every readable region of the data process (a child of this one: same user, readable). the
+    harness refuses this process opening /proc/<pid>/mem, so a child process (outside the audit
+    hook) reads it; "proc_mem_direct" tries the direct open once, to be refused."""
+    if "proc_mem_direct" in modes:
+        try:
+            open(f"/proc/{h.stream.pid}/mem", "rb", 0).close()
+            print("proc_mem_direct: opened", flush=True)
+        except PermissionError as e:
+            print(f"proc_mem_direct: refused: {e}", flush=True)
+    import struct
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".mem") as tmp:
+        subprocess.run([sys.executable, "-c", MEM_READER, str(h.stream.pid), tmp.name], check=True)
+        raw, out, off = Path(tmp.name).read_bytes(), [], 0
+    while off < len(raw):
+        (n,) = struct.unpack_from("<Q", raw, off)
+        out.append(raw[off + 8:off + 8 + n])
+        off += 8 + n
     return out
 
 
