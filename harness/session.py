@@ -34,6 +34,9 @@ MIN_HELDOUT_WINDOWS = 8  # a held-out check on fewer eval windows than this cann
 MAX_UNTIMED_PROGRESS_EVALS = 100  # progress evals past this many run on the train clock
 PAUSE_COST_FACTOR = 3.0  # a progress eval's forwards may cost this many times a train token each ...
 COMPILING_PAUSES_EXEMPT = 2  # ... except the first pauses in which torch compiles (recorded either way)
+# the autograd nodes a pause makes on the evaluating thread are recorded, not judged: every
+# torch.autograd.Function call makes one even under no_grad (a compiled GPT's evaluation on an
+# H200: ~97 a batch), so the count cannot tell an honest forward from a hidden backward
 _SESSION: "Session | None" = None
 
 
@@ -283,7 +286,7 @@ class Session:
         a half of the never-served end of the train split that neither the claim's evaluation (the
         val set, in h.finish) nor the held-out check reads. the train clock pauses for at most
         MAX_UNTIMED_PROGRESS_EVALS of them; the weights and grads must come out unchanged, no train
-        batch may be taken and no autograd node made inside the pause, and a pause longer than its
+        batch may be taken inside the pause, and a pause longer than its
         forwards can explain is charged to the train clock at finish."""
         if self._finished:
             raise ContractViolation("eval_order", "h.evaluate() after h.finish()")
@@ -312,7 +315,6 @@ class Session:
             self._pauses.append({"tokens": n, "forward_ms": forward_ms, "compiled": compiled, "autograd_nodes": nodes})
         self._last_eval = {"step": step, "val_loss": loss, "full": False, "tokens": self.tokens}
         self._emit_eval(step, loss, n, "progress", device_ms_since(pause_t0, self.device), forward_ms, untimed, nodes)
-        self._check_nodes(nodes, compiled)
         if not math.isfinite(loss):
             raise ContractViolation("nan", f"progress loss is {loss} at step {step}")
         if untimed:
@@ -332,19 +334,6 @@ class Session:
                          autograd_nodes=nodes,
                          eval_seq_len=self.eval_seq_len, eval_batch_size=self.eval_batch_size)
         say(eval_line(step, self.steps, self._last_train_loss, loss, self.clock.elapsed_ms(), self.tokens, full), self.is_main)
-
-    def _check_nodes(self, nodes: int, compiled: int) -> None:
-        """autograd nodes made on this thread inside a pause mean forward-for-backward work while the
-        clock is stopped. torch's compiler makes some while it traces a new graph (seen on cuda: ~1.5k
-        for a GPT's first evaluation), so a pause in which torch compiled is let off, for the first
-        COMPILING_PAUSES_EXEMPT such pauses only; the count stays in the eval event either way."""
-        if not nodes:
-            return
-        compiling = sum(1 for p in self._pauses if p["compiled"])
-        if compiled and compiling <= COMPILING_PAUSES_EXEMPT:
-            return
-        raise ContractViolation("eval_training", f"the record's forward made {nodes} autograd nodes inside the evaluation pause "
-                                                 "(forward-for-backward work while the clock is stopped)")
 
     def _run_eval(self, forward, source, probe: Probe | None) -> tuple[float, int, float, int]:
         """harness.evaluate.val_loss in eval mode, watching for training work inside the pause:
@@ -412,10 +401,7 @@ class Session:
         probe = Probe(self.vocab_size)
         val = StreamWindows(self.stream, "val", self.val_tokens, self.eval_seq_len, self.eval_batch_size, self.device,
                             self.rank, self.world_size)
-        compiles_t0 = compile_count()
         loss, n, forward_ms, nodes = self._run_eval(forward, val, probe)
-        if nodes and compile_count() == compiles_t0:  # learning from the val tokens while they are scored
-            integrity.add_violation("eval_training", f"the record's forward made {nodes} autograd nodes inside the claim's evaluation")
         self._emit_eval(self._last_step, loss, n, "val", device_ms_since(pause_t0, self.device), forward_ms, True, nodes)
         self._last_eval = {"step": self._last_step, "val_loss": loss, "full": True, "tokens": self.tokens}
         self.eval_time_ms += (now_ns() - pause_t0) / 1e6
