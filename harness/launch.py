@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 
 import harness
-import harness.causality  # noqa: F401  every module the harness runs, imported before the snapshot
-import harness.dataserver  # noqa: F401
-import harness.evaluate  # noqa: F401
-import harness.stream  # noqa: F401
+import harness.causality  # every module the harness runs, imported before the snapshot
+import harness.dataserver
+import harness.evaluate
+import harness.stream
 from harness import integrity, t4_limits
 from harness.events import EventLog, say
 from harness.session import ContractViolation, session

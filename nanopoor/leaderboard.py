@@ -16,7 +16,7 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pandas as pd
@@ -63,7 +63,7 @@ def run_date(result: Mapping) -> str:
     """yyyy-mm-dd of when the run finished (unix seconds or an iso string); '' when unknown."""
     t = result.get("finished_at") or result.get("started_at")
     if isinstance(t, (int, float)) and not isinstance(t, bool):
-        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d")
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
     return str(t)[:10] if t else ""
 
 

@@ -132,7 +132,7 @@ def refuse_uncovered(path: str | Path, verb: str) -> None:
                         f"{extra}; remove it (links: copy the real file in) and try again")
 
 
-def stage(rec: "Record", dest: Path) -> Path:
+def stage(rec: Record, dest: Path) -> Path:
     """copy exactly the digested files of a frozen record into dest and check the copy's digest:
     the run executes and reads these bytes, never the original folder."""
     import shutil

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import harness
@@ -162,7 +162,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     trk = get_track(track or sc["track"])
     data, manifest = resolve_data(trk, data_dir)
     seed = new_seed() if seed is None else int(seed)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{rec.name}-{scale}-s{seed}-{secrets.token_hex(2)}"
     run_dir = Path(out_root) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is new or the run does not start
@@ -371,7 +371,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
         "harness_sha256": harness_before, "record_files": record_files(rec.path),
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
         "reproduces": config.get("reproduces"), "machine": hardware.machine_id(),
     }

@@ -1,7 +1,6 @@
 """the run/freeze verbs through typer's runner: json output, and bad input as one line with exit 1."""
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from nanopoor.cli import app
@@ -15,7 +14,7 @@ def invoke(*args):
 
 def one_line_error(res, *needles):
     assert res.exit_code == 1, res.output
-    lines = [l for l in res.output.strip().splitlines() if l.strip()]
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), res.output
     assert "Traceback" not in res.output
     for n in needles:
