@@ -5,7 +5,6 @@ loss curve. the run folder says what the harness measured: its own clock, its to
 loss on the track's canonical val set, causality. compare_to_claim() is a pure function of both."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -194,10 +193,6 @@ def _clean(v):
     if isinstance(v, Path):
         return str(v)
     return v
-
-
-def dumps(cmp: Comparison) -> str:
-    return json.dumps(cmp.to_dict(), indent=2)
 
 
 REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lands this close to the original
