@@ -1,6 +1,7 @@
 """the run/freeze verbs through typer's runner: json output, and bad input as one line with exit 1."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from nanopoor.cli import app
@@ -21,6 +22,7 @@ def one_line_error(res, *needles):
         assert n in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_run_prints_json(tiny_record, tiny_data, tmp_path):
     res = invoke("run", tiny_record, "--data", tiny_data, "--out", tmp_path / "runs", "--seed", 11, "--format", "json")
     assert res.exit_code == 0, res.output
@@ -68,6 +70,7 @@ def test_freeze_writes_the_digest(tiny_record):
     assert "[frozen]" in (tiny_record / "record.toml").read_text()
 
 
+@pytest.mark.slow
 def test_demo_builds_data_runs_the_demo_record_and_learns(app, tmp_path):
     """`nanopoor demo`: the embedded dataset, demo_gpt's smoke scale under the harness, a preview.
     the demo record must visibly learn: its val loss ends under the demo track's target."""

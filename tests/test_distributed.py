@@ -8,6 +8,8 @@ import pytest
 from conftest import FIXTURES, copy_record
 from nanopoor.runner import run_record
 
+pytestmark = pytest.mark.slow   # torchrun runs of the tiny record
+
 VAL_LOSS_TOLERANCE = 1e-3  # same gradients up to float32 summation order
 
 
