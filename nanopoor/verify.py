@@ -29,6 +29,7 @@ class Check:
     subject: str                 # run id or record name
     path: str                    # the folder checked
     problems: list[str] = field(default_factory=list)
+    lineage: dict | None = None  # a record's files against its parent's (records.lineage)
 
     @property
     def ok(self) -> bool:
@@ -194,10 +195,12 @@ def check_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> Check:
 
 
 def check_record(record_dir: Path) -> Check:
-    """a record's files still hash to its [frozen] digest."""
+    """a record's files still hash to its [frozen] digest, and the parent it names is beside it."""
     from nanopoor import records
     record = records.load_record(record_dir)
-    check = Check("record", record.name, str(record_dir))
+    check = Check("record", record.name, str(record_dir), lineage=records.lineage(record))
+    if check.lineage is not None and check.lineage["missing"]:
+        check.problems.append(f"parent record '{record.parent}' is not in {Path(record_dir).parent.as_posix()}/")
     if not record.frozen_sha256:
         check.problems.append(f"record is not frozen (no [frozen] sha256): run `nanopoor freeze {record_dir}`")
     elif records.compute_digest(record_dir) != record.frozen_sha256:
