@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from nanopoor import stats
+from nanopoor.jsonio import write_atomic
 from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
@@ -235,9 +236,7 @@ def generate(runs_dir: Path, records_dir: Path, out: Path) -> Board:
     for path, data in board.files.items():
         if not path.is_file() or path.read_bytes() != data:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            write_atomic(path, data)
     return board
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanopoor.errors import UserError, did_you_mean
+from nanopoor.jsonio import write_atomic
 
 REQUIRED = {"name": str, "title": str, "author": str, "date": str, "track": str, "entrypoint": str}
 SCALE_FIELDS = ("seq_len", "batch_size", "grad_accum", "steps")
@@ -180,7 +181,7 @@ def freeze(path: str | Path) -> str:
     digest = compute_digest(rec.path)
     toml_path = rec.path / "record.toml"
     text = _FROZEN.sub("", toml_path.read_text()).rstrip()
-    toml_path.write_text(f'{text}\n\n[frozen]\nsha256 = "{digest}"\n')
+    write_atomic(toml_path, f'{text}\n\n[frozen]\nsha256 = "{digest}"\n')  # a crash leaves the old file, never half of one
     return digest
 
 

@@ -5,7 +5,6 @@ account for less than it. nothing in a run folder is ever overwritten."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import secrets
@@ -26,6 +25,7 @@ from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
+from nanopoor.jsonio import finite_or_none
 from harness.events import fmt_tokens
 from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
 from nanopoor.events import EventTail, first, read_events
@@ -358,7 +358,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "train_time_ms": train_ms, "eval_time_ms": eval_ms, "warmup_time_ms": warm_ms,
         "checks_time_ms": end.get("checks_time_ms"), "wallclock_ms": outcome["wallclock_ms"],
         "tokens": end.get("tokens"), "budget_tokens": config["budget_tokens"], "formula": config["formula"],
-        "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": _num(end.get("val_loss")),
+        "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": finite_or_none(end.get("val_loss")),
         "val_loss_full": bool(end.get("val_loss_full", False)),
         # what this run is judged against, for good: a later target is a new track version
         "track_version": trk.version, "target_val_loss": trk.target_val_loss,
@@ -375,12 +375,3 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
         "reproduces": config.get("reproduces"), "machine": hardware.machine_id(),
     }
-
-
-def _num(v):
-    """a finite float or None (the event log writes nan/inf as strings; json has neither)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
