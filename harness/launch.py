@@ -23,7 +23,7 @@ import harness.dataserver
 import harness.evaluate
 import harness.stream
 from harness import integrity, t4_limits
-from harness.events import EventLog, say
+from harness.events import RUN_END, SOURCE_FLAGS, VIOLATION, EventLog, say
 from harness.session import ContractViolation, session
 from harness.source_scan import scan_record
 
@@ -58,12 +58,12 @@ def main(argv: list[str]) -> int:
     status, reason = _judge(status, reason, found, summary)
     for v in found:
         if v not in logged:
-            sess.events.emit("violation", **v)
+            sess.events.emit(VIOLATION, **v)
     end = _end_fields(sess, summary)
     if sess.rank != 0 and status != "completed":  # only rank 0 writes events: the runner reads this instead
         _write_rank_error(Path(config["run_dir"]), sess.rank, status, reason, tb)
     end["source_flags"] = len(watch.flags)
-    sess.events.emit("run_end", status=status, reason=reason, traceback=tb, violations=found, **end)
+    sess.events.emit(RUN_END, status=status, reason=reason, traceback=tb, violations=found, **end)
     say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
     sess.events.close()
     if sess.world_size > 1:
@@ -83,12 +83,12 @@ def _start_session(config: dict):
         return sess
     except Killed as e:  # the runner's timeout fired while the harness was starting: no traceback, a run_end
         log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=rank0)
-        log.emit("run_end", status="killed", reason=str(e))
+        log.emit(RUN_END, status="killed", reason=str(e))
         say(f"run_end: killed ({e})", rank0)
         return EXIT["killed"]
     except Exception as e:  # data or device problems: the record never started
         log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=rank0)
-        log.emit("run_end", status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
+        log.emit(RUN_END, status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
         print(f"harness could not start: {e}", file=sys.stderr)
         return 1
 
@@ -114,7 +114,7 @@ def _arm(sess, script: str, config: dict) -> Watch:
                  "files_digest": files_digest, "harness_dir": harness_dir}
     flags = scan_record(Path(script).parent)
     if flags:
-        sess.events.emit("source_flags", flags=flags)
+        sess.events.emit(SOURCE_FLAGS, flags=flags)
     integrity.install_data_guard(config["data_dir"], config["run_dir"], config.get("guarded_dirs", []))
     integrity.guard_torch_files()
     files_before = files_digest(harness_dir)
@@ -209,7 +209,7 @@ def _logged_violations(path) -> list[dict]:
                     e = json.loads(line)
                 except ValueError:
                     continue
-                if e.get("type") == "violation":
+                if e.get("type") == VIOLATION:
                     out.append({"kind": e.get("kind"), "detail": e.get("detail")})
         except OSError:
             pass

@@ -26,7 +26,7 @@ from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
 from nanopoor.jsonio import finite_or_none
-from harness.events import fmt_tokens
+from harness.events import RUN_END, RUN_START, STEP, T4_LIMITS, VIOLATION, fmt_tokens
 from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
 from nanopoor.events import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
@@ -75,7 +75,7 @@ def _measured_rate(record: str, scale: str) -> tuple[float, Path] | None:
     (the last step event of a run folder in dev-runs/ or runs/), with the folder it came from."""
     for root in (DEV_RUNS, RANKED_RUNS):
         for cfg_path in sorted(Path(root).glob(f"*-{record}-{scale}-*/config.json"), reverse=True):
-            steps = [e for e in read_events(cfg_path.parent / "events.jsonl") if e.get("type") == "step"]
+            steps = [e for e in read_events(cfg_path.parent / "events.jsonl") if e.get("type") == STEP]
             try:
                 cpu = json.loads((cfg_path.parent / "result.json").read_text()).get("hardware_label") == "cpu"
             except (OSError, ValueError):
@@ -291,7 +291,7 @@ def rank_failures(run_dir: Path) -> list[dict]:
 
 
 def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
-    end = first(events, "run_end")
+    end = first(events, RUN_END)
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
@@ -303,7 +303,7 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
         return f.get("status") or "failed", f"rank {f.get('rank')}: {f.get('reason')}"
     if end is not None:
         after = events.index(end) < len(events) - 1
-        violation = next((e for e in events if e.get("type") == "violation"), None)
+        violation = next((e for e in events if e.get("type") == VIOLATION), None)
         if end["status"] == "completed" and violation is not None:
             return "invalid", f"{violation.get('kind')}: {violation.get('detail')}"
         if end["status"] == "completed" and after:
@@ -319,13 +319,15 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
 
 
 def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
+    """the run's result: every key of nanopoor.result.RunResult but files, schema_version and result_sha256
+    (run_record and write_result add those; tests/test_result_schema.py holds the two together)."""
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome, config)
-    under_t4 = bool(config.get("as_t4")) and first(events, "t4_limits") is not None
+    under_t4 = bool(config.get("as_t4")) and first(events, T4_LIMITS) is not None
     if config.get("as_t4") and status == "failed":
         reason = t4_limits.oom_reason(reason)
-    end = first(events, "run_end") or {}
-    start = first(events, "run_start") or {}
+    end = first(events, RUN_END) or {}
+    start = first(events, RUN_START) or {}
     torch_facts = start.get("torch") or {}
     smi = hardware.query_smi(outcome.get("devices")) if torch_facts.get("device", "cpu") != "cpu" else None
     hw = hardware.describe(smi, torch_facts)
