@@ -12,7 +12,7 @@ ARGS ?=
 # `make submit T4=` runs without them
 T4 ?= --as-t4
 
-.PHONY: setup test demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
+.PHONY: setup test test-fast lint demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,16 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the inner loop: everything but the tests that start real runs (marked slow)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+LINT_PATHS := nanopoor harness tests benchmarks scripts
+
+# ruff, configured in pyproject.toml; frozen records are excluded there
+lint: setup
+	$(BIN)/python -m ruff check $(LINT_PATHS)
 
 demo: setup
 	$(NP) demo

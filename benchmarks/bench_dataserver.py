@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.dataserver import StreamClient  # noqa: E402
-from harness.shards import open_shard, write_shard  # noqa: E402
-from harness.stream import TrainStream, heldout_tokens_for  # noqa: E402
+from harness.dataserver import StreamClient
+from harness.shards import open_shard, write_shard
+from harness.stream import TrainStream, heldout_tokens_for
 
 VOCAB, SEQ, BATCH = 100277, 1024, 8
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import events  # noqa: E402
+from harness import events
 
 
 def per_event_us(n: int, fsync_steps: bool) -> float:

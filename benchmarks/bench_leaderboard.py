@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fixtures_runs import H100, make_record, make_run  # noqa: E402
+from fixtures_runs import H100, make_record, make_run
 
 N_RUNS = 1000
 N_RECORDS = 100

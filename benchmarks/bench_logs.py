@@ -175,8 +175,8 @@ def main() -> None:
             n = len(path.read_text().splitlines())
             parsed = parse_log(path)
             assert parsed.format == fmt and parsed.runs[0].steps, fmt
-            base, _ = median_s(lambda: path.read_text().splitlines(), a.repeats)
-            t, cpu = median_s(lambda: parse_log(path), a.repeats)
+            base, _ = median_s(lambda path=path: path.read_text().splitlines(), a.repeats)
+            t, cpu = median_s(lambda path=path: parse_log(path), a.repeats)
             print(f"  {fmt:15s} {n:6d} lines  parse wall {t * 1000:6.1f} ms  cpu {cpu * 1000:6.1f} ms  "
                   f"baseline {base * 1000:5.1f} ms  ratio {t / base:5.1f}x  {'ok' if t < 0.3 else 'OVER'} (< 300 ms)")
         print("\nwhole `python -m nanopoor review` process (baseline: python -c pass)")

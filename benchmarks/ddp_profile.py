@@ -300,7 +300,7 @@ def summary(files: list[str], runs_dir: str | None) -> str:
         for p in sorted(Path(runs_dir).glob("*/result.json")):
             r = json.loads(p.read_text())
             log = (p.parent / "log.txt").read_text(errors="replace") if (p.parent / "log.txt").exists() else ""
-            replicas = next((l.rsplit("-> ", 1)[-1] for l in log.splitlines() if l.startswith("replicas:")), "")
+            replicas = next((ln.rsplit("-> ", 1)[-1] for ln in log.splitlines() if ln.startswith("replicas:")), "")
             rows.append(r | {"replicas": replicas})
         base = {}  # each record and scale's first completed 1-rank run
         for r in sorted(rows, key=lambda r: r["started_at"]):

@@ -192,7 +192,8 @@ def main() -> None:
               f"{base / r['step_ms']:>7.3f}×{gib:>10}")
     print(f"max |Δweight| after {rounds + 3} steps: v1 vs v1_twin {twin:.3g}, v1 vs syncfree {same:.3g}")
     if a.out:
-        info = {"v1_vs_v1_twin_max_abs_diff": twin, "v1_vs_syncfree_max_abs_diff": same, "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+        info = {"v1_vs_v1_twin_max_abs_diff": twin, "v1_vs_syncfree_max_abs_diff": same,
+                "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                 "peak_tflops": peak, "matmul_params": n, "rounds": rounds, "rows": rows}
         a.out.write_text(json.dumps(info, indent=1))
 

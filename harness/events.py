@@ -8,6 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+# the event types, one name each: the harness writes them and the tool reads them through these names
+# (docs/contract.md lists each type's keys)
+RUN_START, WARMUP_START, WARMUP_END, TRAIN_START = "run_start", "warmup_start", "warmup_end", "train_start"
+STEP, EVAL, EVAL_CHARGE, CAUSALITY, HELDOUT = "step", "eval", "eval_charge", "causality", "heldout"
+SOURCE_FLAGS, T4_LIMITS, VIOLATION, RUN_END = "source_flags", "t4_limits", "violation", "run_end"
+EVENT_TYPES = (RUN_START, WARMUP_START, WARMUP_END, TRAIN_START, STEP, EVAL, EVAL_CHARGE, CAUSALITY, HELDOUT,
+               SOURCE_FLAGS, T4_LIMITS, VIOLATION, RUN_END)
 
 def _clean(value):
     # json has no nan/inf: write them as strings so the log stays valid json lines
@@ -22,7 +29,7 @@ def _clean(value):
 
 # per-step lines run inside the train clock: they are flushed (a killed process loses nothing
 # already said) but not fsynced; every other event is rare and also survives a machine crash
-UNSYNCED = frozenset({"step"})
+UNSYNCED = frozenset({STEP})
 
 
 class EventLog:

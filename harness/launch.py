@@ -13,15 +13,17 @@ import runpy
 import signal
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-import harness.causality  # noqa: F401  every module the harness runs, imported before the snapshot
-import harness.dataserver  # noqa: F401
-import harness.evaluate  # noqa: F401
-import harness.stream  # noqa: F401
+import harness.causality  # every module the harness runs, imported before the snapshot
+import harness.dataserver
+import harness.evaluate
+import harness.stream
 from harness import integrity, t4_limits
-from harness.events import EventLog, say
+from harness.events import RUN_END, SOURCE_FLAGS, VIOLATION, EventLog, say
 from harness.session import ContractViolation, session
 from harness.source_scan import scan_record
 
@@ -43,34 +45,89 @@ def main(argv: list[str]) -> int:
     script = str(Path(argv[1]).resolve())
     config = json.loads(Path(os.environ["NANOPOOR_CONFIG"]).read_text())
     signal.signal(signal.SIGTERM, _on_term)
+    sess = _start_session(config)
+    if isinstance(sess, int):
+        return sess
+    watch = _arm(sess, script, config)
+    status, reason, tb = _run_record(script, argv[2:])
+    # the record is over: a late timeout must not interrupt writing run_end with a traceback
+    # (the runner's SIGKILL after its grace period still ends a stuck process)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    found, logged = _violations_found(sess, watch)
+    summary = sess.summary
+    status, reason = _judge(status, reason, found, summary)
+    for v in found:
+        if v not in logged:
+            sess.events.emit(VIOLATION, **v)
+    end = _end_fields(sess, summary)
+    if sess.rank != 0 and status != "completed":  # only rank 0 writes events: the runner reads this instead
+        _write_rank_error(Path(config["run_dir"]), sess.rank, status, reason, tb)
+    end["source_flags"] = len(watch.flags)
+    sess.events.emit(RUN_END, status=status, reason=reason, traceback=tb, violations=found, **end)
+    say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
+    sess.events.close()
+    if sess.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return EXIT[status]
+
+
+def _start_session(config: dict):
+    """the session (data, device, event log), or the exit code when the harness could not start."""
+    rank0 = int(os.environ.get("RANK", 0)) == 0
     try:
         sess = session()
         t4_limits.apply(sess, config)  # --as-t4: a T4's memory, dtypes and kernels, checked from here on
+        return sess
     except Killed as e:  # the runner's timeout fired while the harness was starting: no traceback, a run_end
-        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
-        log.emit("run_end", status="killed", reason=str(e))
-        say(f"run_end: killed ({e})", int(os.environ.get("RANK", 0)) == 0)
+        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=rank0)
+        log.emit(RUN_END, status="killed", reason=str(e))
+        say(f"run_end: killed ({e})", rank0)
         return EXIT["killed"]
     except Exception as e:  # data or device problems: the record never started
-        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=int(os.environ.get("RANK", 0)) == 0)
-        log.emit("run_end", status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
+        log = EventLog(Path(config["run_dir"]) / "events.jsonl", enabled=rank0)
+        log.emit(RUN_END, status="failed", reason=f"harness could not start: {e}", traceback=traceback.format_exc())
         print(f"harness could not start: {e}", file=sys.stderr)
         return 1
-    # local references: a record that rebinds module attributes cannot swap these out
-    snapshot, changed, violations = integrity.code_snapshot, integrity.changed_functions, integrity.violations
-    files_digest, harness_dir = integrity.package_files_digest, Path(harness.__file__).parent
+
+
+@dataclass(frozen=True)
+class Watch:
+    """what _arm took before the record ran. the functions are local references: a record that
+    rebinds module attributes cannot swap these out."""
+    snapshot: Callable
+    changed: Callable
+    violations: Callable
+    files_digest: Callable
+    harness_dir: Path
+    files_before: str
+    code_before: dict
+    flags: list
+
+
+def _arm(sess, script: str, config: dict) -> Watch:
+    """scan the record's source, arm the data guard, fingerprint the harness's code and files."""
+    snapshot, files_digest, harness_dir = integrity.code_snapshot, integrity.package_files_digest, Path(harness.__file__).parent
+    watch_fns = {"snapshot": snapshot, "changed": integrity.changed_functions, "violations": integrity.violations,
+                 "files_digest": files_digest, "harness_dir": harness_dir}
     flags = scan_record(Path(script).parent)
     if flags:
-        sess.events.emit("source_flags", flags=flags)
+        sess.events.emit(SOURCE_FLAGS, flags=flags)
     integrity.install_data_guard(config["data_dir"], config["run_dir"], config.get("guarded_dirs", []))
     integrity.guard_torch_files()
     files_before = files_digest(harness_dir)
     code_before = snapshot(harness)
     integrity.remember_code(harness)
+    return Watch(**watch_fns, files_before=files_before, code_before=code_before, flags=flags)
 
+
+def _run_record(script: str, args: list[str]) -> tuple[str, str, str | None]:
+    """run the record as __main__: (status, reason, traceback) from how it ended."""
     status, reason, tb = "completed", "", None
     try:
-        sys.argv = [script, *argv[2:]]
+        sys.argv = [script, *args]
         sys.path.insert(0, str(Path(script).parent))
         runpy.run_path(script, run_name="__main__")
     except ContractViolation as e:
@@ -85,64 +142,59 @@ def main(argv: list[str]) -> int:
     except BaseException as e:
         status, reason, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-    # the record is over: a late timeout must not interrupt writing run_end with a traceback
-    # (the runner's SIGKILL after its grace period still ends a stuck process)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return status, reason, tb
 
-    found = violations()
-    tampered = changed(code_before, snapshot(harness))
+
+def _violations_found(sess, watch: Watch) -> tuple[list[dict], list[dict]]:
+    """(every violation: the guard's, replaced harness code or files, the log's; those already logged)."""
+    found = watch.violations()
+    tampered = watch.changed(watch.code_before, watch.snapshot(harness))
     if tampered and not any(v["kind"] == "clock_tamper" for v in found):
         found.append({"kind": "clock_tamper", "detail": f"the record replaced harness code: {', '.join(tampered[:3])}"})
-    if files_digest(harness_dir) != files_before:
-        found.append({"kind": "harness_files", "detail": f"the record changed the harness's files on disk ({harness_dir})"})
+    if watch.files_digest(watch.harness_dir) != watch.files_before:
+        found.append({"kind": "harness_files", "detail": f"the record changed the harness's files on disk ({watch.harness_dir})"})
     logged = _logged_violations(sess.events.path) if sess.is_main else []  # rank 0's log
     found += [v for v in logged if v not in found]  # what an emptied list forgot
-    summary = sess.summary
+    return found, logged
+
+
+def _judge(status: str, reason: str, found: list[dict], summary: dict | None) -> tuple[str, str]:
+    """the run's status: a violation, a missing finish(), a causality leak or a heldout gap overrule a clean end."""
     if found and status in ("completed", "failed"):
-        status, reason = "invalid", f"{found[0]['kind']}: {found[0]['detail']}"
-    elif status == "completed" and summary is None:
-        status, reason = "failed", "the record returned without calling h.finish()"
-    elif status == "completed" and not summary["causal"]:
-        status, reason = "invalid", f"causality: {summary.get('causal_reason') or 'the probe failed'}"
-    elif status == "completed" and not summary["heldout_passed"]:
-        status, reason = "invalid", (f"heldout: val loss is {summary['heldout_gap']:.3f} nats below never-served train tokens "
-                                     "(the model may have seen the val tokens)")
-    found_new = [v for v in found if v not in logged]
-    for v in found_new:
-        sess.events.emit("violation", **v)
+        return "invalid", f"{found[0]['kind']}: {found[0]['detail']}"
+    if status == "completed" and summary is None:
+        return "failed", "the record returned without calling h.finish()"
+    if status == "completed" and not summary["causal"]:
+        return "invalid", f"causality: {summary.get('causal_reason') or 'the probe failed'}"
+    if status == "completed" and not summary["heldout_passed"]:
+        return "invalid", (f"heldout: val loss is {summary['heldout_gap']:.3f} nats below never-served train tokens "
+                           "(the model may have seen the val tokens)")
+    return status, reason
+
+
+def _end_fields(sess, summary: dict | None) -> dict:
+    """run_end's numbers: finish()'s summary, else what the session counted before the record stopped."""
     end = dict(summary or {})
     end.setdefault("train_time_ms", sess.clock.elapsed_ms())
     end.setdefault("eval_time_ms", sess.eval_time_ms)
     end.setdefault("warmup_time_ms", sess.warmup_time_ms)
     end.setdefault("tokens", sess.tokens)
-    end.setdefault("steps", sess._last_step)
-    if summary is None and sess._last_eval is not None:
-        end.setdefault("val_loss", sess._last_eval["val_loss"])
-        end.setdefault("val_loss_full", sess._last_eval["full"])
-    if sess.rank != 0 and status != "completed":  # only rank 0 writes events: the runner reads this instead
-        _write_rank_error(Path(config["run_dir"]), sess.rank, status, reason, tb)
-    end["source_flags"] = len(flags)
-    sess.events.emit("run_end", status=status, reason=reason, traceback=tb, violations=found, **end)
-    say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
-    sess.events.close()
-    if sess.world_size > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return EXIT[status]
+    end.setdefault("steps", sess.last_step)
+    last_eval = sess.last_eval
+    if summary is None and last_eval is not None:
+        end.setdefault("val_loss", last_eval["val_loss"])
+        end.setdefault("val_loss_full", last_eval["full"])
+    return end
 
 
 def _write_rank_error(run_dir: Path, rank: int, status: str, reason: str, tb: str | None) -> None:
     """rank<N>_error.json: why a rank other than 0 ended (torchrun then stops the others)."""
-    integrity._state["allow"] += 1  # the harness's own write into the run folder
-    try:
-        (run_dir / f"rank{rank}_error.json").write_text(json.dumps({"rank": rank, "status": status, "reason": reason,
-                                                                     "traceback": tb}, indent=2) + "\n")
-    except OSError:
-        pass
-    finally:
-        integrity._state["allow"] -= 1
+    with integrity.harness_io():  # the harness's own write into the run folder
+        try:
+            (run_dir / f"rank{rank}_error.json").write_text(json.dumps({"rank": rank, "status": status, "reason": reason,
+                                                                         "traceback": tb}, indent=2) + "\n")
+        except OSError:
+            pass
 
 
 def _logged_violations(path) -> list[dict]:
@@ -150,19 +202,17 @@ def _logged_violations(path) -> list[dict]:
     out = []
     if path is None:
         return out
-    integrity._state["allow"] += 1  # our own read of the run folder
-    try:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("type") == "violation":
-                out.append({"kind": e.get("kind"), "detail": e.get("detail")})
-    except OSError:
-        pass
-    finally:
-        integrity._state["allow"] -= 1
+    with integrity.harness_io():  # our own read of the run folder
+        try:
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("type") == VIOLATION:
+                    out.append({"kind": e.get("kind"), "detail": e.get("detail")})
+        except OSError:
+            pass
     return out
 
 

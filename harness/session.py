@@ -133,6 +133,17 @@ class Session:
                          progress_tokens=self.stream.progress_tokens, heldout_check_tokens=self.stream.check_tokens,
                          data_watch={"watched": self.stream.watched, "reason": self.stream.watch_reason})
 
+    # -- what harness.launch reads once the record is over --------------------------------------
+    @property
+    def last_step(self) -> int:
+        """the step of the last log_step (or evaluate) call."""
+        return self._last_step
+
+    @property
+    def last_eval(self) -> dict | None:
+        """a copy of the last evaluation: step, val_loss, full (over the whole val set), tokens."""
+        return None if self._last_eval is None else dict(self._last_eval)
+
     # -- data ---------------------------------------------------------------------------------
     @property
     def eval_seq_len(self) -> int:

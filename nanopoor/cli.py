@@ -59,9 +59,9 @@ def _one_line(e: click.ClickException) -> str:
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="nanopoor: run frozen speedrun records under the harness, review logs, keep the leaderboard.")
 
-from nanopoor import cli_board, cli_data, cli_logs, cli_run  # noqa: E402
+from nanopoor import cli_board, cli_data, cli_logs, cli_records, cli_run  # noqa: E402
 
-for _verbs in (cli_run, cli_data, cli_logs, cli_board):
+for _verbs in (cli_run, cli_data, cli_logs, cli_board, cli_records):
     _verbs.register(app)
 
 

@@ -96,6 +96,11 @@ def verify(
         for c in checks:
             table.add_row(c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems))
         Console().print(table)
+        from nanopoor.records import describe_lineage
+
+        for c in checks:
+            if c.lineage is not None:
+                Console().print(f"{c.subject} {describe_lineage(c.lineage)}", highlight=False, markup=False)
         Console().print(f"{sum(c.ok for c in checks)} of {len(checks)} verify", highlight=False)
     if not ok:
         raise typer.Exit(1)

@@ -9,7 +9,6 @@ import json
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,15 +31,15 @@ def register(app: typer.Typer) -> None:
 # --- review --------------------------------------------------------------------------------
 def review(
     logs: list[Path] = typer.Argument(..., help="log files (any supported format), run folders, or folders to search for logs"),
-    target: Optional[float] = typer.Option(None, help="val loss the claim is about (default: the track's target; an MLPerf log keeps its benchmark's)"),
-    track: Optional[str] = typer.Option(None, help=f"track to judge against (default: the run's own, else {DEFAULT_TRACK})"),
+    target: float | None = typer.Option(None, help="val loss the claim is about (default: the track's target; an MLPerf log keeps its benchmark's)"),
+    track: str | None = typer.Option(None, help=f"track to judge against (default: the run's own, else {DEFAULT_TRACK})"),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, or json (one object per log, one per line for many logs)"),
-    plot: Optional[Path] = typer.Option(None, help="write the loss curve of one log to this png (a file, or a folder for review-<name>.png)"),
-    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="write one loss-curve png per log into this folder"),
+    plot: Path | None = typer.Option(None, help="write the loss curve of one log to this png (a file, or a folder for review-<name>.png)"),
+    plot_dir: Path | None = typer.Option(None, "--plot-dir", help="write one loss-curve png per log into this folder"),
     no_plot: bool = typer.Option(False, "--no-plot", hidden=True, help="accepted for old scripts: no png is written unless asked"),
-    tokens_per_step: Optional[int] = typer.Option(None, min=1, help="tokens per optimizer step, when the log does not say"),
-    parser: Optional[str] = typer.Option(None, help="log format when auto-detection guesses wrong: events, runlog, nanopoor-text, modded-nanogpt, llmc, mlperf"),
-    jobs: Optional[int] = typer.Option(None, min=1, help="processes for many logs (default: one per core, at most 8)"),
+    tokens_per_step: int | None = typer.Option(None, min=1, help="tokens per optimizer step, when the log does not say"),
+    parser: str | None = typer.Option(None, help="log format when auto-detection guesses wrong: events, runlog, nanopoor-text, modded-nanogpt, llmc, mlperf"),
+    jobs: int | None = typer.Option(None, min=1, help="processes for many logs (default: one per core, at most 8)"),
 ) -> None:
     """reading never writes: a png appears only where --plot or --plot-dir says."""
     from nanopoor.logs.collect import collect_logs
@@ -240,14 +239,14 @@ class Scale(str, Enum):
 def reproduce(
     record: Path = typer.Argument(..., help="a record folder or name (records/<name> or <name>) to reproduce its published "
                                             "claim, or a committed run folder (runs/<run_id>) to re-run it as it was made"),
-    claim: Optional[int] = typer.Option(None, min=1, help="which claims entry of record.toml, 1 = the first (default)"),
-    data: Optional[Path] = typer.Option(None, help="dataset folder (default: data/<the track's dataset>)"),
+    claim: int | None = typer.Option(None, min=1, help="which claims entry of record.toml, 1 = the first (default)"),
+    data: Path | None = typer.Option(None, help="dataset folder (default: data/<the track's dataset>)"),
     scale: Scale = typer.Option(Scale.full, help="full reproduces the claim; smoke only checks the code path"),
-    seed: Optional[int] = typer.Option(None, help="seed (default: drawn by the harness)"),
-    out: Optional[Path] = typer.Option(None, help="where the run folder goes [default: runs/ for a full-scale run on a gpu, "
+    seed: int | None = typer.Option(None, help="seed (default: drawn by the harness)"),
+    out: Path | None = typer.Option(None, help="where the run folder goes [default: runs/ for a full-scale run on a gpu, "
                                                    "else dev-runs/ (ignored by git, never ranked)]"),
-    timeout: Optional[float] = typer.Option(None, help="stop the run after this many seconds"),
-    plot: Optional[Path] = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
+    timeout: float | None = typer.Option(None, help="stop the run after this many seconds"),
+    plot: Path | None = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     as_t4: bool = typer.Option(False, "--as-t4", help=AS_T4_HELP),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),

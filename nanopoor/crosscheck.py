@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from harness.evaluate import num_windows
+from harness.events import CAUSALITY, EVAL, RUN_END, RUN_START, STEP
 
 # the harness prints the claim's evaluation as `step: N/M train_loss: … val_loss: X.XXXX train_time: T.Ts …`
 _CLAIM_LINE = re.compile(r"^step: (\d+)/\d+ train_loss: \S+ val_loss: ([-\d.naif]+) train_time: ([\d.]+)s tokens: \S+\s*$")
@@ -30,7 +31,7 @@ def event_findings(config: dict, events: list[dict]) -> list[str]:
     """what the event log says that the frozen config forbids (empty: nothing)."""
     out = []
     seq_len, batch = declared_eval(config)
-    evals = [e for e in events if e.get("type") == "eval"]
+    evals = [e for e in events if e.get("type") == EVAL]
     for e in evals:
         used = (e.get("eval_seq_len"), e.get("eval_batch_size"))
         if None not in used and used != (seq_len, batch):
@@ -69,7 +70,7 @@ def folder_findings(run_dir: Path, result: dict) -> list[str]:
         config = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         return ["config.json is missing or unreadable"]
-    start, end = first(events, "run_start") or {}, first(events, "run_end") or {}
+    start, end = first(events, RUN_START) or {}, first(events, RUN_END) or {}
     if not end:
         return ["events.jsonl has no run_end"] if result.get("status") == "completed" else []
     if run_dir.name != result.get("run_id") or config.get("run_id") != result.get("run_id"):
@@ -82,19 +83,19 @@ def folder_findings(run_dir: Path, result: dict) -> list[str]:
     for key, tol in (("val_loss", 1e-9), ("train_time_ms", 1e-6), ("tokens", 0), ("steps", 0)):
         if key in end and not _same(end.get(key), result.get(key), tol):
             out.append(f"{key}: run_end says {end.get(key)}, result.json {result.get(key)}")
-    steps = [e for e in events if e.get("type") == "step"]
+    steps = [e for e in events if e.get("type") == STEP]
     if steps:
         toks = [e.get("tokens") or 0 for e in steps]
         if toks != sorted(toks) or toks[-1] > (result.get("tokens") or 0):
             out.append("tokens: the step events' token counts go back or pass the run's total")
         if steps[-1].get("step") != result.get("steps"):
             out.append(f"steps: the last step event is step {steps[-1].get('step')}, result.json says {result.get('steps')}")
-    claims = [e for e in events if e.get("type") == "eval" and e.get("split") == "val"]
+    claims = [e for e in events if e.get("type") == EVAL and e.get("split") == "val"]
     if claims and not _same(claims[-1].get("val_loss"), result.get("val_loss"), 1e-9):
         out.append(f"val_loss: the claim's eval event says {claims[-1].get('val_loss')}, result.json {result.get('val_loss')}")
     out += _log_findings(run_dir / "log.txt", result, end)
     out += event_findings(config, events)
-    causal = first(events, "causality")
+    causal = first(events, CAUSALITY)
     if causal and causal.get("passed") != result.get("causal"):
         out.append(f"causal: the causality event says {causal.get('passed')}, result.json {result.get('causal')}")
     return out

@@ -8,7 +8,7 @@ from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
 
-from harness.events import fmt_tokens
+from harness.events import CAUSALITY, EVAL, HELDOUT, RUN_END, STEP, TRAIN_START, WARMUP_END, WARMUP_START, fmt_tokens
 
 
 class RunState:
@@ -25,19 +25,19 @@ class RunState:
 
     def fold(self, e: dict) -> None:
         t = e.get("type")
-        if t == "warmup_start":
+        if t == WARMUP_START:
             self.phase = "warm-up (untimed)"
-        elif t in ("warmup_end", "train_start"):
+        elif t in (WARMUP_END, TRAIN_START):
             self.phase = "training"
-        elif t == "step":
+        elif t == STEP:
             self.step, self.tokens = e["step"], e["tokens"]
             self.train_loss, self.train_time_ms = e.get("train_loss"), e.get("train_time_ms", 0.0)
-        elif t == "eval":
+        elif t == EVAL:
             self.val_loss = e.get("val_loss")
             self.train_time_ms = e.get("train_time_ms", self.train_time_ms)
-        elif t in ("causality", "heldout"):
+        elif t in (CAUSALITY, HELDOUT):
             self.phase = "checks (untimed)"
-        elif t == "run_end":
+        elif t == RUN_END:
             self.phase = e.get("status", "ended")
 
     def eta_s(self) -> float | None:

@@ -16,12 +16,13 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pandas as pd
 
 from nanopoor import stats
+from nanopoor.jsonio import write_atomic
 from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
@@ -63,7 +64,7 @@ def run_date(result: Mapping) -> str:
     """yyyy-mm-dd of when the run finished (unix seconds or an iso string); '' when unknown."""
     t = result.get("finished_at") or result.get("started_at")
     if isinstance(t, (int, float)) and not isinstance(t, bool):
-        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d")
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
     return str(t)[:10] if t else ""
 
 
@@ -235,9 +236,7 @@ def generate(runs_dir: Path, records_dir: Path, out: Path) -> Board:
     for path, data in board.files.items():
         if not path.is_file() or path.read_bytes() != data:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            write_atomic(path, data)
     return board
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.events import EVAL, STEP
+
 
 def _pyplot():
     import matplotlib
@@ -21,8 +23,8 @@ def save_png(fig, path: Path) -> None:
 def loss_curve(events: list[dict], path: Path, title: str, target: float | None = None) -> Path:
     """train loss per step and val loss per eval, against tokens (millions)."""
     plt = _pyplot()
-    steps = [e for e in events if e.get("type") == "step" and isinstance(e.get("train_loss"), (int, float))]
-    evals = [e for e in events if e.get("type") == "eval" and isinstance(e.get("val_loss"), (int, float))]
+    steps = [e for e in events if e.get("type") == STEP and isinstance(e.get("train_loss"), (int, float))]
+    evals = [e for e in events if e.get("type") == EVAL and isinstance(e.get("val_loss"), (int, float))]
     fig, ax = plt.subplots(figsize=(7, 4))
     if steps:
         ax.plot([e["tokens"] / 1e6 for e in steps], [e["train_loss"] for e in steps], lw=1, alpha=0.7, label="train loss")

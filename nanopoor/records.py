@@ -1,6 +1,8 @@
-"""records: record.toml parsed and validated, the frozen digest computed, written and checked."""
+"""records: record.toml parsed and validated, the frozen digest computed, written and checked,
+and a record's lineage: which files differ from the record it was copied from (`parent`)."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
@@ -8,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanopoor.errors import UserError, did_you_mean
+from nanopoor.jsonio import write_atomic
 
 REQUIRED = {"name": str, "title": str, "author": str, "date": str, "track": str, "entrypoint": str}
 SCALE_FIELDS = ("seq_len", "batch_size", "grad_accum", "steps")
@@ -29,6 +32,7 @@ class Record:
     scales: dict[str, dict] = field(default_factory=dict)
     claims: list[dict] = field(default_factory=list)
     frozen_sha256: str | None = None
+    parent: str | None = None     # the record this one was copied from, by name
 
     @property
     def entry_path(self) -> Path:
@@ -83,12 +87,17 @@ def load_record(path: str | Path) -> Record:
     seeds = raw.get("seeds", 3)
     if not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"{toml_path}: field 'seeds' must be a positive integer")
+    parent = raw.get("parent")
+    if parent is not None and (not isinstance(parent, str) or not parent or "/" in parent):
+        raise UserError(f"{toml_path}: field 'parent' must be the name of another record, e.g. parent = \"muon\"")
     claims = raw.get("claims", [])
     if not isinstance(claims, list):
         raise UserError(f"{toml_path}: field 'claims' must be an array of tables ([[claims]])")
     rec = Record(name=raw["name"], title=raw["title"], author=raw["author"], date=str(raw["date"]),
                  track=raw["track"], entrypoint=raw["entrypoint"], path=p, seeds=seeds, scales=scales,
-                 claims=claims, frozen_sha256=(raw.get("frozen") or {}).get("sha256"))
+                 claims=claims, frozen_sha256=(raw.get("frozen") or {}).get("sha256"), parent=parent)
+    if rec.parent == rec.name:
+        raise UserError(f"{toml_path}: field 'parent' names the record itself; name the record it was copied from")
     if rec.name != p.name:
         raise UserError(f"{toml_path}: field 'name' is '{rec.name}' but the folder is '{p.name}'")
     if not rec.entry_path.is_file():
@@ -132,7 +141,7 @@ def refuse_uncovered(path: str | Path, verb: str) -> None:
                         f"{extra}; remove it (links: copy the real file in) and try again")
 
 
-def stage(rec: "Record", dest: Path) -> Path:
+def stage(rec: Record, dest: Path) -> Path:
     """copy exactly the digested files of a frozen record into dest and check the copy's digest:
     the run executes and reads these bytes, never the original folder."""
     import shutil
@@ -172,7 +181,7 @@ def freeze(path: str | Path) -> str:
     digest = compute_digest(rec.path)
     toml_path = rec.path / "record.toml"
     text = _FROZEN.sub("", toml_path.read_text()).rstrip()
-    toml_path.write_text(f'{text}\n\n[frozen]\nsha256 = "{digest}"\n')
+    write_atomic(toml_path, f'{text}\n\n[frozen]\nsha256 = "{digest}"\n')  # a crash leaves the old file, never half of one
     return digest
 
 
@@ -185,3 +194,47 @@ def check_frozen(rec: Record) -> str:
         raise UserError(f"frozen record changed: {rec.path} no longer matches its [frozen] digest; "
                         f"make a new record (copy it to records/{rec.name}_v2 and `nanopoor freeze` that)")
     return digest
+
+
+def _line_counts(old: bytes, new: bytes) -> dict[str, int]:
+    """lines added and removed between two versions of a text file (binary files: none counted)."""
+    try:
+        a, b = old.decode().splitlines(), new.decode().splitlines()
+    except UnicodeDecodeError:
+        return {"added_lines": 0, "removed_lines": 0}
+    diff = list(difflib.unified_diff(a, b, lineterm="", n=0))[2:]
+    return {"added_lines": sum(d.startswith("+") for d in diff if not d.startswith("+++")),
+            "removed_lines": sum(d.startswith("-") for d in diff if not d.startswith("---"))}
+
+
+def lineage(rec: Record) -> dict | None:
+    """what the record changes from its parent: files added, removed and changed (with line counts).
+    None for a record without a parent; {"parent", "missing": True} when the parent is not beside it."""
+    if rec.parent is None:
+        return None
+    parent_dir = rec.path.parent / rec.parent
+    if not (parent_dir / "record.toml").is_file():
+        return {"parent": rec.parent, "missing": True}
+    mine, theirs = record_files(rec.path), record_files(parent_dir)
+    changed = {}
+    for name in sorted(set(mine) & set(theirs)):
+        if name == "record.toml":
+            old = _FROZEN.sub("", (parent_dir / name).read_text()).rstrip().encode()
+            new = _FROZEN.sub("", (rec.path / name).read_text()).rstrip().encode()
+        else:
+            old, new = (parent_dir / name).read_bytes(), (rec.path / name).read_bytes()
+        if old != new:
+            changed[name] = _line_counts(old, new)
+    return {"parent": rec.parent, "missing": False, "added": sorted(set(mine) - set(theirs)),
+            "removed": sorted(set(theirs) - set(mine)), "changed": changed}
+
+
+def describe_lineage(lin: dict | None) -> str:
+    """one line: 'from muon: train.py (+12 -3), added opt.py' ('' for a record without a parent)."""
+    if lin is None:
+        return ""
+    if lin["missing"]:
+        return f"from {lin['parent']} (not found beside it)"
+    parts = [f"{n} (+{c['added_lines']} -{c['removed_lines']})" for n, c in lin["changed"].items()]
+    parts += [f"added {n}" for n in lin["added"]] + [f"removed {n}" for n in lin["removed"]]
+    return f"from {lin['parent']}: " + (", ".join(parts) if parts else "no file differs")

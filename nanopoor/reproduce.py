@@ -5,7 +5,6 @@ loss curve. the run folder says what the harness measured: its own clock, its to
 loss on the track's canonical val set, causality. compare_to_claim() is a pure function of both."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -13,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nanopoor.errors import UserError
+from nanopoor.jsonio import clean
 from nanopoor.logs.model import ParsedLog, ParsedRun
 
 TIME_TOLERANCE = 0.10       # a reproduced time may be this much slower than the claim on the same hardware
@@ -35,7 +35,7 @@ class Comparison:
     plot: str | None = None
 
     def to_dict(self) -> dict:
-        return _clean(asdict(self))
+        return clean(asdict(self))
 
 
 def peer_logs_dir() -> Path | None:
@@ -182,22 +182,6 @@ def _verdict(cmp: Comparison, target: float) -> tuple[str, list[str]]:
         return "inconclusive", open_
     return "reproduced", [f"val {val:.4f} <= {target}, {rt or 0:,} tokens, {t['run_ms'] / 60000:.2f} min on "
                           f"{t['run_hardware']} (claimed {t['claim_ms'] / 60000:.2f} min)"]
-
-
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def dumps(cmp: Comparison) -> str:
-    return json.dumps(cmp.to_dict(), indent=2)
 
 
 REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lands this close to the original

@@ -1,4 +1,7 @@
-"""result.json: schema-versioned, written once, with a digest of itself; older versions migrate."""
+"""result.json: schema-versioned, written once, with a digest of itself; older versions migrate.
+
+`RunResult` is the schema: every key the runner writes (docs/contract.md lists the same keys, and a
+test holds the two together). `migrate` brings an older result up to it."""
 from __future__ import annotations
 
 import functools
@@ -6,14 +9,41 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 from nanopoor.errors import UserError
 
 RESULT_SCHEMA_VERSION = 2
-RESULT_KEYS = ("schema_version", "run_id", "record", "record_sha256", "track", "track_version",
-               "target_val_loss", "dataset_fingerprint",
-               "harness_version", "seed", "hardware", "class", "status", "train_time_ms", "eval_time_ms",
-               "warmup_time_ms", "wallclock_ms", "tokens", "val_loss", "causal", "git", "files")
+
+
+# "class" is a python keyword, so the schema is written in TypedDict's functional form
+RunResult = TypedDict("RunResult", {
+    # what ran, and where
+    "schema_version": int, "run_id": str, "record": str, "record_sha256": str, "record_title": str, "author": str,
+    "track": str, "dataset": str, "dataset_fingerprint": str | None, "harness_version": str, "contract_version": int,
+    "seed": int, "scale": str, "hardware": dict, "class": str, "hardware_label": str, "nproc": int,
+    "machine": str | None, "git": dict, "started_at": str, "finished_at": str, "returncode": int | None,
+    "reproduces": str | None,
+    # how it ended
+    "status": str, "reason": str,
+    # the clocks (ms) and the budget
+    "train_time_ms": float, "eval_time_ms": float, "warmup_time_ms": float, "checks_time_ms": float | None,
+    "wallclock_ms": float, "train_span_ms": float | None, "eval_charged_ms": float | None,
+    "tokens": int | None, "budget_tokens": int, "formula": str, "steps": int | None, "declared_steps": int,
+    "epochs": float | None,
+    # the claim, and what it is judged against (for good: a later target is a new track version)
+    "val_loss": float | None, "val_loss_full": bool, "track_version": int, "target_val_loss": float | None,
+    "progress_evals": int | None, "progress_eval_tokens": int | None,
+    # what the harness checked
+    "causal": bool | None, "max_leak": float | None, "heldout_gap": float | None, "compiles_in_timed": int | None,
+    "violations": list, "data_watch": Any, "source_flags": int | None,
+    "peak_memory_bytes": int | None, "t4_fit": dict | None, "t4_limits": bool,
+    # the digests that let `nanopoor verify` catch an edit
+    "harness_sha256": str, "record_files": dict, "files": dict, "result_sha256": str,
+    # set by migrate on a result written under an older schema
+    "migrated_from": NotRequired[int],
+})
+RESULT_KEYS = tuple(sorted(RunResult.__required_keys__))   # every key a result of this schema has
 
 
 def sha256_file(path: Path) -> str:
@@ -80,7 +110,7 @@ def _tracks() -> dict:
     return load_tracks()
 
 
-def load_result(path: str | Path) -> dict:
+def load_result(path: str | Path) -> RunResult:
     p = Path(path)
     if p.is_dir():
         p = p / "result.json"

@@ -289,7 +289,7 @@ def review_parsed(parsed: ParsedLog, track, tokens_per_step: int | None = None, 
 
 
 # --- one log, start to end -----------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve_track(name: str):
     """a track by name, once per process (a many-log review asks for it per log)."""
     from harness.tracks import UnknownTrack, get_track

@@ -5,7 +5,6 @@ account for less than it. nothing in a run folder is ever overwritten."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import secrets
@@ -16,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import harness
@@ -26,7 +25,8 @@ from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
-from harness.events import fmt_tokens
+from nanopoor.jsonio import finite_or_none
+from harness.events import RUN_END, RUN_START, STEP, T4_LIMITS, VIOLATION, fmt_tokens
 from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
 from nanopoor.events import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
@@ -75,7 +75,7 @@ def _measured_rate(record: str, scale: str) -> tuple[float, Path] | None:
     (the last step event of a run folder in dev-runs/ or runs/), with the folder it came from."""
     for root in (DEV_RUNS, RANKED_RUNS):
         for cfg_path in sorted(Path(root).glob(f"*-{record}-{scale}-*/config.json"), reverse=True):
-            steps = [e for e in read_events(cfg_path.parent / "events.jsonl") if e.get("type") == "step"]
+            steps = [e for e in read_events(cfg_path.parent / "events.jsonl") if e.get("type") == STEP]
             try:
                 cpu = json.loads((cfg_path.parent / "result.json").read_text()).get("hardware_label") == "cpu"
             except (OSError, ValueError):
@@ -163,7 +163,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
     trk = get_track(track or sc["track"])
     data, manifest = resolve_data(trk, data_dir)
     seed = new_seed() if seed is None else int(seed)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{rec.name}-{scale}-s{seed}-{secrets.token_hex(2)}"
     run_dir = Path(out_root) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is new or the run does not start
@@ -292,7 +292,7 @@ def rank_failures(run_dir: Path) -> list[dict]:
 
 
 def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
-    end = first(events, "run_end")
+    end = first(events, RUN_END)
     if outcome["timed_out"]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
@@ -304,7 +304,7 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
         return f.get("status") or "failed", f"rank {f.get('rank')}: {f.get('reason')}"
     if end is not None:
         after = events.index(end) < len(events) - 1
-        violation = next((e for e in events if e.get("type") == "violation"), None)
+        violation = next((e for e in events if e.get("type") == VIOLATION), None)
         if end["status"] == "completed" and violation is not None:
             return "invalid", f"{violation.get('kind')}: {violation.get('detail')}"
         if end["status"] == "completed" and after:
@@ -320,13 +320,15 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
 
 
 def _result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
+    """the run's result: every key of nanopoor.result.RunResult but files, schema_version and result_sha256
+    (run_record and write_result add those; tests/test_result_schema.py holds the two together)."""
     outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome, config)
-    under_t4 = bool(config.get("as_t4")) and first(events, "t4_limits") is not None
+    under_t4 = bool(config.get("as_t4")) and first(events, T4_LIMITS) is not None
     if config.get("as_t4") and status == "failed":
         reason = t4_limits.oom_reason(reason)
-    end = first(events, "run_end") or {}
-    start = first(events, "run_start") or {}
+    end = first(events, RUN_END) or {}
+    start = first(events, RUN_START) or {}
     torch_facts = start.get("torch") or {}
     smi = hardware.query_smi(outcome.get("devices")) if torch_facts.get("device", "cpu") != "cpu" else None
     hw = hardware.describe(smi, torch_facts)
@@ -359,7 +361,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "train_time_ms": train_ms, "eval_time_ms": eval_ms, "warmup_time_ms": warm_ms,
         "checks_time_ms": end.get("checks_time_ms"), "wallclock_ms": outcome["wallclock_ms"],
         "tokens": end.get("tokens"), "budget_tokens": config["budget_tokens"], "formula": config["formula"],
-        "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": _num(end.get("val_loss")),
+        "steps": end.get("steps"), "declared_steps": config["steps"], "val_loss": finite_or_none(end.get("val_loss")),
         "val_loss_full": bool(end.get("val_loss_full", False)),
         # what this run is judged against, for good: a later target is a new track version
         "track_version": trk.version, "target_val_loss": trk.target_val_loss,
@@ -372,16 +374,7 @@ def _result(rec, trk, config, events, outcome, started, harness_before, manifest
         "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
         "harness_sha256": harness_before, "record_files": record_files(rec.path),
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_info(Path(rec.path)), "returncode": outcome["returncode"],
         "reproduces": config.get("reproduces"), "machine": hardware.machine_id(),
     }
-
-
-def _num(v):
-    """a finite float or None (the event log writes nan/inf as strings; json has neither)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

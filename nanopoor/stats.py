@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from nanopoor.jsonio import is_finite
+
 ALPHA = 0.01     # significance level of the one-sided test against the target
 MIN_RUNS = 3     # fewer runs than this can be shown, never verified
 
@@ -39,10 +41,6 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -85,7 +83,7 @@ def p_below_target(losses: Sequence[float], target: float) -> float | None:
 
 
 def finite_losses(results: Sequence[Mapping]) -> list[float]:
-    return [r["val_loss"] for r in results if _finite(r.get("val_loss"))]
+    return [r["val_loss"] for r in results if is_finite(r.get("val_loss"))]
 
 
 def judged_target(results: Sequence[Mapping]) -> float | None:
@@ -96,7 +94,7 @@ def judged_target(results: Sequence[Mapping]) -> float | None:
     if len(targets) != 1:
         return None
     (t,) = targets
-    return float(t) if _finite(t) else None
+    return float(t) if is_finite(t) else None
 
 
 def run_problems(result: Mapping) -> list[str]:
@@ -108,9 +106,9 @@ def run_problems(result: Mapping) -> list[str]:
     elif result.get("causal") is not True:
         out.append(f"run {rid} not causal")
     tokens, budget = result.get("tokens"), result.get("budget_tokens")
-    if _finite(tokens) and _finite(budget) and tokens > budget:
+    if is_finite(tokens) and is_finite(budget) and tokens > budget:
         out.append(f"run {rid} over budget")
-    if result.get("status") == "completed" and not _finite(result.get("val_loss")):
+    if result.get("status") == "completed" and not is_finite(result.get("val_loss")):
         out.append(f"run {rid} has no final val loss")
     return out
 
@@ -128,7 +126,7 @@ def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALP
     p: the one-sided p-value when the caller computed it already (verdicts() does)."""
     seeds = tuple(r.get("seed") for r in results)
     losses = finite_losses(results)
-    times = [r["train_time_ms"] for r in results if _finite(r.get("train_time_ms"))]
+    times = [r["train_time_ms"] for r in results if is_finite(r.get("train_time_ms"))]
     loss_mean, loss_sd = mean_sd(losses)
     time_mean, time_sd = mean_sd(times)
     if p == "compute":
@@ -191,8 +189,8 @@ class Comparison:
 def compare_samples(metric: str, a: Sequence[float], b: Sequence[float],
                     alpha: float = ALPHA) -> Comparison:
     """welch's t-test (unequal variances), one-sided: is a's mean lower than b's?"""
-    a = [x for x in a if _finite(x)]
-    b = [x for x in b if _finite(x)]
+    a = [x for x in a if is_finite(x)]
+    b = [x for x in b if is_finite(x)]
     mean_a, sd_a = mean_sd(a)
     mean_b, sd_b = mean_sd(b)
     p = None
@@ -223,8 +221,8 @@ class Speedup:
 
 
 def speedup(a_ms: Sequence[float], b_ms: Sequence[float], alpha: float = ALPHA) -> Speedup:
-    la = np.log([x for x in a_ms if _finite(x) and x > 0])
-    lb = np.log([x for x in b_ms if _finite(x) and x > 0])
+    la = np.log([x for x in a_ms if is_finite(x) and x > 0])
+    lb = np.log([x for x in b_ms if is_finite(x) and x > 0])
     if len(la) == 0 or len(lb) == 0:
         return Speedup(None, None, None, 1 - alpha, None)
     ratio = float(np.exp(lb.mean() - la.mean()))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nanopoor import hardware
 from nanopoor.errors import UserError, did_you_mean
+from nanopoor.jsonio import is_finite
 from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
 
 RESULT_FILE = "result.json"
@@ -29,6 +30,7 @@ class Check:
     subject: str                 # run id or record name
     path: str                    # the folder checked
     problems: list[str] = field(default_factory=list)
+    lineage: dict | None = None  # a record's files against its parent's (records.lineage)
 
     @property
     def ok(self) -> bool:
@@ -51,10 +53,6 @@ def expected_class(result: Mapping, track) -> tuple[str, str]:
     return hardware.classify(hw, track.to_dict(), used_gpus=used)
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
     """self-consistency of one result: status rules, budget, clock, class vs hardware."""
     out = []
@@ -65,17 +63,17 @@ def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
     if status == "completed":
         if result.get("causal") is not True:
             out.append("completed but causal is not true")
-        if not _finite(result.get("val_loss")):
+        if not is_finite(result.get("val_loss")):
             out.append("completed but val_loss is not a finite number")
         if result.get("val_loss_full") is False:
             out.append("completed but the final eval was not over the full val set")
-        if not (_finite(tokens) and _finite(budget)):
+        if not (is_finite(tokens) and is_finite(budget)):
             out.append("completed but tokens or budget_tokens missing")
         elif tokens > budget:
             out.append(f"tokens {tokens} > budget_tokens {budget}")
         clocks = [result.get(k) for k in ("train_time_ms", "eval_time_ms", "warmup_time_ms")]
         wall = result.get("wallclock_ms")
-        if not all(_finite(c) for c in clocks) or not _finite(wall):
+        if not all(is_finite(c) for c in clocks) or not is_finite(wall):
             out.append("completed but a clock (train/eval/warmup/wallclock ms) is missing")
         elif sum(clocks) > wall + CLOCK_SLACK_MS:
             out.append(f"train+eval+warmup {sum(clocks):.0f} ms > wallclock {wall:.0f} ms")
@@ -194,10 +192,12 @@ def check_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> Check:
 
 
 def check_record(record_dir: Path) -> Check:
-    """a record's files still hash to its [frozen] digest."""
+    """a record's files still hash to its [frozen] digest, and the parent it names is beside it."""
     from nanopoor import records
     record = records.load_record(record_dir)
-    check = Check("record", record.name, str(record_dir))
+    check = Check("record", record.name, str(record_dir), lineage=records.lineage(record))
+    if check.lineage is not None and check.lineage["missing"]:
+        check.problems.append(f"parent record '{record.parent}' is not in {Path(record_dir).parent.as_posix()}/")
     if not record.frozen_sha256:
         check.problems.append(f"record is not frozen (no [frozen] sha256): run `nanopoor freeze {record_dir}`")
     elif records.compute_digest(record_dir) != record.frozen_sha256:

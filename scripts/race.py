@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def make_record(steps: int, scale: str, target: float | None) -> None:
         raise SystemExit(f"error: {d} exists: a frozen record is never edited")
     copy_parent(d)
     toml = retarget((PARENT / "record.toml").read_text(), V3, steps, scale, False)
-    toml = re.sub(r'^date = ".*"$', f'date = "{datetime.now(timezone.utc):%Y-%m-%d}"', toml, count=1, flags=re.M)
+    toml = re.sub(r'^date = ".*"$', f'date = "{datetime.now(UTC):%Y-%m-%d}"', toml, count=1, flags=re.M)
     toml = re.sub(r'^title = "(.*)"$', lambda m: f'title = "{m.group(1)}; {steps} steps at the docs target"',
                   toml, count=1, flags=re.M)
     toml = toml.replace("[scales.full]", f"# dense_muon_t4_v2's code, unchanged, at the fewest steps of the sweep\n"

@@ -68,6 +68,14 @@ def copy_record(src: Path, dst_root: Path, name: str | None = None, args: dict |
     return dst
 
 
+def pytest_collection_modifyitems(config, items):
+    """the red-team cases each start a real run of a cheating record: the whole module is slow."""
+    redteam = Path(__file__).parent / "redteam"
+    for item in items:
+        if redteam in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def app():
     """the real root cli (its group turns a UserError into one line and exit 1)."""

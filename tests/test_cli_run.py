@@ -15,13 +15,14 @@ def invoke(*args):
 
 def one_line_error(res, *needles):
     assert res.exit_code == 1, res.output
-    lines = [l for l in res.output.strip().splitlines() if l.strip()]
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), res.output
     assert "Traceback" not in res.output
     for n in needles:
         assert n in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_run_prints_json(tiny_record, tiny_data, tmp_path):
     res = invoke("run", tiny_record, "--data", tiny_data, "--out", tmp_path / "runs", "--seed", 11, "--format", "json")
     assert res.exit_code == 0, res.output
@@ -69,6 +70,7 @@ def test_freeze_writes_the_digest(tiny_record):
     assert "[frozen]" in (tiny_record / "record.toml").read_text()
 
 
+@pytest.mark.slow
 def test_demo_builds_data_runs_the_demo_record_and_learns(app, tmp_path):
     """`nanopoor demo`: the embedded dataset, demo_gpt's smoke scale under the harness, a preview.
     the demo record must visibly learn: its val loss ends under the demo track's target."""

@@ -57,5 +57,5 @@ def test_doc_encoder_batches_in_order():
     tokens = np.concatenate([t for t, _ in got])
     ref, _ = _reference(texts)
     assert tokens.tolist() == ref
-    for t, s in got:
+    for _t, s in got:
         assert len(s) == 0 or s[0] == 0

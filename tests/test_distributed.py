@@ -8,6 +8,8 @@ import pytest
 from conftest import FIXTURES, copy_record
 from nanopoor.runner import run_record
 
+pytestmark = pytest.mark.slow   # torchrun runs of the tiny record
+
 VAL_LOSS_TOLERANCE = 1e-3  # same gradients up to float32 summation order
 
 
@@ -37,7 +39,7 @@ def test_two_ranks_match_one_rank(ddp_runs):
 
 def test_only_rank_zero_writes_events(ddp_runs):
     lines = open(f"{ddp_runs['two']['dir']}/events.jsonl").read().splitlines()
-    assert sum(json.loads(l)["type"] == "run_start" for l in lines) == 1
+    assert sum(json.loads(ln)["type"] == "run_start" for ln in lines) == 1
 
 
 def test_a_failing_rank_fails_the_run_with_its_traceback(ddp_runs):

@@ -3,7 +3,6 @@ and provenance found where logs print it (every log here is synthetic, written b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

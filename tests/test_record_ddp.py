@@ -88,6 +88,6 @@ def test_ranks_train_like_one_process(runs, name, micro):
 @pytest.mark.parametrize("name", ["one", "two", "four"])
 def test_replicas_end_identical(runs, name):
     r = runs[name]
-    line = next(l for l in r["log"].splitlines() if l.startswith("replicas:"))
+    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
     assert line.startswith(f"replicas: {r['nproc']} rank(s)") and line.endswith("-> identical"), line
     assert r["log"].count("replicas:") == 1  # printed by rank 0 only

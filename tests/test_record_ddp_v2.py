@@ -90,7 +90,7 @@ def test_ranks_train_like_one_process(runs, name, base, micro):
 @pytest.mark.parametrize("name", ["one", "two", "four", "accum_two"])
 def test_replicas_end_identical(runs, name):
     r = runs[name]
-    line = next(l for l in r["log"].splitlines() if l.startswith("replicas:"))
+    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
     assert line.startswith(f"replicas: {r['nproc']} rank(s)") and line.endswith("-> identical"), line
     assert r["log"].count("replicas:") == 1  # printed by rank 0 only
 
@@ -104,7 +104,7 @@ def test_compiled_around_ddp_trains_like_eager(runs, tiny_data, tmp_path):
         r = _run(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2)
     assert r["status"] == "completed", (r["reason"], r["log"][-2000:])
     assert r["compiles_in_timed"] == 0
-    line = next(l for l in r["log"].splitlines() if l.startswith("replicas:"))
+    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
     assert line.startswith("replicas: 2 rank(s)") and line.endswith("-> identical"), line
     a, b = train_losses(runs["one"]), train_losses(r)
     assert max(abs(x - y) for x, y in zip(a, b)) < LOSS_TOLERANCE, (a, b)

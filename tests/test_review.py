@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 import subprocess
 from pathlib import Path
 
@@ -179,7 +177,7 @@ def app():
 
 def nanopoor_log(tmp_path: Path) -> Path:
     lines = ["Starting run 2yapG8 from scratch"]
-    for i, (s, t, v, ms) in enumerate(nanopoor_like()):
+    for s, t, v, ms in nanopoor_like():
         lines.append(f"step: {s}, train loss: {t:.4f}, val loss: {v:.4f}, elapsed time: {ms / 60000:.2f} min, dt: 1.0 ms")
     p = tmp_path / "logs" / "run.txt"
     p.parent.mkdir(parents=True)

@@ -13,6 +13,8 @@ import pytest
 from conftest import FIXTURES, copy_record
 from nanopoor.runner import run_record
 
+pytestmark = pytest.mark.slow   # every test here starts real runs of the tiny record
+
 CASES = {
     "clean": ({"warmup": True}, None),
     "crash": ({"crash_at": 2}, None),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.shards import ShardError, read_header
 from nanopoor.errors import UserError
+from nanopoor.jsonio import write_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -36,17 +37,11 @@ def fingerprint(tokenizer: str, vocab_size: int, val: list[dict], train: list[di
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    """temp file beside the target, fsync, rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
+    """temp file beside the target, fsync, rename (nanopoor.jsonio): a reader sees the old file or the new one.
+    not cleaned of nan/inf: a manifest holds counts and digests, and a wrong type there should fail loudly."""
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise write_error(path, e) from None
 
 

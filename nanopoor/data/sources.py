@@ -38,7 +38,6 @@ from nanopoor.errors import UserError
 FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
 FINEWEB_CONFIG = "sample-10BT"
 SHUFFLE_METHOD = "feistel-splitmix64-v1"
-SUFFIXES = (".parquet", ".jsonl", ".jsonl.xz", ".txt")
 
 Rows = Callable[[int], Iterable[str]]
 
@@ -336,9 +335,6 @@ def file_digest(p: Path) -> dict:
 
 
 # --- the shuffle -----------------------------------------------------------------------------
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def _splitmix64(z: np.ndarray) -> np.ndarray:
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

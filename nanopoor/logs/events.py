@@ -9,13 +9,14 @@ import json
 import re
 from pathlib import Path
 
+from harness.events import CAUSALITY, EVAL, EVENT_TYPES, RUN_END, RUN_START, STEP, TRAIN_START, VIOLATION, WARMUP_END
 from nanopoor.logs.common import RunBuilder
 from nanopoor.logs.model import ParsedLog, StepPoint
 
 NAME = "events"
 DESCRIPTION = "nanopoor events.jsonl (a run folder means its events.jsonl)"
 
-_TYPES = "run_start|warmup_start|warmup_end|train_start|step|eval|causality|heldout|violation|run_end"
+_TYPES = "|".join(EVENT_TYPES)
 _SIGNATURE_RE = re.compile(r'^\{.*"type":\s*"(?:' + _TYPES + r')"', re.M)
 _ARGUMENT_KEYS = ("seq_len", "batch_size", "grad_accum", "steps", "budget_tokens", "seed", "scale", "world_size")
 _END_KEYS = ("status", "reason", "train_time_ms", "tokens", "val_loss", "steps", "compiles_in_timed")
@@ -39,30 +40,30 @@ def parse(text: str, path: Path) -> ParsedLog:
             log.unparsed_lines += 1          # e.g. a last line cut off by a killed run
             continue
         kind = ev.get("type")
-        if kind == "run_start":
+        if kind == RUN_START:
             if start is not None:
                 builder.run.restarts.append(i + 1)
             start = ev
             builder.run.total_steps = ev.get("steps")
-        elif kind == "step":
+        elif kind == STEP:
             builder.add(StepPoint(step=int(ev["step"]), train_loss=_f(ev.get("train_loss")),
                                   time_ms=_f(ev.get("train_time_ms")), tokens=ev.get("tokens"),
                                   line=i + 1), text=line)
-        elif kind == "eval":
+        elif kind == EVAL:
             builder.add(StepPoint(step=int(ev["step"]), val_loss=_f(ev.get("val_loss")),
                                   time_ms=_f(ev.get("train_time_ms")), tokens=ev.get("tokens"),
                                   line=i + 1), text=line)
             if not ev.get("full", True):
                 log.meta["prefix_evals"] = log.meta.get("prefix_evals", 0) + 1
-        elif kind == "warmup_end":
+        elif kind == WARMUP_END:
             log.meta["warmup_time_ms"] = ev.get("warmup_time_ms")
-        elif kind == "train_start":
+        elif kind == TRAIN_START:
             log.meta["compiles_before"] = ev.get("compiles_before")
-        elif kind == "causality":
+        elif kind == CAUSALITY:
             log.meta["causal"] = ev.get("passed")
-        elif kind == "violation":
+        elif kind == VIOLATION:
             log.meta.setdefault("violations", []).append(f"{ev.get('kind')}: {ev.get('detail')}")
-        elif kind == "run_end":
+        elif kind == RUN_END:
             builder.run.reported = {k: ev[k] for k in _END_KEYS if ev.get(k) not in (None, "")}
             if "val_loss" in builder.run.reported:
                 builder.run.reported["val_loss"] = float(builder.run.reported["val_loss"])

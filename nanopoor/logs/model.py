@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nanopoor.jsonio import clean
+
 
 @dataclass
 class StepPoint:
@@ -25,8 +27,8 @@ class StepPoint:
         return self.time_line or self.line
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "train_loss": _num(self.train_loss), "val_loss": _num(self.val_loss),
-                "time_ms": _num(self.time_ms), "tokens": self.tokens, "line": self.line}
+        return {"step": self.step, "train_loss": clean(self.train_loss), "val_loss": clean(self.val_loss),
+                "time_ms": clean(self.time_ms), "tokens": self.tokens, "line": self.line}
 
 
 @dataclass
@@ -144,9 +146,9 @@ class ParsedRun:
             "last_step": self.last.step if self.last else None,
             "final_step": self.final_step,
             "total_steps": self.total_steps,
-            "final_val_loss": _num(self.final_val_loss),
-            "best_val_loss": _num(self.best_val_loss),
-            "final_time_ms": _num(final_ms),
+            "final_val_loss": clean(self.final_val_loss),
+            "best_val_loss": clean(self.best_val_loss),
+            "final_time_ms": clean(final_ms),
             "time_source": time_source,
             "final_tokens": self.final_tokens,
             "tokens_per_step": self.tokens_per_step,
@@ -155,9 +157,9 @@ class ParsedRun:
             "target_source": self.target_source,
             "reached_target": hit is not None,
             "target_step": hit.step if hit else None,
-            "target_time_ms": _num(hit.time_ms) if hit else None,
+            "target_time_ms": clean(hit.time_ms) if hit else None,
             "target_tokens": hit.tokens if hit else None,
-            "target_val_loss": _num(hit.val_loss) if hit else None,
+            "target_val_loss": clean(hit.val_loss) if hit else None,
             "repeated_lines": len(self.repeated_lines),
             "restarts": len(self.restarts),
         }
@@ -211,9 +213,9 @@ class ParsedLog:
             "has_hardware": self.has_hardware,
             "hardware": self.hardware,
             "has_arguments": self.has_arguments,
-            "arguments": {k: _jsonable(v) for k, v in self.arguments.items()},
+            "arguments": {k: clean(v) for k, v in self.arguments.items()},
             "notes": self.notes,
-            "meta": {k: _jsonable(v) for k, v in self.meta.items()},
+            "meta": {k: clean(v) for k, v in self.meta.items()},
             "unparsed_lines": self.unparsed_lines,
             "runs": [r.summary(target) for r in self.runs],
             "across_runs": across_runs(self.runs),
@@ -247,22 +249,3 @@ def _stats(values: list[float]) -> dict | None:
     return {"mean": mean, "sd": sd, "n": len(finite)}
 
 
-def _num(x: float | None) -> float | None | str:
-    """json has no nan/inf: say them as strings so a reader still sees them."""
-    if x is None:
-        return None
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
-
-
-def _jsonable(v):
-    if isinstance(v, (str, int, bool)) or v is None:
-        return v
-    if isinstance(v, float):
-        return _num(v)
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return str(v)
