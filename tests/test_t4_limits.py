@@ -118,11 +118,12 @@ def test_the_readme_t4_estimates_are_the_arithmetic_of_t4_estimate():
 
     shape = {k: v for k, v in FASTEST.items() if k != "record"}
     readme = (REPO / "README.md").read_text()
-    floor, five, docs = (estimate(**shape, tokens=t) for t in (100_000_000, 500_000_000, 5_242_880))
+    floor, five, docs, race = (estimate(**shape, tokens=t) for t in (100_000_000, 500_000_000, 5_242_880, 1_966_080))
     assert round(floor.flops_per_token / 1e6) == 774 and "≈ 774M FLOPs per token" in readme
     assert f"≥ {floor.hours:.1f} h ({floor.hours_range[0]:.1f}–{floor.hours_range[1]:.1f} h) for the track's floor of 100M tokens" in readme
     assert f"{five.hours:.1f} h ({five.hours_range[0]:.1f}–{five.hours_range[1]:.1f} h) for 500M" in readme
     assert f"{docs.hours * 60:.1f} min ({docs.hours_range[0] * 60:.1f}–{docs.hours_range[1] * 60:.1f} min) for its 5.24M-token budget" in readme
+    assert f"{race.hours * 60:.1f} min ({race.hours_range[0] * 60:.1f}–{race.hours_range[1] * 60:.1f} min) for `dense_muon_t4_v4`'s 1.97M tokens" in readme
     assert f"about {round(floor.tokens_per_s, -3):,.0f} tokens/s" in readme
     assert f"about {15 * 60 * floor.tokens_per_s / 1e6:.0f}M tokens at this speed" in readme
     assert floor.hours > 1.0   # FineWeb-Edu on one T4 is hours, not the seed's 15 minutes
