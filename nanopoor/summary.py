@@ -36,11 +36,15 @@ def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) 
         style = STATUS_STYLE.get(s["status"], "white")
         tab.add_row("status", f"[{style}]{s['status']}[/]" + (f" — {s['reason']}" if s.get("reason") else ""))
         tab.add_row("record", f"{s['record']} ({s['scale']} scale, seed {s['seed']})")
-        tab.add_row("track / class", f"{s['track']} v{s.get('track_version')} / {s['class']} ({s['hardware_label']})")
+        version = f" v{s['track_version']}" if s.get("track_version") is not None else ""
+        tab.add_row("track / class", f"{s['track']}{version} / {s['class']} ({s['hardware_label']})")
         vl = s.get("val_loss")
-        tab.add_row("val loss", (f"{vl:.4f}" if isinstance(vl, float) else "–") + (f" (target {s['target_val_loss']}, track version {s.get('track_version')})"
-                                                           if s.get("target_val_loss") is not None else
-                                                           f" (calibration run: track version {s.get('track_version')} has no target yet)"))
+        of_version = f", track version {s['track_version']}" if s.get("track_version") is not None else ""
+        if s.get("target_val_loss") is not None:
+            judged = f" (target {s['target_val_loss']}{of_version})"
+        else:
+            judged = f" (calibration run: track version {s.get('track_version')} has no target yet)"
+        tab.add_row("val loss", (f"{vl:.4f}" if isinstance(vl, float) else "–") + judged)
         tab.add_row("train time", f"{(s['train_time_ms'] or 0) / 1000:.2f} s  (eval {(s['eval_time_ms'] or 0) / 1000:.2f} s, "
                     f"warm-up {(s['warmup_time_ms'] or 0) / 1000:.2f} s, wall-clock {(s['wallclock_ms'] or 0) / 1000:.2f} s)")
         tab.add_row("tokens", f"{fmt_tokens(s['tokens'] or 0)} of {fmt_tokens(s['budget_tokens'] or 0)} budget")

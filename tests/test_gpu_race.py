@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -26,9 +27,16 @@ def test_the_target_is_the_mean_rounded_up_to_two_decimals():
     assert set_target.rounded_up(5.1201) == 5.13
 
 
+def calibrating_tracks(path: Path) -> Path:
+    """tracks.toml as it was before the docs target was set: version 2 calibrating."""
+    text = re.sub(r"(?m)^# set by scripts/set_target.py.*?\ntarget_source = .*?\n",
+                  "# target_val_loss: pending calibration\n", TRACKS_FILE.read_text(), flags=re.S)
+    path.write_text(text)
+    return path
+
+
 def test_set_target_writes_the_calibrating_version_and_names_its_runs(tmp_path):
-    tracks = tmp_path / "tracks.toml"
-    tracks.write_text(TRACKS_FILE.read_text())
+    tracks = calibrating_tracks(tmp_path / "tracks.toml")
     rec = make_record(tmp_path / "records", "baseline_adamw_epoch", track="docs")
     ids = []
     for seed, loss in ((1, 5.401), (2, 5.412), (3, 5.396)):
@@ -44,14 +52,14 @@ def test_set_target_writes_the_calibrating_version_and_names_its_runs(tmp_path):
 
 
 def test_set_target_refuses_a_failed_calibration_run(tmp_path, capsys):
-    tracks = tmp_path / "tracks.toml"
-    tracks.write_text(TRACKS_FILE.read_text())
+    tracks = calibrating_tracks(tmp_path / "tracks.toml")
+    before = tracks.read_text()
     rec = make_record(tmp_path / "records", "baseline_adamw_epoch", track="docs")
     for seed, status in ((1, "completed"), (2, "completed"), (3, "failed")):
         make_run(tmp_path / "runs", rec, seed=seed, val_loss=5.4, status=status, track="docs", gpu=None,
                  overrides={"track_version": 2, "target_val_loss": None})
     assert set_target.main(["--runs", str(tmp_path / "runs"), "--tracks-file", str(tracks)]) == 1
-    assert "not completed" in capsys.readouterr().err and tracks.read_text() == TRACKS_FILE.read_text()
+    assert "not completed" in capsys.readouterr().err and tracks.read_text() == before
 
 
 def test_candidates_are_v2_on_docs_at_each_step_count(tmp_path, monkeypatch):

@@ -269,7 +269,15 @@ def test_official_track_comes_first_and_the_rest_is_ordered_by_val_loss(tmp_path
 
 
 def test_runs_are_grouped_and_judged_by_track_version(tmp_path, monkeypatch, app):
+    from harness import tracks as tracks_mod
+
     monkeypatch.chdir(tmp_path)
+    # a tracks.toml where fineweb-edu has moved to a version 2 with target 3.5 (version 1 kept 3.28)
+    text = tracks_mod.TRACKS_FILE.read_text().replace("[fineweb-edu]\nversion = 1\n", "[fineweb-edu]\nversion = 2\n", 1)
+    text = text.replace("target_val_loss = 3.28 ", "target_val_loss = 3.5 ", 1)
+    text += "\n[[fineweb-edu.previous]]\nversion = 1\ntarget_val_loss = 3.28\n"
+    (tmp_path / "tracks.toml").write_text(text)
+    monkeypatch.setattr(tracks_mod.load_tracks, "__defaults__", (tmp_path / "tracks.toml",))
     rec = make_record(Path("records"), "r")
     v1 = make_submission(Path("runs"), rec, [3.40, 3.41, 3.39], [100e3, 101e3, 99e3],
                          finished_at="2025-03-01T09:00:00+00:00")                     # no version keys: v1, 3.28

@@ -19,7 +19,7 @@ def fake_gpu_runner(monkeypatch):
     how many runs were in flight at once."""
     calls, lock, state = [], threading.Lock(), {"now": 0, "max": 0}
 
-    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False, env=None):
+    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False, env=None, **_):
         with lock:
             calls.append({"seed": seed, "quiet": quiet, "gpu": (env or {}).get("CUDA_VISIBLE_DEVICES")})
             state["now"] += 1
@@ -33,6 +33,8 @@ def fake_gpu_runner(monkeypatch):
                         run_id=f"run-{n}")
 
     monkeypatch.setattr(runner, "run_record", run_record)
+    monkeypatch.setattr(runner, "has_gpu", lambda: True)          # what a gpu machine's submit sees first
+    monkeypatch.setattr(runner, "preflight", lambda *a, **k: [])
     return calls, state
 
 
@@ -42,7 +44,7 @@ def test_three_seeds_run_at_once_one_per_gpu(tmp_path, monkeypatch, app, fake_gp
     make_record(Path("records"), "r", seeds=3)
     res = CliRunner().invoke(app, ["submit", "records/r", "--parallel", "--gpus", "0,1,2", "--format", "json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert sorted(c["gpu"] for c in calls) == ["0", "1", "2"] and state["max"] == 3
     assert all(c["seed"] is None and c["quiet"] for c in calls)     # harness-assigned seeds, no live display
     assert len(out["runs"]) == 3 and all(c["ok"] for c in out["checks"])
@@ -93,7 +95,7 @@ def test_real_runs_in_parallel_on_the_cpu(tmp_path, monkeypatch, app, tiny_recor
                                    "--gpus", "0,1", "--data", str(tiny_data), "--runs-dir", str(tmp_path / "runs"),
                                    "--out", str(tmp_path / "leaderboard.md"), "--format", "json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert len(out["runs"]) == 2 and all(c["ok"] for c in out["checks"])
     starts = []
     for d in out["runs"]:

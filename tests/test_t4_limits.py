@@ -59,6 +59,7 @@ def test_every_verb_that_runs_passes_as_t4_to_the_runner(monkeypatch, tmp_path, 
         raise UserError("stopped by the test")
 
     monkeypatch.setattr(runner_mod, "run_record", fake_run_record)
+    monkeypatch.setattr(runner_mod, "preflight", lambda *a, **k: [])   # no dataset or gpu needed: the run is faked
     record = REPO / "records" / "muon_3xlr" if verb == "reproduce" else copy_record(BREAKER, tmp_path / "records")
     for flag, expected in (("--as-t4", True), (None, False)):
         seen.clear()

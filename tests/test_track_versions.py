@@ -53,7 +53,8 @@ def test_an_old_result_migrates_to_version_1_and_its_target():
 def test_the_committed_docs_runs_read_as_version_1():
     for p in (Path(__file__).resolve().parents[1] / "runs").glob("*/result.json"):
         r = load_result(p)
-        assert r["track_version"] == 1 and r["target_val_loss"] == 3.28
+        if r["harness_version"] in ("0.1.0", "0.2.0"):   # made before the docs target was calibrated
+            assert r["track_version"] == 1 and r["target_val_loss"] == 3.28, p
 
 
 def _board(tmp_path, tracks):

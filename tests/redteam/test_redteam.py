@@ -575,15 +575,18 @@ def test_opening_another_process_memory_is_refused(runs):
     assert "proc_mem_direct: refused" in (runs["around_proc_mem_direct"] / "log.txt").read_text()
 
 
-def test_reading_the_data_process_memory_during_the_claim_gains_nothing(runs):
+def test_reading_the_data_process_memory_during_the_claim_finds_only_the_batch_being_scored(runs):
     # read through a child process (outside the audit hook): the data process reads each window
-    # from disk as it serves it, so it holds no token of the batch being scored beyond its inputs
-    r = result(runs, "around_proc_mem_claim")
-    assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
+    # from disk as it serves it, so it holds the inputs of the batch being scored and nothing
+    # ahead of them (before, it held the whole val set: a run of 8,196 tokens). what the record
+    # still gains from those inputs is a peek inside each row that a prefix-keyed cache hides from
+    # the probe: the adaptive-forward limit (docs/trust.md row 1)
+    import re
 
+    log = (runs["around_proc_mem_claim"] / "log.txt").read_text()
+    found = [int(n) for n in re.findall(r"found a run of (\d+) tokens in the data process", log)]
+    assert found and max(found) <= 4 * 32, found      # one eval batch: 4 consecutive windows of 32 inputs
 
-# -- 6. the held-out check switched off -------------------------------------------------------------
-@pytest.mark.parametrize("name", ["heldout_off_train", "heldout_off_eval"])
 def test_windows_longer_than_half_the_tail_stop_the_run_at_start(runs, name):
     r = result(runs, name)
     assert r["status"] == "failed", (r["status"], r["reason"])
@@ -611,7 +614,8 @@ def test_a_forward_that_remembers_each_batchs_first_call_gains_nothing(runs):
 
 def test_remembering_every_progress_token_gains_nothing_at_the_claim(runs):
     r = result(runs, "lookup_progress")
-    assert r["progress_evals"] == 6 and r["progress_eval_tokens"] >= 6 * 2000
+    # a record is shown at most a tenth of its budget (768 tokens here) of the progress slice
+    assert r["progress_evals"] == 6 and 0 < r["progress_eval_tokens"] <= 6 * (768 // 10 + 33)
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
 
 
