@@ -303,7 +303,9 @@ def test_gpu_bench_dry_run_produces_the_table(bench, smoke_runs, tiny_data, tmp_
     assert rows["baseline_adamw"]["speedup_vs_baseline"] == pytest.approx(1.0)
     s, e = report["micro"]["stream"], report["micro"]["eval"]
     assert s["staged_step_ms"] > 0 and s["stream_step_ms"] > 0
-    assert e["val_tokens"] == 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0
+    # since harness 0.3 the eval micro-benchmark times a progress eval, whose slice is capped at a
+    # tenth of the micro session's budget (192 of the 1024 tokens asked for here)
+    assert 0 < e["val_tokens"] <= 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0
     assert {g["goal"].split(" ")[0] for g in report["goals"]} >= {"dense_muon_t4", "harness"}
     assert "goals" in res.output and "dry run" in res.output
 
