@@ -236,23 +236,14 @@ class StreamClient:
 
     def drain(self) -> None:
         """read back the batch in flight (asked for ahead, never taken by the record), if any."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            if held[:1] == b"K":
-                self.unused_tokens += _PAIR.unpack_from(held, 1)[0] - self.tokens_served
+        self._hold()
+        if self._held is None:
             return
-        if not self._in_flight:
-            return
-        self._in_flight = False
-        try:
-            length = self._header()
-        except DataServerError as e:
-            if str(e).startswith("budget: "):
-                return  # the refusal of a batch nobody asked for
-            raise
-        tokens_after, _ = _PAIR.unpack(self._read(_PAIR.size))
-        self._read(length - _PAIR.size)
-        self.unused_tokens += tokens_after - self.tokens_served
+        held, self._held = self._held, None
+        if held[:1] == b"K":
+            self.unused_tokens += _PAIR.unpack_from(held, 1)[0] - self.tokens_served
+        elif not held[1:].startswith(b"budget: "):  # a budget refusal is for a batch nobody asked for
+            raise DataServerError(held[1:].decode(errors="replace"))
 
     def next_numpy(self, out: np.ndarray | None = None) -> np.ndarray:
         """(local_batch_size, seq_len + 1) int32, read straight into `out` when given (e.g. a pinned

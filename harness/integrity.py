@@ -54,21 +54,27 @@ def _inside(path, root) -> bool:
     return real == root or real.startswith(root + _sep)
 
 
-def _in_data(path, dir_fd=None) -> str | None:
-    """the real path when `path` names something inside a guarded folder, else None. a relative
-    path is tried against its dir_fd when known, else against the current folder and every
-    directory this process holds open (os.open(..., dir_fd=fd) reports no dir_fd to the hook)."""
-    if isinstance(path, int):  # an open file descriptor: what it points to
+def _candidates(path, dir_fd=None) -> list[str]:
+    """the paths an open of `path` may mean: itself when absolute; a relative one against its dir_fd
+    when known, else against the current folder and every directory this process holds open
+    (os.open(..., dir_fd=fd) reports no dir_fd to the hook). an int is an open descriptor."""
+    if isinstance(path, int):
         path = f"/proc/self/fd/{path}"
     if isinstance(path, bytes):
         path = _fsdecode(path)
-    if not isinstance(path, str) or not _state["data_dirs"]:
+    if not isinstance(path, str):
+        return []
+    if path.startswith(_sep):
+        return [path]
+    bases = [f"/proc/self/fd/{dir_fd}"] if isinstance(dir_fd, int) else ["", *_open_dirs()]
+    return [path if not base else base + _sep + path for base in bases]
+
+
+def _in_data(path, dir_fd=None) -> str | None:
+    """the real path when `path` names something inside a guarded folder, else None."""
+    if not _state["data_dirs"]:
         return None
-    bases = [""]
-    if not path.startswith(_sep):
-        bases = [f"/proc/self/fd/{dir_fd}"] if isinstance(dir_fd, int) else ["", *_open_dirs()]
-    for base in bases:
-        full = path if not base else base + _sep + path
+    for full in _candidates(path, dir_fd):
         for root in _state["data_dirs"]:
             if _inside(full, root):
                 try:
@@ -102,15 +108,7 @@ _PROC_MEMORY = ("mem", "map_files", "pagemap")
 
 def _process_memory(path, dir_fd=None) -> str | None:
     """the path when it names /proc/<pid>/{mem,map_files,pagemap} (through any folder it starts from)."""
-    if isinstance(path, bytes):
-        path = _fsdecode(path)
-    if not isinstance(path, str):
-        return None
-    bases = [""]
-    if not path.startswith(_sep):
-        bases = [f"/proc/self/fd/{dir_fd}"] if isinstance(dir_fd, int) else ["", *_open_dirs()]
-    for base in bases:
-        full = path if not base else base + _sep + path
+    for full in _candidates(path, dir_fd):
         try:
             real = _realpath(full)
         except (ValueError, OSError):
