@@ -609,9 +609,10 @@ def test_a_gc_lookup_during_the_claim_finds_only_past_inputs(runs):
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/trust.md, adaptive forwards): the probe alters copies of a batch after the record has seen the "
-                                       "batch once; a forward that remembers the first call of each batch answers the "
-                                       "probe's calls from it (rows keep their first token), so the leak never moves")
+@pytest.mark.xfail(strict=False, reason="known limit (docs/trust.md, adaptive forwards): the probe alters copies of a batch after the record has seen the "
+                                        "batch once; a forward that remembers the first call of each batch answers the "
+                                        "probe's calls from it (rows keep their first token), so the leak usually never moves; "
+                                        "some of the probe's random choices catch it, so the outcome varies from run to run")
 def test_a_forward_that_remembers_each_batchs_first_call_gains_nothing(runs):
     r = result(runs, "lookup_memo")
     assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
