@@ -77,11 +77,13 @@ def serve(spec: dict, inp, out) -> None:
                *map(Path, spec.get("guarded_files", []))]
     watch = DataWatch(watched, os.getppid())
     train_total = int(sum(len(s) for s in shards))
-    progress_segs, check_segs = tail_segments(train_total, heldout, int(spec.get("eval_seq_len") or spec["seq_len"]))
+    eval_T = int(spec.get("eval_seq_len") or spec["seq_len"])
+    eval_B = int(spec.get("eval_batch_size") or stream.local_batch_size)
+    progress_segs, check_segs = tail_segments(train_total, heldout, eval_T)
     progress_part = SegmentTokens(shards, progress_segs)
     # a record could train on what progress evals show it (real text the budget does not count): the
     # slice it may be shown is a tenth of its budget at most, and at least one eval window
-    shown = min(len(progress_part), max(int(spec["budget_tokens"]) // 10, int(spec.get("eval_seq_len") or spec["seq_len"]) + 1))
+    shown = min(len(progress_part), max(int(spec["budget_tokens"]) // 10, eval_T + 1))
     check_part = SegmentTokens(shards, check_segs)
     val_part = SegmentTokens(val_shards, [(0, min(int(spec["val_tokens"]), int(sum(len(s) for s in val_shards))))])
     hello = {"local_batch_size": stream.local_batch_size, "windows": stream.windows, "heldout_tokens": heldout,
@@ -89,8 +91,6 @@ def serve(spec: dict, inp, out) -> None:
              "check_tokens": len(check_part), "watched": watch.available, "watch_reason": watch.reason}
     _send(out, b"K", json.dumps(hello).encode())
     reads = {"H": 0, "V": 0}
-    eval_T = int(spec.get("eval_seq_len") or spec["seq_len"])
-    eval_B = int(spec.get("eval_batch_size") or stream.local_batch_size)
     evals = {"v": _EvalStream(val_part, eval_T, eval_B, spec), "c": _EvalStream(check_part, eval_T, eval_B, spec)}
     sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
 

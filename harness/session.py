@@ -93,9 +93,8 @@ class Session:
 
         run_dir = Path(config["run_dir"])
         self.events = EventLog(run_dir / "events.jsonl", enabled=self.is_main)
-        args = config.get("args", {})
-        self._eval_plan = (int(args.get("eval_seq_len", self.seq_len)),
-                           int(args.get("eval_batch_size", self.batch_size // max(1, self.world_size))))
+        self._eval_plan = (int(self.args.get("eval_seq_len", self.seq_len)),
+                           int(self.args.get("eval_batch_size", self.batch_size // max(1, self.world_size))))
         capture_autograd_counter()
         self._load_data(Path(config["data_dir"]))
         self.clock = Clock(device_sync(self.device))

@@ -85,18 +85,6 @@ def heldout_tokens_for(train_tokens: int, val_tokens: int) -> int:
     return int(min(val_tokens, 1 << 20, train_tokens // 10))
 
 
-def concat_tail(shards: list[np.ndarray], tokens: int) -> np.ndarray:
-    """the last `tokens` tokens of the train split, across shard boundaries."""
-    parts, need = [], tokens
-    for s in reversed(shards):
-        if need <= 0:
-            break
-        take = min(need, len(s))
-        parts.append(np.asarray(s[len(s) - take:]))
-        need -= take
-    return np.concatenate(parts[::-1]).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-
 def tail_segments(train_tokens: int, heldout_tokens: int, eval_seq_len: int) -> tuple[list, list]:
     """the never-served tail in two interleaved halves, as (start, length) ranges of the train split:
     (progress, check). progress evaluations read chunks 0, 2, 4, ...; the held-out check reads chunks

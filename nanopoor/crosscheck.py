@@ -50,7 +50,8 @@ def event_findings(config: dict, events: list[dict]) -> list[str]:
     return out
 
 
-def _same(a, b, tol: float) -> bool:
+def same(a, b, tol: float) -> bool:
+    """a == b within an absolute tolerance (nan equals nan; non-numbers compare as they are)."""
     try:
         fa, fb = float(a), float(b)
     except (TypeError, ValueError):
@@ -81,7 +82,7 @@ def folder_findings(run_dir: Path, result: dict) -> list[str]:
     if start and start.get("seed") != result.get("seed"):
         out.append(f"seed: run_start says {start.get('seed')}, result.json {result.get('seed')}")
     for key, tol in (("val_loss", 1e-9), ("train_time_ms", 1e-6), ("tokens", 0), ("steps", 0)):
-        if key in end and not _same(end.get(key), result.get(key), tol):
+        if key in end and not same(end.get(key), result.get(key), tol):
             out.append(f"{key}: run_end says {end.get(key)}, result.json {result.get(key)}")
     steps = [e for e in events if e.get("type") == STEP]
     if steps:
@@ -91,7 +92,7 @@ def folder_findings(run_dir: Path, result: dict) -> list[str]:
         if steps[-1].get("step") != result.get("steps"):
             out.append(f"steps: the last step event is step {steps[-1].get('step')}, result.json says {result.get('steps')}")
     claims = [e for e in events if e.get("type") == EVAL and e.get("split") == "val"]
-    if claims and not _same(claims[-1].get("val_loss"), result.get("val_loss"), 1e-9):
+    if claims and not same(claims[-1].get("val_loss"), result.get("val_loss"), 1e-9):
         out.append(f"val_loss: the claim's eval event says {claims[-1].get('val_loss')}, result.json {result.get('val_loss')}")
     out += _log_findings(run_dir / "log.txt", result, end)
     out += event_findings(config, events)
@@ -117,8 +118,8 @@ def _log_findings(log: Path, result: dict, end: dict) -> list[str]:
     if not claim:
         return out + ["log.txt prints no evaluation line"]
     m = claim[-1]
-    if not _same(float(m.group(2)), result["val_loss"], 6e-5):
+    if not same(float(m.group(2)), result["val_loss"], 6e-5):
         out.append(f"val_loss: log.txt prints {m.group(2)}, result.json {result['val_loss']:.6f}")
-    if not _same(float(m.group(3)) * 1000, result.get("train_time_ms"), 60.0 + 0.001 * (result.get("train_time_ms") or 0)):
+    if not same(float(m.group(3)) * 1000, result.get("train_time_ms"), 60.0 + 0.001 * (result.get("train_time_ms") or 0)):
         out.append(f"train_time_ms: log.txt prints {m.group(3)} s, result.json {result.get('train_time_ms')} ms")
     return out

@@ -9,12 +9,12 @@ since is flagged). `nanopoor verify` and `nanopoor leaderboard --check` use this
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nanopoor import hardware
+from nanopoor.crosscheck import same
 from nanopoor.errors import UserError, did_you_mean
 from nanopoor.jsonio import is_finite
 from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
@@ -90,13 +90,6 @@ def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
     return out
 
 
-def _same(a, b) -> bool:
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    except (TypeError, ValueError):
-        return a == b
-
-
 def target_problems(result: Mapping, track) -> list[str]:
     """the stored target must be the one tracks.toml gives the run's track version (None is
     allowed: a run made while the version was calibrating is shown, never ranked)."""
@@ -105,7 +98,7 @@ def target_problems(result: Mapping, track) -> list[str]:
     if not known:
         return [f"track {track.name} has no version {version!r} (tracks.toml knows {track.version} and earlier)"]
     got = result.get("target_val_loss")
-    if got is not None and not _same(got, want):
+    if got is not None and not same(got, want, 1e-9):
         return [f"target_val_loss {got!r} but version {version} of track {track.name} has target {want!r}"]
     return []
 
