@@ -26,7 +26,8 @@ the time the gpu waited in it (for the host after a sync, or for a collective):
   adamw             the fused AdamW step (embedding, head, gains)
   muon              dense_muon_t4_ddp: momentum + newton-schulz on every matrix, applied
   muon_ns           v2: momentum + newton-schulz on this rank's share, gathers started
-  muon_gather       v2, v3: waiting for the gathers, every update added
+  adamw_beside_muon_ns  v3: AdamW on the training stream while muon's share runs on a second stream
+  muon_gather       v2, v3: waiting for the gathers (v3: and for the second stream), every update added
   embed_gather      v3: the trunk-input gradients and ids all-gathered, the embedding's gradient formed
   rest              scaler update, zero_grad, the train loss all-reduced and read back
 
@@ -129,7 +130,9 @@ class Trainer:
         self.adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [head.weight], "lr": 0.008},
                                         {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=self.cuda)
         self.optimizers = [self.adamw, self.muon]
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+        self.scaler = (optim_mod.LossScaler(device, enabled=self.cuda) if self.v3
+                       else torch.amp.GradScaler("cuda", enabled=self.cuda))
+        self.side = torch.cuda.Stream() if self.cuda else None
         ddp_kwargs = {"device_ids": [torch.device(device).index]} if self.cuda else {}
         if world == 1:
             self.net = model
@@ -189,33 +192,34 @@ class Trainer:
         weight = self.model.embed.weight
         weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
 
-    def step(self, readback: bool = True) -> Marks:
-        """one full training step; its marks (read them after a sync)."""
-        import torch.distributed as dist
+    def optimizer_step_v3(self, marks: Marks) -> None:
+        """one pass to unscale; newton-schulz on a second stream while AdamW steps; the scale updated."""
+        found_inf = self.scaler.unscale(self.model.parameters())
+        marks.mark("unscale_norm")
+        if self.cuda:
+            self.adamw.found_inf = self.muon.found_inf = found_inf
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                pending = self.muon.launch()
+        else:
+            pending = self.muon.launch()
+        self.adamw.step()
+        marks.mark("adamw_beside_muon_ns")
+        if self.cuda:
+            torch.cuda.current_stream().wait_stream(self.side)
+        self.muon.apply(pending)
+        marks.mark("muon_gather")
+        self.scaler.update(found_inf)
+        for opt in self.optimizers:
+            opt.__dict__.pop("found_inf", None)
 
-        marks = Marks(self.cuda)
-        marks.mark("start")
-        loss_sum = self.micro_steps_run(marks, comm=True)
-        if self.v3 and self.world > 1:
-            self.sync_embedding_grad()
-            marks.mark("embed_gather")
+    def optimizer_step_v1_v2(self, marks: Marks) -> None:
+        """GradScaler.unscale_ per optimizer and a norm for the flag, then v2's or v1's steps."""
         for opt in self.optimizers:
             self.scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
         marks.mark("unscale_norm")
-        if self.v3:  # the gather runs while AdamW steps
-            found_inf = (~torch.isfinite(grad_norm)).float()
-            if self.cuda:
-                self.adamw.found_inf = self.muon.found_inf = found_inf
-            pending = self.muon.launch()
-            marks.mark("muon_ns")
-            self.adamw.step()
-            marks.mark("adamw")
-            self.muon.apply(pending)
-            marks.mark("muon_gather")
-            for opt in self.optimizers:
-                opt.__dict__.pop("found_inf", None)
-        elif self.v2:
+        if self.v2:
             found_inf = (~torch.isfinite(grad_norm)).float()
             if self.cuda:
                 self.adamw.found_inf = self.muon.found_inf = found_inf
@@ -233,6 +237,21 @@ class Trainer:
             self.scaler.step(self.muon)
             marks.mark("muon")
         self.scaler.update()
+
+    def step(self, readback: bool = True) -> Marks:
+        """one full training step; its marks (read them after a sync)."""
+        import torch.distributed as dist
+
+        marks = Marks(self.cuda)
+        marks.mark("start")
+        loss_sum = self.micro_steps_run(marks, comm=True)
+        if self.v3 and self.world > 1:
+            self.sync_embedding_grad()
+            marks.mark("embed_gather")
+        if self.v3:
+            self.optimizer_step_v3(marks)
+        else:
+            self.optimizer_step_v1_v2(marks)
         self.model.zero_grad(set_to_none=True)
         train_loss = loss_sum / self.micro_steps
         if readback:
@@ -399,7 +418,7 @@ def summary(files: list[str], runs_dir: str | None) -> str:
         lines.append("")
     profs = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda p: p["ranks"])
     one = {name: r["step_ms"] for p in profs if p["ranks"] == 1 for name, r in p["records"].items()}
-    order = ["forward_backward", "embed_gather", "unscale_norm", "muon_ns", "adamw", "muon", "muon_gather", "rest"]
+    order = ["forward_backward", "embed_gather", "unscale_norm", "adamw", "muon", "muon_ns", "adamw_beside_muon_ns", "muon_gather", "rest"]
     seen = {k for p in profs for r in p["records"].values() for k in r["phases_ms"]}
     phase_names = [k for k in order if k in seen] + sorted(seen - set(order))
     lines += ["| record | ranks | micro-steps × rows | step ms | tokens/s | speed-up | efficiency | " + " | ".join(phase_names) + " | exposed comm |",

@@ -16,9 +16,12 @@ what changes from dense_muon_t4_ddp_v2, which cut each shape's 6 matrices into e
   (the largest load is 6% over an even split, against 33% in v2).
 - a rank packs its updates into one flat fp16 buffer and one all-gather hands every rank all of
   them (one collective a step instead of one per shape, no padding matrices).
-- the gather runs while AdamW steps: `launch()` (momentum, iteration, gather started) and
-  `apply()` (wait, add) are separate, and train.py steps AdamW between them.
-the gather copies fp16 values exactly, so every replica adds the same numbers."""
+- the iteration and the gather run while AdamW steps: `launch()` (momentum, iteration, gather
+  started) and `apply()` (wait, add) are separate, and train.py runs launch() on a second cuda
+  stream while AdamW steps on the first.
+the gather copies fp16 values exactly, so every replica adds the same numbers.
+
+`LossScaler` is torch's GradScaler schedule with one pass over the gradients where v2 took three."""
 from __future__ import annotations
 
 import math
@@ -145,3 +148,43 @@ class Muon(torch.optim.Optimizer):
         loss = closure() if closure is not None else None
         self.apply(self.launch())
         return loss
+
+
+class LossScaler:
+    """fp16 loss scaling with torch.amp.GradScaler's schedule and kernels (start at 2^16, halve
+    after an overflow, double after 2000 clean steps), for one device. where v2 called
+    GradScaler.unscale_ once per optimizer and then took a gradient norm to get one overflow
+    flag for both, unscale() checks and unscales every gradient in one pass and returns the flag
+    (shape (1,), on the device, never read on the host). disabled (the cpu): scale() and
+    unscale() leave the gradients as they are and the flag says whether any is not finite."""
+
+    def __init__(self, device, enabled: bool = True, init_scale: float = 2.0 ** 16, growth_interval: int = 2000):
+        self.enabled, self.growth_interval = enabled, growth_interval
+        self.scale_t = torch.full((1,), init_scale, dtype=torch.float32, device=device)
+        self.growth_tracker = torch.zeros((1,), dtype=torch.int32, device=device)
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss * self.scale_t if self.enabled else loss
+
+    def unscale(self, params) -> torch.Tensor:
+        """every gradient divided by the scale; the (1,) flag, 1.0 when any was inf or nan."""
+        grads = [p.grad for p in params if p.grad is not None]
+        found_inf = torch.zeros((1,), dtype=torch.float32, device=self.scale_t.device)
+        if self.enabled:
+            inv_scale = self.scale_t.double().reciprocal().float()  # as GradScaler rounds it
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
+        else:
+            for g in grads:
+                found_inf += (~torch.isfinite(g)).any()
+        return found_inf
+
+    def update(self, found_inf: torch.Tensor) -> None:
+        if self.enabled:
+            torch._amp_update_scale_(self.scale_t, self.growth_tracker, found_inf, 2.0, 0.5, self.growth_interval)
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale_t.clone(), "growth_tracker": self.growth_tracker.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale_t.copy_(state["scale"])
+        self.growth_tracker.copy_(state["growth_tracker"])

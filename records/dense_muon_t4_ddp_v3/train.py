@@ -18,8 +18,10 @@ is shared over the ranks. what is new (the profile of v2 on 4 gpus said where it
   comes last in the backward). instead each rank all-gathers the gradient arriving at the trunk's
   input (8 rows x 1024 x 768 on 4 gpus) and the token ids, and forms the embedding's gradient
   from everyone's with the same kernel the embedding's backward uses.
-- newton-schulz is dealt to the ranks by cost, with one all-gather that runs while AdamW steps
-  (optim.py).
+- newton-schulz is dealt to the ranks by cost, with one all-gather, and it runs on a second
+  cuda stream while AdamW steps (optim.py).
+- one pass over the gradients checks for overflow and unscales them (optim.LossScaler, with
+  GradScaler's schedule); v2 unscaled per optimizer and then took a gradient norm for the flag.
 - the host waits for the gpu only at evaluations: the train loss is logged every eval_every steps
   and at the last step (v2 read it back every step, and the gpu idled while the host, after each
   readback, launched the next step).
@@ -36,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import harness
 from model import GPT, GPTConfig
-from optim import Muon
+from optim import LossScaler, Muon
 
 h = harness.session()
 
@@ -97,7 +99,7 @@ def amp():
     return torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext()
 
 
-scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
+scaler = LossScaler(h.device, enabled=on_cuda)  # GradScaler's schedule, one pass to unscale (optim.py)
 
 # -- model: the vocabulary padded to a multiple of 64 -----------------------------------------
 padded_vocab = math.ceil(h.vocab_size / 64) * 64
@@ -125,6 +127,7 @@ adamw = torch.optim.AdamW(
      {"params": gains, "lr": args.gain_lr}],
     betas=(args.adam_beta1, args.adam_beta2), eps=1e-10, weight_decay=0.0, fused=on_cuda)
 optimizers = [adamw, muon]
+side = torch.cuda.Stream() if on_cuda else None  # muon's stream (optimizer_step)
 for opt in optimizers:
     for group in opt.param_groups:
         group["peak_lr"] = group["lr"]
@@ -220,24 +223,26 @@ def optimizer_step():
         sync_embedding_grad()
     # every rank holds the same averaged gradients here, so the inf/nan flag agrees everywhere:
     # all ranks step, or all skip. muon's update is scale-free: it must see the true gradients
-    for opt in optimizers:
-        scaler.unscale_(opt)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))  # measures, never clips
-    found_inf = (~torch.isfinite(grad_norm)).float()  # 0-d, stays on the device
+    found_inf = scaler.unscale(model.parameters())  # (1,), stays on the device
     if on_cuda:
         for opt in optimizers:  # fused AdamW and our muon both skip on this flag, no sync
             opt.found_inf = found_inf
-        pending = muon.launch()  # this rank's newton-schulz share, its all-gather started ...
-        adamw.step()  # ... and running while AdamW steps
+        # newton-schulz (matmuls) on a second stream while AdamW (memory-bound) runs on this one,
+        # then the gather: the two share the gpu instead of taking turns
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            pending = muon.launch()
+        adamw.step()
+        torch.cuda.current_stream().wait_stream(side)
         muon.apply(pending)
         for opt in optimizers:
             del opt.found_inf
     elif not found_inf:  # the cpu's AdamW is not fused and takes no flag; a sync costs nothing there
         for opt in optimizers:
             opt.step()
-    scaler.update()  # lowers the loss scale after an overflow
+    scaler.update(found_inf)  # lowers the loss scale after an overflow
     model.zero_grad(set_to_none=True)
-    return found_inf
+    return found_inf[0]
 
 
 if args.compile:
