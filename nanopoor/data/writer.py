@@ -114,6 +114,27 @@ def shard_sha256(tokens: np.ndarray, vocab_size: int) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class _Cursor:
+    """where a build is in the stream: the split being written and the shard being filled."""
+    split: str
+    limit: float                 # tokens the split takes in all (inf: until the source ends)
+    in_split: int                # tokens of the split already in finished shards
+    start: tuple[int, int]       # (document, offset) where the shard being filled starts
+    base: int                    # the document the current batch starts with
+    skip: int                    # tokens of the first batch already written (a resumed build)
+    n: int = 0                   # tokens in the shard being filled
+    docs: int = 0                # documents that begin in it
+
+
+def _position(base: int, starts: np.ndarray, size: int, q: int) -> tuple[int, int]:
+    """(document, offset within it) of token q of a batch of `size` tokens whose documents start at `starts`."""
+    if q >= size:
+        return base + len(starts), 0
+    j = int(np.searchsorted(starts, q, side="right")) - 1
+    return base + j, q - int(starts[j])
+
+
 class Build:
     """one dataset folder being built: its spec, its progress file and its shards."""
 
@@ -223,87 +244,105 @@ class Build:
         return self._finish()
 
     def _stream(self, batches: Batches, write: WriteShard, describe: str, total: int | None) -> None:
-        spec, st = self.spec, self.state
-        nxt = st["next"]
-        split, doc, skip = nxt["split"], int(nxt["doc"]), int(nxt["offset"])
-        inf = math.inf
-        limit = spec.val_tokens if split == "val" else (spec.train_tokens if spec.train_tokens is not None else inf)
-        in_split = sum(e["tokens"] for e in st["shards"] if e["split"] == split)
-        written = sum(e["tokens"] for e in st["shards"])
+        cur = self._cursor()
+        if cur is None:
+            return
+        spec = self.spec
         if total is None and spec.train_tokens is not None:
             total = spec.val_tokens + spec.train_tokens
-        if split == "train" and limit == 0:
-            st["next"] = {"split": "done", "doc": doc, "offset": 0}
-            self.save()
-            return
         self.report.start(describe, total)
-        self.report.advance(written)
+        self.report.advance(sum(e["tokens"] for e in self.state["shards"]))
         buf = np.empty(spec.shard_tokens, np.uint32)  # pages are touched only as they fill
-        n = docs = 0
-        start = (doc, skip)
-        base = doc
-        stream = iter(batches(doc))
+        stream = iter(batches(cur.base))
         try:
             for tokens, starts in stream:
-                L = len(tokens)
-                p = skip
-                skip = 0
-
-                def position(q: int) -> tuple[int, int]:
-                    if q >= L:
-                        return base + len(starts), 0
-                    j = int(np.searchsorted(starts, q, side="right")) - 1
-                    return base + j, q - int(starts[j])
-
-                while p < L:
-                    take = int(min(L - p, spec.shard_tokens - n, limit - in_split - n))
-                    piece = tokens[p:p + take]
-                    buf[n:n + take] = piece
-                    docs += int(np.count_nonzero(piece == EOT_ID))
-                    n += take
-                    p += take
-                    self.report.advance(take)
-                    if in_split + n == limit:
-                        if split == "val":
-                            last, _ = position(p - 1)
-                            first_train = last + 1
-                            train_limit = spec.train_tokens if spec.train_tokens is not None else inf
-                            after = {"split": "train" if train_limit else "done", "doc": first_train, "offset": 0}
-                            self._flush("val", buf[:n], docs, start, after, write)
-                            if not train_limit:
-                                return
-                            split, limit, in_split, n, docs = "train", train_limit, 0, 0, 0
-                            start = (first_train, 0)
-                            rel = first_train - base
-                            p = int(starts[rel]) if rel < len(starts) else L
-                        else:
-                            end = position(p)
-                            self._flush("train", buf[:n], docs, start, {"split": "done", "doc": end[0], "offset": end[1]}, write)
-                            return
-                    elif n == spec.shard_tokens:
-                        end = position(p)
-                        self._flush(split, buf[:n], docs, start, {"split": split, "doc": end[0], "offset": end[1]}, write)
-                        in_split += n
-                        n = docs = 0
-                        start = end
-                base += len(starts)
-            # the source ended
-            if split == "val":
-                raise UserError(
-                    f"the source ended after {in_split + n:,} tokens, fewer than the {spec.val_tokens:,} "
-                    "val tokens it needs: give more text or a smaller --val-tokens")
-            if n:
-                self._flush("train", buf[:n], docs, start, {"split": "done", "doc": base, "offset": 0}, write)
-            else:
-                st["next"] = {"split": "done", "doc": base, "offset": 0}
-                self.save()
-            if spec.train_tokens is not None and in_split + n < spec.train_tokens:
-                self.report.note(f"note: the source ended after {in_split + n:,} train tokens (asked for {spec.train_tokens:,})")
+                if self._write_batch(cur, buf, tokens, starts, write):
+                    return
+                cur.base += len(starts)
+            self._source_ended(cur, buf, write)
         finally:
             close = getattr(stream, "close", None)
             if close:
                 close()
             self.report.stop()
+
+    def _train_limit(self) -> float:
+        return self.spec.train_tokens if self.spec.train_tokens is not None else math.inf
+
+    def _cursor(self) -> _Cursor | None:
+        """the recorded position; None when the train split takes no tokens (the build is done)."""
+        st = self.state
+        nxt = st["next"]
+        split, doc, offset = nxt["split"], int(nxt["doc"]), int(nxt["offset"])
+        limit = self.spec.val_tokens if split == "val" else self._train_limit()
+        if split == "train" and limit == 0:
+            st["next"] = {"split": "done", "doc": doc, "offset": 0}
+            self.save()
+            return None
+        in_split = sum(e["tokens"] for e in st["shards"] if e["split"] == split)
+        return _Cursor(split, limit, in_split, (doc, offset), base=doc, skip=offset)
+
+    def _write_batch(self, cur: _Cursor, buf: np.ndarray, tokens: np.ndarray, starts: np.ndarray,
+                     write: WriteShard) -> bool:
+        """copy one batch into shards, flushing each one that fills; True once the build's last shard is written."""
+        size = len(tokens)
+        p, cur.skip = cur.skip, 0
+        while p < size:
+            take = int(min(size - p, self.spec.shard_tokens - cur.n, cur.limit - cur.in_split - cur.n))
+            piece = tokens[p:p + take]
+            buf[cur.n:cur.n + take] = piece
+            cur.docs += int(np.count_nonzero(piece == EOT_ID))
+            cur.n += take
+            p += take
+            self.report.advance(take)
+            if cur.in_split + cur.n == cur.limit:
+                if cur.split == "train":
+                    doc, offset = _position(cur.base, starts, size, p)
+                    self._flush_cursor(cur, buf, {"split": "done", "doc": doc, "offset": offset}, write)
+                    return True
+                p = self._end_val(cur, buf, starts, size, p, write)
+                if p is None:
+                    return True
+            elif cur.n == self.spec.shard_tokens:
+                end = _position(cur.base, starts, size, p)
+                self._flush_cursor(cur, buf, {"split": cur.split, "doc": end[0], "offset": end[1]}, write)
+                cur.in_split += cur.n
+                cur.n = cur.docs = 0
+                cur.start = end
+        return False
+
+    def _end_val(self, cur: _Cursor, buf: np.ndarray, starts: np.ndarray, size: int, p: int,
+                 write: WriteShard) -> int | None:
+        """close the val split after the batch's token p-1; train starts at the next document.
+        returns where in the batch train starts, or None when the build takes no train tokens."""
+        last, _ = _position(cur.base, starts, size, p - 1)
+        first_train = last + 1
+        train_limit = self._train_limit()
+        self._flush_cursor(cur, buf, {"split": "train" if train_limit else "done", "doc": first_train, "offset": 0}, write)
+        if not train_limit:
+            return None
+        cur.split, cur.limit, cur.in_split, cur.n, cur.docs = "train", train_limit, 0, 0, 0
+        cur.start = (first_train, 0)
+        rel = first_train - cur.base
+        return int(starts[rel]) if rel < len(starts) else size
+
+    def _source_ended(self, cur: _Cursor, buf: np.ndarray, write: WriteShard) -> None:
+        """the source has no more documents: the last train shard, or a one-line error if val is short."""
+        spec = self.spec
+        if cur.split == "val":
+            raise UserError(
+                f"the source ended after {cur.in_split + cur.n:,} tokens, fewer than the {spec.val_tokens:,} "
+                "val tokens it needs: give more text or a smaller --val-tokens")
+        if cur.n:
+            self._flush_cursor(cur, buf, {"split": "done", "doc": cur.base, "offset": 0}, write)
+        else:
+            self.state["next"] = {"split": "done", "doc": cur.base, "offset": 0}
+            self.save()
+        if spec.train_tokens is not None and cur.in_split + cur.n < spec.train_tokens:
+            self.report.note(f"note: the source ended after {cur.in_split + cur.n:,} train tokens (asked for {spec.train_tokens:,})")
+
+    def _flush_cursor(self, cur: _Cursor, buf: np.ndarray, nxt: dict, write: WriteShard) -> None:
+        self._flush(cur.split, buf[:cur.n], cur.docs, cur.start, nxt, write)
 
     def _finish(self) -> dict:
         spec, st = self.spec, self.state
