@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.shards import ShardError, pack_header, read_header, write_shard
+from harness.shards import DTYPES, ShardError, bytes_per_token_for, pack_header, read_header, write_shard
 from nanopoor.data.manifest import (
     MANIFEST, PROGRESS, SCHEMA_VERSION, fingerprint, write_error, write_json_atomic,
 )
@@ -44,10 +44,14 @@ class BuildSpec:
     train_tokens: int | None          # None: until the source ends
     shard_tokens: int
     command: str                      # how to run (and resume) this build, for messages
+    # the token ids' meaning: cl100k_base for every real dataset; the tests' synthetic datasets name their own
+    tokenizer: str = TOKENIZER_NAME
+    vocab_size: int = VOCAB_SIZE
+    eot_id: int = EOT_ID              # the tokenizer's end of text: each document starts with it
 
     def params(self) -> dict:
         return {
-            "dataset": self.dataset, "tokenizer": TOKENIZER_NAME, "vocab_size": VOCAB_SIZE,
+            "dataset": self.dataset, "tokenizer": self.tokenizer, "vocab_size": self.vocab_size,
             "source": self.source, "val_tokens": self.val_tokens, "train_tokens": self.train_tokens,
             "shard_tokens": self.shard_tokens,
         }
@@ -108,9 +112,9 @@ class Reporter:
 
 
 def shard_sha256(tokens: np.ndarray, vocab_size: int) -> str:
-    """the sha256 of the shard file write_shard makes from these tokens."""
+    """the sha256 of the shard file write_shard makes from these tokens (as wide as the vocabulary needs)."""
     h = hashlib.sha256(pack_header(tokens.size, vocab_size))
-    h.update(memoryview(np.ascontiguousarray(tokens)))
+    h.update(memoryview(np.ascontiguousarray(tokens, dtype=DTYPES[bytes_per_token_for(vocab_size)])))
     return h.hexdigest()
 
 
@@ -222,12 +226,12 @@ class Build:
         name = f"{split}_{index:06d}.bin"
         path = self.out / name
         try:
-            write(path, tokens, VOCAB_SIZE)
+            write(path, tokens, self.spec.vocab_size)
         except OSError as e:
             raise write_error(path, e) from None
         self.state["shards"].append({
             "split": split, "file": name, "tokens": int(tokens.size),
-            "sha256": shard_sha256(tokens, VOCAB_SIZE),
+            "sha256": shard_sha256(tokens, self.spec.vocab_size),
             "documents": int(documents),  # documents that begin in this shard
             "start": [int(start[0]), int(start[1])],
         })
@@ -291,7 +295,7 @@ class Build:
             take = int(min(size - p, self.spec.shard_tokens - cur.n, cur.limit - cur.in_split - cur.n))
             piece = tokens[p:p + take]
             buf[cur.n:cur.n + take] = piece
-            cur.docs += int(np.count_nonzero(piece == EOT_ID))
+            cur.docs += int(np.count_nonzero(piece == self.spec.eot_id))
             cur.n += take
             p += take
             self.report.advance(take)
@@ -354,16 +358,16 @@ class Build:
         m = {
             "schema_version": SCHEMA_VERSION,
             "dataset": spec.dataset,
-            "tokenizer": TOKENIZER_NAME,
-            "vocab_size": VOCAB_SIZE,
-            "eot_id": EOT_ID,
-            "bytes_per_token": 4,
+            "tokenizer": spec.tokenizer,
+            "vocab_size": spec.vocab_size,
+            "eot_id": spec.eot_id,
+            "bytes_per_token": bytes_per_token_for(spec.vocab_size),
             "source": spec.source,
             "val": entries["val"],
             "train": entries["train"],
             "val_tokens": sum(e["tokens"] for e in entries["val"]),
             "train_tokens": sum(e["tokens"] for e in entries["train"]),
-            "fingerprint": fingerprint(TOKENIZER_NAME, VOCAB_SIZE, entries["val"], entries["train"]),
+            "fingerprint": fingerprint(spec.tokenizer, spec.vocab_size, entries["val"], entries["train"]),
             "build": spec.params(),
             "complete": True,
         }
@@ -375,3 +379,28 @@ class Build:
         self.manifest = m
         return m
 
+
+
+def token_batches(document: Callable[[int], np.ndarray], eot_id: int, docs_per_batch: int = 256) -> Batches:
+    """the writer's batches from `document(i)`, the token ids of document i (a function of i alone,
+    so a resumed build reads the same stream), each non-empty document preceded by eot_id, as the
+    tokenizer's encoder does. the stream has no end: give the build a train_tokens."""
+    def batches(start: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        first = start
+        while True:
+            docs = [np.asarray(document(i), np.uint32) for i in range(first, first + docs_per_batch)]
+            sizes = np.array([d.size + 1 if d.size else 0 for d in docs])  # an empty document adds nothing
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            parts = [np.concatenate([[eot_id], d]) for d in docs if d.size] or [np.zeros(0)]
+            yield np.concatenate(parts).astype(np.uint32), starts
+            first += docs_per_batch
+    return batches
+
+
+def build_token_documents(out_dir: Path, spec: BuildSpec, document: Callable[[int], np.ndarray]) -> dict:
+    """a dataset from documents already given as token ids (the tests' synthetic datasets): the same
+    Build as `nanopoor data`, so the shards, manifest and fingerprint are the ones it would write."""
+    if spec.train_tokens is None:
+        raise UserError("a build from generated documents needs train_tokens: the stream has no end")
+    build = Build(out_dir, spec)
+    return build.manifest if build.done else build.run(token_batches(document, spec.eot_id), describe=spec.dataset)
