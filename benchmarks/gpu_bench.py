@@ -228,15 +228,27 @@ def load_record_model(record: Path):
 
 
 def make_session(data: Path, track: str, seq_len: int, batch_size: int, steps: int, run_dir: Path, args: dict):
-    """a harness session outside a run (no launcher): the same stream, clock and evaluation."""
+    """a harness session outside a run (no launcher): the same stream, clock and evaluation. unlike
+    a record's, its eval plan can be set between measurements (`h.eval_plan = (seq_len, batch)`)."""
     from harness.session import Session
     from harness.tracks import get_track
+
+    class BenchSession(Session):
+        eval_plan: tuple[int, int] | None = None   # when set, in place of the config's
+
+        @property
+        def eval_seq_len(self) -> int:
+            return self.eval_plan[0] if self.eval_plan else super().eval_seq_len
+
+        @property
+        def eval_batch_size(self) -> int:
+            return self.eval_plan[1] if self.eval_plan else super().eval_batch_size
 
     config = {"run_id": "gpu-bench", "record": "gpu-bench", "record_sha256": "", "scale": "bench", "seed": 1234,
               "track": get_track(track).to_dict(), "data_dir": str(data.resolve()), "seq_len": seq_len,
               "batch_size": batch_size, "grad_accum": 1, "steps": steps, "budget_tokens": seq_len * batch_size * steps,
               "args": args, "warmup_cap_s": 900, "run_dir": str(run_dir), "contract_version": 1}
-    return Session(config)
+    return BenchSession(config)
 
 
 def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: float, *, seq_len: int, batch_size: int,
@@ -333,10 +345,10 @@ def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: floa
         prefix_tokens = (eval_tokens or h.track.val_tokens) - seq_len
 
         def eval_parts(fwd_fn, eval_batch: int) -> dict:
-            # a benchmark, not a record: it sets the session's eval plan directly (h.args is read-only).
-            # since harness 0.3 a progress eval reads the progress slice (capped at a tenth of the
-            # budget) and carries no causality probe: only h.finish's claim does
-            h._eval_plan = (seq_len, eval_batch)
+            # a benchmark, not a record: its session's eval plan can be set (make_session; h.args is
+            # read-only). since harness 0.3 a progress eval reads the progress slice (capped at a tenth
+            # of the budget) and carries no causality probe: only h.finish's claim does
+            h.eval_plan = (seq_len, eval_batch)
             timed_eval(fwd_fn, seq_len * eval_batch * 2 + 1)  # warm the eval path (and compile the loss)
             timed_eval(fwd_fn, eval_tokens)                   # and the full one (the probe's shapes)
             eval_ms = timed_eval(fwd_fn, eval_tokens)
@@ -365,8 +377,9 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
     """what one evaluation pays besides the forward passes, each piece timed alone (ms, median of 3)."""
     import torch
 
+    import harness
     from harness import integrity
-    from harness.evaluate import _ce_sum, cross_entropy_sum
+    from harness.evaluate import ce_sum, cross_entropy_sum
     from harness.watch import all_parameter_sums, live_parameters
 
     with torch.no_grad():
@@ -374,13 +387,13 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
     y = x.roll(-1, dims=1)
     live = live_parameters()
     flat, targets = logits.flatten(0, 1), y.flatten()
-    unsplit = torch.compile(_ce_sum, dynamic=True, options={"split_reductions": False})
+    unsplit = torch.compile(ce_sum, dynamic=True, options={"split_reductions": False})
     unsplit(flat, targets, h.vocab_size)  # compile outside the timing
     pieces = {
         "heap scan (live_parameters)": live_parameters,
         "live parameter sums": lambda: all_parameter_sums(with_grads=True, params=live),
         "watched digest": lambda: integrity.param_digest([model], with_grads=True),
-        "integrity checks": h._integrity_checks,
+        "integrity checks": lambda: integrity.run_checks(harness),
         "eval event (fsynced)": lambda: h.events.emit("bench_probe", note="timing an fsynced event"),
         "step event ×100": lambda: [h.events.emit("step", step=i, tokens=0, train_loss=1.0, train_time_ms=0.0) for i in range(100)],
         "h.log_step ×100": lambda: [h.log_step(i, 1.0) for i in range(100)],

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+import harness
 from harness import CONTRACT_VERSION, __version__, integrity
 from harness.causality import Probe
 from harness.clock import Clock, check_ns, device_sync, now_ns
@@ -318,7 +319,7 @@ class Session:
             tokens = tokens[: int(val_tokens)]
         source = TensorWindows(tokens, self.eval_seq_len, self.eval_batch_size, self.rank, self.world_size)
         loss, n, forward_ms, nodes = self._run_eval(forward, source, None)
-        self._integrity_checks()
+        integrity.run_checks(harness)
         compiled = compile_count() - compiles_t0
         step = self._last_step if step is None else int(step)
         if untimed:
@@ -382,16 +383,6 @@ class Session:
                                                      "training work inside the eval pause)")
         return loss, n, forward_ms, nodes
 
-    def _integrity_checks(self) -> None:
-        """harness code unchanged, data guard still armed, no dataset file mapped behind its back."""
-        import harness
-
-        integrity.check_code(harness)
-        if not integrity.guard_intact():
-            integrity.add_violation("data_access", "the record switched off the harness's data guard")
-        for path in integrity.mapped_data_files(set()):  # this process maps no dataset file at all
-            integrity.add_violation("data_access", f"record memory-mapped dataset file {path} itself (not through the harness stream)")
-
     def finish(self, forward) -> dict:
         """stop the clock for good, charge unexplained pause time, then the claim's evaluation (the
         val set, served now for the first time, with the causality probe), the held-out check and
@@ -437,7 +428,7 @@ class Session:
         watch = served.get("watch") or {}
         for detail in watch.get("violations", [])[:5]:
             integrity.add_violation("data_access", f"dataset file opened around the harness stream: {detail}")
-        self._integrity_checks()
+        integrity.run_checks(harness)
         self.events.emit("causality", **causal)
         self.events.emit("heldout", **heldout)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.startswith("cuda") else None
