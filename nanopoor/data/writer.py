@@ -27,7 +27,7 @@ from harness.shards import DTYPES, ShardError, bytes_per_token_for, pack_header,
 from nanopoor.data.manifest import (
     MANIFEST, PROGRESS, SCHEMA_VERSION, fingerprint, write_error, write_json_atomic,
 )
-from nanopoor.data.tokenizer import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
+from nanopoor.data.defaults import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
 from nanopoor.errors import UserError
 
 PROGRESS_VERSION = 1
