@@ -228,145 +228,181 @@ def load_record_model(record: Path):
 
 
 def make_session(data: Path, track: str, seq_len: int, batch_size: int, steps: int, run_dir: Path, args: dict):
-    """a harness session outside a run (no launcher): the same stream, clock and evaluation."""
+    """a harness session outside a run (no launcher): the same stream, clock and evaluation. unlike
+    a record's, its eval plan can be set between measurements (`h.eval_plan = (seq_len, batch)`)."""
     from harness.session import Session
     from harness.tracks import get_track
+
+    class BenchSession(Session):
+        eval_plan: tuple[int, int] | None = None   # when set, in place of the config's
+
+        @property
+        def eval_seq_len(self) -> int:
+            return self.eval_plan[0] if self.eval_plan else super().eval_seq_len
+
+        @property
+        def eval_batch_size(self) -> int:
+            return self.eval_plan[1] if self.eval_plan else super().eval_batch_size
 
     config = {"run_id": "gpu-bench", "record": "gpu-bench", "record_sha256": "", "scale": "bench", "seed": 1234,
               "track": get_track(track).to_dict(), "data_dir": str(data.resolve()), "seq_len": seq_len,
               "batch_size": batch_size, "grad_accum": 1, "steps": steps, "budget_tokens": seq_len * batch_size * steps,
               "args": args, "warmup_cap_s": 900, "run_dir": str(run_dir), "contract_version": 1}
-    return Session(config)
+    return BenchSession(config)
 
 
 def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: float, *, seq_len: int, batch_size: int,
                      grad_accum: int, steps_per_block: int, blocks: int, model_overrides: dict,
                      eval_tokens: int | None, compile_model: bool) -> dict:
-    import torch
-
     GPT, GPTConfig = load_record_model(step_record)
     with tempfile.TemporaryDirectory() as tmp:
         total_micro = (2 * blocks + 1) * steps_per_block * grad_accum + 4
         h = make_session(data, track, seq_len, batch_size, total_micro, Path(tmp), {})
-        dev = h.device
-        on_cuda = dev.startswith("cuda")
         names = {f.name for f in fields(GPTConfig)}
         cfg_kw = {"vocab_size": math.ceil(h.vocab_size / 64) * 64, "real_vocab_size": h.vocab_size, **model_overrides}
         for key in ("block_size", "max_seq_len"):
             if key in names:
                 cfg_kw[key] = seq_len
-        model = GPT(GPTConfig(**{k: v for k, v in cfg_kw.items() if k in names})).to(dev)
+        model = GPT(GPTConfig(**{k: v for k, v in cfg_kw.items() if k in names})).to(h.device)
         n = model.param_counts()["matmul"]
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=on_cuda)
-        scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
-        fwd = torch.compile(model) if compile_model else model
-
-        def amp():
-            return torch.autocast("cuda", dtype=torch.float16) if on_cuda else torch.autocast("cpu", enabled=False)
-
-        def train_step(batches, log_step=None, step=0):
-            """batches: a list of (x, y), or a callable fetching the next one (as a record's loop does)."""
-            total = torch.zeros((), device=dev)
-            for i in range(grad_accum):
-                x, y = batches() if callable(batches) else batches[i]
-                with amp():
-                    loss = fwd(x, y)
-                scaler.scale(loss / grad_accum).backward()
-                total += loss.detach()
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            value = total.item() / grad_accum  # the per-step sync every record makes
-            if log_step is not None:
-                log_step(step, value)
-
-        # warm-up (compile) on staged batches taken from the stream itself
-        staged = [h.next_batch() for _ in range(steps_per_block * grad_accum)]
-        for _ in range(2):
-            train_step(staged[:grad_accum])
-        sync = torch.cuda.synchronize if on_cuda else (lambda: None)
-
-        def timed_step(streamed: bool, logged: bool, s: int) -> float:
-            """one optimizer step, ms: from an idle device (the previous step's .item() synced) to this one's."""
-            k = s % steps_per_block  # which of the staged steps
-            batches = h.next_batch if streamed else staged[k * grad_accum:(k + 1) * grad_accum]
-            t0 = time.perf_counter()
-            train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
-            sync()
-            return (time.perf_counter() - t0) * 1000
-
-        # the stream's cost: streamed vs staged steps, both logging through h.log_step as every record
-        # does; the event log's own cost: staged with vs without h.log_step. the variants alternate
-        # step by step (the gpu's clocks drift by a few % over a minute, more than the effects here),
-        # and each step is timed alone; medians of blocks × steps_per_block steps per variant.
-        variants = {"staged_unlogged": (False, False), "staged": (False, True), "stream": (True, True)}
-        samples = {k: [] for k in variants}
-        sync()
-        for s in range(blocks * steps_per_block):
-            for k, (streamed, logged) in variants.items():
-                samples[k].append(timed_step(streamed, logged, s))
-        med = {k: statistics.median(v) for k, v in samples.items()}
-        a, b = med["staged"], med["stream"]
+        rig = TrainRig(h, model, grad_accum, compile_model)
         stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len, "batch_size": batch_size,
                   "grad_accum": grad_accum, "steps_per_block": steps_per_block, "blocks": blocks,
-                  "staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_unlogged_step_ms": med["staged_unlogged"],
-                  "log_step_overhead": a / med["staged_unlogged"] - 1,
-                  "paired_overhead_median": statistics.median(y / x - 1 for x, y in zip(samples["staged"], samples["stream"])),
-                  **{f"{k}_samples_ms": v for k, v in samples.items()}}
-
-        # (b) a full eval by the harness against the forward-pass floor at the measured peak
-        model.eval()
-
-        def forward(x):
-            with amp():
-                return model(x)
-
-        def timed_eval(fwd_fn, tokens) -> float:
-            before = h.eval_time_ms
-            h.evaluate(fwd_fn, 0, val_tokens=tokens)
-            return h.eval_time_ms - before
-
-        windows = _val_windows(h, eval_tokens, seq_len)
-        val_tokens = windows.numel()
-        floor_ms = 2 * n * val_tokens / peak_flops * 1000
-        # the same eval without the causality probe: a prefix one window short of the full set
-        prefix_tokens = (eval_tokens or h.track.val_tokens) - seq_len
-
-        def eval_parts(fwd_fn, eval_batch: int) -> dict:
-            # a benchmark, not a record: it sets the session's eval plan directly (h.args is read-only).
-            # since harness 0.3 a progress eval reads the progress slice (capped at a tenth of the
-            # budget) and carries no causality probe: only h.finish's claim does
-            h._eval_plan = (seq_len, eval_batch)
-            timed_eval(fwd_fn, seq_len * eval_batch * 2 + 1)  # warm the eval path (and compile the loss)
-            timed_eval(fwd_fn, eval_tokens)                   # and the full one (the probe's shapes)
-            eval_ms = timed_eval(fwd_fn, eval_tokens)
-            no_probe_ms = timed_eval(fwd_fn, prefix_tokens)
-            fwd_ms = _forward_only_ms(fwd_fn, windows, eval_batch, sync)
-            return {"eval_batch_size": eval_batch, "eval_ms": eval_ms, "eval_without_probe_ms": no_probe_ms,
-                    "forward_only_ms": fwd_ms, "eval_vs_floor": eval_ms / floor_ms, "forward_vs_floor": fwd_ms / floor_ms,
-                    "harness_ms": eval_ms - fwd_ms}
-
-        # as the record evaluates (eager forward, its train batch), then a compiled forward on bigger batches
-        evaluation = {"val_tokens": val_tokens, "floor_ms": floor_ms, **eval_parts(forward, batch_size),
-                      "fixed_costs_ms": _eval_fixed_costs(h, model, windows[:batch_size], forward, sync)}
-        if compile_model:
-            compiled = torch.compile(model)
-
-            def forward_compiled(x):
-                with amp():
-                    return compiled(x)
-
-            evaluation["compiled"] = eval_parts(forward_compiled, 4 * batch_size)
+                  **stream_costs(rig, steps_per_block, blocks)}
+        evaluation = eval_costs(rig, n, peak_flops, seq_len, batch_size, eval_tokens, compile_model)
         h.events.close()
     return {"matmul_params": n, "stream": stream, "eval": evaluation}
+
+
+class TrainRig:
+    """a record-like train step on the bench session: amp, grad scaling, grad accumulation, one sync a step."""
+
+    def __init__(self, h, model, grad_accum: int, compile_model: bool):
+        import torch
+
+        self.h, self.model, self.grad_accum = h, model, grad_accum
+        self.on_cuda = h.device.startswith("cuda")
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=self.on_cuda)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_cuda)
+        self.fwd = torch.compile(model) if compile_model else model
+        self.sync = torch.cuda.synchronize if self.on_cuda else (lambda: None)
+
+    def amp(self):
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.float16) if self.on_cuda else torch.autocast("cpu", enabled=False)
+
+    def train_step(self, batches, log_step=None, step=0) -> None:
+        """batches: a list of (x, y), or a callable fetching the next one (as a record's loop does)."""
+        import torch
+
+        total = torch.zeros((), device=self.h.device)
+        for i in range(self.grad_accum):
+            x, y = batches() if callable(batches) else batches[i]
+            with self.amp():
+                loss = self.fwd(x, y)
+            self.scaler.scale(loss / self.grad_accum).backward()
+            total += loss.detach()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        value = total.item() / self.grad_accum  # the per-step sync every record makes
+        if log_step is not None:
+            log_step(step, value)
+
+
+def stream_costs(rig: TrainRig, steps_per_block: int, blocks: int) -> dict:
+    """(a) the stream's cost: streamed vs staged steps, both logging through h.log_step as every record
+    does; the event log's own cost: staged with vs without h.log_step. the variants alternate step by
+    step (the gpu's clocks drift by a few % over a minute, more than the effects here), and each step
+    is timed alone; medians of blocks × steps_per_block steps per variant."""
+    h, accum = rig.h, rig.grad_accum
+    # warm-up (compile) on staged batches taken from the stream itself
+    staged = [h.next_batch() for _ in range(steps_per_block * accum)]
+    for _ in range(2):
+        rig.train_step(staged[:accum])
+
+    def timed_step(streamed: bool, logged: bool, s: int) -> float:
+        """one optimizer step, ms: from an idle device (the previous step's .item() synced) to this one's."""
+        k = s % steps_per_block  # which of the staged steps
+        batches = h.next_batch if streamed else staged[k * accum:(k + 1) * accum]
+        t0 = time.perf_counter()
+        rig.train_step(batches, h.log_step if logged else None, s)  # streamed: fetched per micro-step, as records do
+        rig.sync()
+        return (time.perf_counter() - t0) * 1000
+
+    variants = {"staged_unlogged": (False, False), "staged": (False, True), "stream": (True, True)}
+    samples = {k: [] for k in variants}
+    rig.sync()
+    for s in range(blocks * steps_per_block):
+        for k, (streamed, logged) in variants.items():
+            samples[k].append(timed_step(streamed, logged, s))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    a, b = med["staged"], med["stream"]
+    return {"staged_step_ms": a, "stream_step_ms": b, "overhead": b / a - 1, "staged_unlogged_step_ms": med["staged_unlogged"],
+            "log_step_overhead": a / med["staged_unlogged"] - 1,
+            "paired_overhead_median": statistics.median(y / x - 1 for x, y in zip(samples["staged"], samples["stream"])),
+            **{f"{k}_samples_ms": v for k, v in samples.items()}}
+
+
+def eval_costs(rig: TrainRig, n: int, peak_flops: float, seq_len: int, batch_size: int, eval_tokens: int | None,
+               compile_model: bool) -> dict:
+    """(b) a full eval by the harness against the forward-pass floor at the measured peak: as the record
+    evaluates (eager forward, its train batch), then a compiled forward on bigger batches."""
+    import torch
+
+    h, model = rig.h, rig.model
+    model.eval()
+
+    def forward(x):
+        with rig.amp():
+            return model(x)
+
+    def timed_eval(fwd_fn, tokens) -> float:
+        before = h.eval_time_ms
+        h.evaluate(fwd_fn, 0, val_tokens=tokens)
+        return h.eval_time_ms - before
+
+    windows = _val_windows(h, eval_tokens, seq_len)
+    val_tokens = windows.numel()
+    floor_ms = 2 * n * val_tokens / peak_flops * 1000
+    # the same eval without the causality probe: a prefix one window short of the full set
+    prefix_tokens = (eval_tokens or h.track.val_tokens) - seq_len
+
+    def eval_parts(fwd_fn, eval_batch: int) -> dict:
+        # a benchmark, not a record: its session's eval plan can be set (make_session; h.args is
+        # read-only). since harness 0.3 a progress eval reads the progress slice (capped at a tenth
+        # of the budget) and carries no causality probe: only h.finish's claim does
+        h.eval_plan = (seq_len, eval_batch)
+        timed_eval(fwd_fn, seq_len * eval_batch * 2 + 1)  # warm the eval path (and compile the loss)
+        timed_eval(fwd_fn, eval_tokens)                   # and the full one (the probe's shapes)
+        eval_ms = timed_eval(fwd_fn, eval_tokens)
+        no_probe_ms = timed_eval(fwd_fn, prefix_tokens)
+        fwd_ms = _forward_only_ms(fwd_fn, windows, eval_batch, rig.sync)
+        return {"eval_batch_size": eval_batch, "eval_ms": eval_ms, "eval_without_probe_ms": no_probe_ms,
+                "forward_only_ms": fwd_ms, "eval_vs_floor": eval_ms / floor_ms, "forward_vs_floor": fwd_ms / floor_ms,
+                "harness_ms": eval_ms - fwd_ms}
+
+    evaluation = {"val_tokens": val_tokens, "floor_ms": floor_ms, **eval_parts(forward, batch_size),
+                  "fixed_costs_ms": _eval_fixed_costs(h, model, windows[:batch_size], forward, rig.sync)}
+    if compile_model:
+        compiled = torch.compile(model)
+
+        def forward_compiled(x):
+            with rig.amp():
+                return compiled(x)
+
+        evaluation["compiled"] = eval_parts(forward_compiled, 4 * batch_size)
+    return evaluation
 
 
 def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
     """what one evaluation pays besides the forward passes, each piece timed alone (ms, median of 3)."""
     import torch
 
+    import harness
     from harness import integrity
-    from harness.evaluate import _ce_sum, cross_entropy_sum
+    from harness.evaluate import ce_sum, cross_entropy_sum
     from harness.watch import all_parameter_sums, live_parameters
 
     with torch.no_grad():
@@ -374,13 +410,13 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
     y = x.roll(-1, dims=1)
     live = live_parameters()
     flat, targets = logits.flatten(0, 1), y.flatten()
-    unsplit = torch.compile(_ce_sum, dynamic=True, options={"split_reductions": False})
+    unsplit = torch.compile(ce_sum, dynamic=True, options={"split_reductions": False})
     unsplit(flat, targets, h.vocab_size)  # compile outside the timing
     pieces = {
         "heap scan (live_parameters)": live_parameters,
         "live parameter sums": lambda: all_parameter_sums(with_grads=True, params=live),
         "watched digest": lambda: integrity.param_digest([model], with_grads=True),
-        "integrity checks": h._integrity_checks,
+        "integrity checks": lambda: integrity.run_checks(harness),
         "eval event (fsynced)": lambda: h.events.emit("bench_probe", note="timing an fsynced event"),
         "step event ×100": lambda: [h.events.emit("step", step=i, tokens=0, train_loss=1.0, train_time_ms=0.0) for i in range(100)],
         "h.log_step ×100": lambda: [h.log_step(i, 1.0) for i in range(100)],

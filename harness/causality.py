@@ -94,16 +94,16 @@ class Probe:
         """compare the probe call's logits with the evaluation's (both (B, T, >= vocab))."""
         V = self.vocab_size
         if kind == "noise":
-            self.noise = max(self.noise, _max_diff([(logits[..., :V], base[..., :V])])[0])
+            self.noise = max(self.noise, max_diff([(logits[..., :V], base[..., :V])])[0])
             self.batches += 1
         elif kind == "suffix":
-            leaks = _max_diff([(logits[r, : t + 1, :V], base[r, : t + 1, :V]) for r, t in enumerate(arg)])
+            leaks = max_diff([(logits[r, : t + 1, :V], base[r, : t + 1, :V]) for r, t in enumerate(arg)])
             for t, leak in zip(arg, leaks):
                 self.positions.append(t)
                 if leak > self.max_leak:
                     self.max_leak, self.worst = leak, t
         elif kind == "cross":
-            self.cross = max([self.cross, *_max_diff([(logits[r, :, :V], base[r, :, :V]) for r in arg])])
+            self.cross = max([self.cross, *max_diff([(logits[r, :, :V], base[r, :, :V]) for r in arg])])
 
     def reduce(self, world_size: int, device) -> None:
         """under torchrun every rank probed its own batches: take the worst over ranks."""
@@ -134,7 +134,7 @@ class Probe:
         }
 
 
-def _max_diff(pairs) -> list[float]:
+def max_diff(pairs) -> list[float]:
     """max |a - b| of each (a, b) pair of logit tensors, read back in one copy. the difference is
     taken in the logits' own dtype a row at a time, so no float32 copy of the logits is made (two
     fp16 values of like size subtract exactly; otherwise the error is under 2**-11 of the difference).

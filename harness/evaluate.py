@@ -132,7 +132,7 @@ def val_loss(forward, source, vocab_size: int, world_size: int = 1, probe=None, 
     return (mean if math.isfinite(mean) else float("nan")), int(count.item())
 
 
-def _ce_sum(logits, y, vocab_size: int):
+def ce_sum(logits, y, vocab_size: int):
     """float32 cross-entropy summed over rows: logits (N, V_padded) in the model's dtype, y (N,)."""
     import torch.nn.functional as F
 
@@ -153,7 +153,7 @@ def cross_entropy_sum(logits, y, vocab_size: int):
     if flat.is_cuda:
         fn = _COMPILED.get("ce", ...)
         if fn is ...:
-            fn = _COMPILED["ce"] = torch.compile(_ce_sum, dynamic=True)
+            fn = _COMPILED["ce"] = torch.compile(ce_sum, dynamic=True)
         if fn is not None:
             try:
                 return fn(flat, targets, vocab_size).double()
@@ -163,5 +163,5 @@ def cross_entropy_sum(logits, y, vocab_size: int):
     total = torch.zeros((), dtype=torch.float64, device=flat.device)
     rows = max(1, (1 << 26) // flat.shape[-1])
     for r in range(0, flat.shape[0], rows):
-        total += _ce_sum(flat[r:r + rows], targets[r:r + rows], vocab_size).double()
+        total += ce_sum(flat[r:r + rows], targets[r:r + rows], vocab_size).double()
     return total

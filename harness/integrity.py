@@ -334,6 +334,16 @@ def check_code(package: types.ModuleType) -> list[str]:
     return changed
 
 
+def run_checks(package: types.ModuleType) -> None:
+    """the checks at every evaluation: harness code unchanged, data guard still armed, no dataset
+    file mapped behind its back (this process maps none at all). each finding is a violation."""
+    check_code(package)
+    if not guard_intact():
+        add_violation("data_access", "the record switched off the harness's data guard")
+    for path in mapped_data_files(set()):
+        add_violation("data_access", f"record memory-mapped dataset file {path} itself (not through the harness stream)")
+
+
 def guard_torch_files() -> None:
     """torch.from_file maps a file in c++ without python's open(): route it through the guard."""
     torch = sys.modules.get("torch")

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+import harness
 from harness import CONTRACT_VERSION, __version__, integrity
 from harness.causality import Probe
 from harness.clock import Clock, check_ns, device_sync, now_ns
@@ -72,20 +73,7 @@ class Session:
         self.budget_tokens = int(config["budget_tokens"])
         # read-only: the evaluation's settings come from the frozen config, never from a dict the record holds
         self.args = MappingProxyType(dict(config.get("args", {})))
-        self.rank = int(os.environ.get("RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.is_main = self.rank == 0
-        if torch.cuda.is_available():
-            self.device = f"cuda:{self.local_rank}" if self.world_size > 1 else "cuda"
-            torch.cuda.set_device(torch.device(self.device).index or 0)
-        else:
-            self.device = "cpu"
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group(backend="nccl" if self.device.startswith("cuda") else "gloo")
+        self._join_ranks()
         # the same seed on every rank: models start identical; data differs by rank slice
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
@@ -131,6 +119,25 @@ class Session:
                          eval_seq_len=self.eval_seq_len, eval_batch_size=self.eval_batch_size,
                          progress_tokens=self.stream.progress_tokens, heldout_check_tokens=self.stream.check_tokens,
                          data_watch={"watched": self.stream.watched, "reason": self.stream.watch_reason})
+
+    def _join_ranks(self) -> None:
+        """rank, world size and device from torchrun's environment; the process group under torchrun."""
+        import torch
+
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.is_main = self.rank == 0
+        if torch.cuda.is_available():
+            self.device = f"cuda:{self.local_rank}" if self.world_size > 1 else "cuda"
+            torch.cuda.set_device(torch.device(self.device).index or 0)
+        else:
+            self.device = "cpu"
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if self.device.startswith("cuda") else "gloo")
 
     # -- what harness.launch reads once the record is over --------------------------------------
     @property
@@ -318,7 +325,7 @@ class Session:
             tokens = tokens[: int(val_tokens)]
         source = TensorWindows(tokens, self.eval_seq_len, self.eval_batch_size, self.rank, self.world_size)
         loss, n, forward_ms, nodes = self._run_eval(forward, source, None)
-        self._integrity_checks()
+        integrity.run_checks(harness)
         compiled = compile_count() - compiles_t0
         step = self._last_step if step is None else int(step)
         if untimed:
@@ -382,16 +389,6 @@ class Session:
                                                      "training work inside the eval pause)")
         return loss, n, forward_ms, nodes
 
-    def _integrity_checks(self) -> None:
-        """harness code unchanged, data guard still armed, no dataset file mapped behind its back."""
-        import harness
-
-        integrity.check_code(harness)
-        if not integrity.guard_intact():
-            integrity.add_violation("data_access", "the record switched off the harness's data guard")
-        for path in integrity.mapped_data_files(set()):  # this process maps no dataset file at all
-            integrity.add_violation("data_access", f"record memory-mapped dataset file {path} itself (not through the harness stream)")
-
     def finish(self, forward) -> dict:
         """stop the clock for good, charge unexplained pause time, then the claim's evaluation (the
         val set, served now for the first time, with the causality probe), the held-out check and
@@ -420,24 +417,11 @@ class Session:
         checks_t0 = now_ns()
         heldout = self._heldout_check(forward, loss, probe)
         causal = probe.result()
-        T = self.eval_seq_len
-        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
-        for m, _ in modes:
-            m.eval()
-        try:
-            dtypes = scan_dtypes(forward, val.first_row.view(1, T), self._watched)
-        finally:
-            for m, mode in modes:
-                m.train(mode)
+        dtypes = self._claim_dtypes(forward, val.first_row.view(1, self.eval_seq_len))
         del val
-        served = self.stream.stats()  # reads back the batch in flight first (stream.unused_tokens)
-        if served["tokens_served"] != self.tokens + self.stream.unused_tokens:
-            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted "
-                                                   f"{self.tokens:,} taken and {self.stream.unused_tokens:,} in flight")
+        served = self._served_counts()
         watch = served.get("watch") or {}
-        for detail in watch.get("violations", [])[:5]:
-            integrity.add_violation("data_access", f"dataset file opened around the harness stream: {detail}")
-        self._integrity_checks()
+        integrity.run_checks(harness)
         self.events.emit("causality", **causal)
         self.events.emit("heldout", **heldout)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.startswith("cuda") else None
@@ -456,6 +440,27 @@ class Session:
             "claim_autograd_nodes": nodes,
         }
         return self.summary
+
+    def _claim_dtypes(self, forward, row) -> set:
+        """the dtypes one eval-mode forward of a val row computes in (the watched models put back as they were)."""
+        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
+        for m, _ in modes:
+            m.eval()
+        try:
+            return scan_dtypes(forward, row, self._watched)
+        finally:
+            for m, mode in modes:
+                m.train(mode)
+
+    def _served_counts(self) -> dict:
+        """the data process's own counts, checked against the session's, and its kernel watch's findings."""
+        served = self.stream.stats()  # reads back the batch in flight first (stream.unused_tokens)
+        if served["tokens_served"] != self.tokens + self.stream.unused_tokens:
+            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted "
+                                                   f"{self.tokens:,} taken and {self.stream.unused_tokens:,} in flight")
+        for detail in (served.get("watch") or {}).get("violations", [])[:5]:
+            integrity.add_violation("data_access", f"dataset file opened around the harness stream: {detail}")
+        return served
 
     def _charge_pauses(self) -> float:
         """an untimed progress eval whose forwards took longer than PAUSE_COST_FACTOR train tokens'

@@ -8,9 +8,16 @@ easy to spot, so the launcher lists every such line in the run's events (`source
 docs/trust.md tells the reviewer to read each one."""
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from pathlib import Path
 
+HARNESS_DIR = Path(__file__).resolve().parent
+# the session's public attributes that docs/contract.md does not offer a record (a test checks
+# that each is still an attribute of the session); its private ones are found in the source
+UNDOCUMENTED_SESSION_ATTRIBUTES = ("clock", "stream", "events", "summary")
+INTERNALS_WHY = "reaches into the harness beyond the contract (harness.session() and its documented attributes)"
 # (name, pattern, why a reviewer should read the line)
 PATTERNS: list[tuple[str, str, str]] = [
     ("object_walk", r"\bgc\.get_(objects|referents|referrers)\b",
@@ -27,11 +34,9 @@ PATTERNS: list[tuple[str, str, str]] = [
      "reads files at a low level: train tokens must come from h.next_batch()"),
     ("weights_file", r"\btorch\.load\b|\bsafetensors\b|\bnp\.load\b|\bpickle\.loads?\b",
      "loads saved tensors: weights or data trained elsewhere would bypass the budget"),
-    ("harness_internals", r"\bharness\.(clock|integrity|stream|dataserver|evaluate|causality|launch|events|session\.)\w*"
-                          r"|\.(clock|stream|events|val_tokens_np|summary)\b(?!\s*\()"
-                          r"|\.(_now_ns|_check_ns|_elapsed_ns|_started_ns|_span_t0|_pause_ns_in_span|_state|_watched|_val_device"
-                          r"|_post_warmup_digest|_in_eval|_in_warmup|_causality|_last_eval|_proc)\b",
-     "reaches into the harness beyond the contract (harness.session() and its documented attributes)"),
+    # at scan time this pattern also gets the harness's modules and private names (harness_regex)
+    ("harness_internals", r"\.(" + "|".join(UNDOCUMENTED_SESSION_ATTRIBUTES) + r")\b(?!\s*\()",
+     INTERNALS_WHY),
     ("time_rebind", r"\btime\.\w+\s*=[^=]|\bsetattr\(\s*time\b",
      "rebinds a function of the time module"),
     ("exit_hooks", r"\batexit\b|\bsignal\.signal\b|\bos\._exit\b",
@@ -41,14 +46,70 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("interpreter_hooks", r"\bsys\.(settrace|setprofile|addaudithook)\b",
      "hooks the interpreter"),
 ]
-_COMPILED = [(name, re.compile(rx), why) for name, rx, why in PATTERNS]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and len(name) > 1
+
+
+def _defined_names(body: list[ast.stmt]) -> set[str]:
+    """the names a module or class body binds: assignments, functions, classes, imports."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):  # a guarded import or constant
+            names |= _defined_names([n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt)])
+    return names
+
+
+@functools.cache
+def harness_private_names(package_dir: Path = HARNESS_DIR) -> frozenset[str]:
+    """every private name the harness defines, read from its own source: module-level names,
+    class attributes and methods, and attributes it sets on objects (self._x = …, f._x = …). a
+    private name added to the harness is covered the day it is added; a function's locals are not
+    reachable from outside and are left out."""
+    names: set[str] = set()
+    for path in sorted(Path(package_dir).glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        names |= _defined_names(tree.body)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                names |= _defined_names(node.body)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+    return frozenset(n for n in names if _private(n))
+
+
+def harness_regex(package_dir: Path = HARNESS_DIR) -> str:
+    """what harness_internals adds for this harness: its modules (harness.session() excepted), an
+    import from it, and its private names as attributes or strings (getattr)."""
+    modules = sorted(p.stem for p in Path(package_dir).glob("*.py") if p.stem != "__init__")
+    private = sorted(harness_private_names(package_dir))
+    return (r"\bharness\.(" + "|".join(modules) + r")\b(?!\s*\()"
+            r"|\bfrom\s+harness\b(?!\s+import\s+session\s*$)"
+            r"|[.'\"](" + "|".join(private) + r")\b")
+
+
+@functools.cache
+def compiled_patterns(package_dir: Path = HARNESS_DIR) -> list[tuple[str, re.Pattern, str]]:
+    return [(name, re.compile(rx + "|" + harness_regex(package_dir) if name == "harness_internals" else rx), why)
+            for name, rx, why in PATTERNS]
+
+
 DATA_SUFFIXES = {".pt", ".pth", ".bin", ".npy", ".npz", ".safetensors", ".pkl", ".pickle", ".ckpt", ".h5", ".arrow", ".parquet"}
 MAX_PER_PATTERN = 5
 
 
-def scan_record(record_dir: str | Path) -> list[dict]:
+def scan_record(record_dir: str | Path, harness_dir: Path = HARNESS_DIR) -> list[dict]:
     """every flagged line of the record's python files, and every data file it ships."""
     root = Path(record_dir)
+    patterns = compiled_patterns(Path(harness_dir))
     flags: list[dict] = []
     counts: dict[str, int] = {}
     for path in sorted(root.rglob("*")):
@@ -63,7 +124,7 @@ def scan_record(record_dir: str | Path) -> list[dict]:
             continue
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             code = line.split("#", 1)[0]
-            for name, rx, why in _COMPILED:
+            for name, rx, why in patterns:
                 if rx.search(code) and counts.get(name, 0) < MAX_PER_PATTERN:
                     counts[name] = counts.get(name, 0) + 1
                     flags.append({"file": rel, "line": n, "pattern": name, "text": line.strip()[:160], "why": why})

@@ -1,7 +1,6 @@
 """shared fixtures: a tiny synthetic 'demo' dataset and a frozen copy of the tiny test record."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,38 +8,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.shards import write_shard
+from nanopoor.data.writer import BuildSpec, build_token_documents
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VOCAB = 100277
+SHARD_TOKENS = 1 << 20  # one shard per split at the fixtures' sizes
 
 
 def make_dataset(root: Path, dataset: str = "demo", val_tokens: int = 16384 + 1, train_tokens: int = 60_000,
                  seed: int = 0) -> Path:
-    """a learnable synthetic stream: short repeating 'sentences' over a few hundred ids."""
+    """a learnable synthetic dataset, built by the project's writer (the manifest and fingerprint
+    `nanopoor data` would write): documents of 4-11 short repeating 'sentences' drawn from fifty,
+    over a few hundred cl100k ids; one shard per split."""
     rng = np.random.default_rng(seed)
     phrases = [rng.integers(0, 400, size=rng.integers(3, 9)) for _ in range(50)]
 
-    def stream(n):
-        out = []
-        while sum(len(p) for p in out) < n:
-            out.append(phrases[rng.integers(0, len(phrases))])
-            out.append(np.array([100257]))
-        return np.concatenate(out)[:n]
+    def document(i: int) -> np.ndarray:
+        r = np.random.default_rng([seed, i])  # document i depends on i alone, as the writer needs
+        return np.concatenate([phrases[k] for k in r.integers(0, len(phrases), size=r.integers(4, 12))])
 
-    root.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for split, n in (("val", val_tokens), ("train", train_tokens)):
-        toks = stream(n)
-        f = f"{split}_000000.bin"
-        write_shard(root / f, toks, VOCAB)
-        entries[split] = [{"file": f, "tokens": int(n), "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest(), "documents": None}]
-    fp = hashlib.sha256(("cl100k_base" + str(VOCAB) + "".join(e[0]["sha256"] for e in entries.values())).encode()).hexdigest()
-    manifest = {"schema_version": 1, "dataset": dataset, "tokenizer": "cl100k_base", "vocab_size": VOCAB, "eot_id": 100257,
-                "source": {"kind": "synthetic-test"}, "val": entries["val"], "train": entries["train"],
-                "val_tokens": val_tokens, "train_tokens": train_tokens, "fingerprint": fp, "complete": True}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    spec = BuildSpec(dataset, {"kind": "synthetic-test", "seed": seed}, val_tokens, train_tokens, SHARD_TOKENS,
+                     "tests/conftest.py make_dataset")
+    build_token_documents(root, spec, document)
     return root
 
 

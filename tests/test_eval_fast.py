@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from harness.causality import _max_diff
-from harness.evaluate import _ce_sum, cross_entropy_sum
+from harness.causality import max_diff
+from harness.evaluate import ce_sum, cross_entropy_sum
 
 
 def logits_and_targets(B=3, T=16, V=200, pad=56, dtype=torch.float16):
@@ -25,12 +25,12 @@ def test_eager_loss_matches_float64_reference():
 
 
 def test_compiled_loss_matches_eager():
-    """the cuda path compiles _ce_sum; inductor on the cpu checks the same graph gives the same sum."""
+    """the cuda path compiles ce_sum; inductor on the cpu checks the same graph gives the same sum."""
     logits, y, V = logits_and_targets()
     flat, t = logits.flatten(0, 1), y.flatten()
-    compiled = torch.compile(_ce_sum, dynamic=True)
-    assert abs(compiled(flat, t, V).item() - _ce_sum(flat, t, V).item()) < 1e-3
-    assert abs(compiled(flat[:7], t[:7], V).item() - _ce_sum(flat[:7], t[:7], V).item()) < 1e-3  # another length
+    compiled = torch.compile(ce_sum, dynamic=True)
+    assert abs(compiled(flat, t, V).item() - ce_sum(flat, t, V).item()) < 1e-3
+    assert abs(compiled(flat[:7], t[:7], V).item() - ce_sum(flat[:7], t[:7], V).item()) < 1e-3  # another length
 
 
 def test_max_diff_per_pair():
@@ -38,5 +38,5 @@ def test_max_diff_per_pair():
     a[1, 5, 3], a[2, 0, 0] = 1.0, 2.0
     b = a.clone()
     b[1, 5, 3], b[2, 0, 0] = 1.5, 1.75
-    got = _max_diff([(a, b), (a[0], b[0]), (a[2, :1], b[2, :1]), (a[:0], b[:0])])
+    got = max_diff([(a, b), (a[0], b[0]), (a[2, :1], b[2, :1]), (a[:0], b[:0])])
     assert got == [0.5, 0.0, 0.25, 0.0]

@@ -5,6 +5,11 @@ DEFAULT_SHARD_TOKENS = 100_000_000           # tokens per shard, as modded-nanog
 DEFAULT_FINEWEB_TRAIN_TOKENS = 1_000_000_000
 DEFAULT_LOCAL_VAL_TOKENS = 524_288           # `data files` when --dataset names no track
 DEFAULT_SHUFFLE_SEED = 1234
+# the tokenizer's facts (nanopoor.data.tokenizer checks them against tiktoken's tables): here, so a
+# writer of token ids (the tests' datasets, a gpu machine without tiktoken) needs no tiktoken
+TOKENIZER_NAME = "cl100k_base"
+EOT_ID = 100257
+VOCAB_SIZE = 100277  # largest id + 1, special tokens included
 
 
 def track_val_tokens(dataset: str) -> int | None:

@@ -15,9 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tiktoken
 
-TOKENIZER_NAME = "cl100k_base"
-EOT_ID = 100257
-VOCAB_SIZE = 100277  # largest id + 1, special tokens included
+from nanopoor.data.defaults import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
+
 
 # a batch of documents handed to the worker threads at once, and the size of one piece of work
 BATCH_CHARS = 4 << 20

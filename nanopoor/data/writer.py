@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.shards import ShardError, pack_header, read_header, write_shard
+from harness.shards import DTYPES, ShardError, bytes_per_token_for, pack_header, read_header, write_shard
 from nanopoor.data.manifest import (
     MANIFEST, PROGRESS, SCHEMA_VERSION, fingerprint, write_error, write_json_atomic,
 )
-from nanopoor.data.tokenizer import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
+from nanopoor.data.defaults import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
 from nanopoor.errors import UserError
 
 PROGRESS_VERSION = 1
@@ -44,10 +44,14 @@ class BuildSpec:
     train_tokens: int | None          # None: until the source ends
     shard_tokens: int
     command: str                      # how to run (and resume) this build, for messages
+    # the token ids' meaning: cl100k_base for every real dataset; the tests' synthetic datasets name their own
+    tokenizer: str = TOKENIZER_NAME
+    vocab_size: int = VOCAB_SIZE
+    eot_id: int = EOT_ID              # the tokenizer's end of text: each document starts with it
 
     def params(self) -> dict:
         return {
-            "dataset": self.dataset, "tokenizer": TOKENIZER_NAME, "vocab_size": VOCAB_SIZE,
+            "dataset": self.dataset, "tokenizer": self.tokenizer, "vocab_size": self.vocab_size,
             "source": self.source, "val_tokens": self.val_tokens, "train_tokens": self.train_tokens,
             "shard_tokens": self.shard_tokens,
         }
@@ -108,10 +112,31 @@ class Reporter:
 
 
 def shard_sha256(tokens: np.ndarray, vocab_size: int) -> str:
-    """the sha256 of the shard file write_shard makes from these tokens."""
+    """the sha256 of the shard file write_shard makes from these tokens (as wide as the vocabulary needs)."""
     h = hashlib.sha256(pack_header(tokens.size, vocab_size))
-    h.update(memoryview(np.ascontiguousarray(tokens)))
+    h.update(memoryview(np.ascontiguousarray(tokens, dtype=DTYPES[bytes_per_token_for(vocab_size)])))
     return h.hexdigest()
+
+
+@dataclass
+class _Cursor:
+    """where a build is in the stream: the split being written and the shard being filled."""
+    split: str
+    limit: float                 # tokens the split takes in all (inf: until the source ends)
+    in_split: int                # tokens of the split already in finished shards
+    start: tuple[int, int]       # (document, offset) where the shard being filled starts
+    base: int                    # the document the current batch starts with
+    skip: int                    # tokens of the first batch already written (a resumed build)
+    n: int = 0                   # tokens in the shard being filled
+    docs: int = 0                # documents that begin in it
+
+
+def _position(base: int, starts: np.ndarray, size: int, q: int) -> tuple[int, int]:
+    """(document, offset within it) of token q of a batch of `size` tokens whose documents start at `starts`."""
+    if q >= size:
+        return base + len(starts), 0
+    j = int(np.searchsorted(starts, q, side="right")) - 1
+    return base + j, q - int(starts[j])
 
 
 class Build:
@@ -201,12 +226,12 @@ class Build:
         name = f"{split}_{index:06d}.bin"
         path = self.out / name
         try:
-            write(path, tokens, VOCAB_SIZE)
+            write(path, tokens, self.spec.vocab_size)
         except OSError as e:
             raise write_error(path, e) from None
         self.state["shards"].append({
             "split": split, "file": name, "tokens": int(tokens.size),
-            "sha256": shard_sha256(tokens, VOCAB_SIZE),
+            "sha256": shard_sha256(tokens, self.spec.vocab_size),
             "documents": int(documents),  # documents that begin in this shard
             "start": [int(start[0]), int(start[1])],
         })
@@ -223,87 +248,105 @@ class Build:
         return self._finish()
 
     def _stream(self, batches: Batches, write: WriteShard, describe: str, total: int | None) -> None:
-        spec, st = self.spec, self.state
-        nxt = st["next"]
-        split, doc, skip = nxt["split"], int(nxt["doc"]), int(nxt["offset"])
-        inf = math.inf
-        limit = spec.val_tokens if split == "val" else (spec.train_tokens if spec.train_tokens is not None else inf)
-        in_split = sum(e["tokens"] for e in st["shards"] if e["split"] == split)
-        written = sum(e["tokens"] for e in st["shards"])
+        cur = self._cursor()
+        if cur is None:
+            return
+        spec = self.spec
         if total is None and spec.train_tokens is not None:
             total = spec.val_tokens + spec.train_tokens
-        if split == "train" and limit == 0:
-            st["next"] = {"split": "done", "doc": doc, "offset": 0}
-            self.save()
-            return
         self.report.start(describe, total)
-        self.report.advance(written)
+        self.report.advance(sum(e["tokens"] for e in self.state["shards"]))
         buf = np.empty(spec.shard_tokens, np.uint32)  # pages are touched only as they fill
-        n = docs = 0
-        start = (doc, skip)
-        base = doc
-        stream = iter(batches(doc))
+        stream = iter(batches(cur.base))
         try:
             for tokens, starts in stream:
-                L = len(tokens)
-                p = skip
-                skip = 0
-
-                def position(q: int) -> tuple[int, int]:
-                    if q >= L:
-                        return base + len(starts), 0
-                    j = int(np.searchsorted(starts, q, side="right")) - 1
-                    return base + j, q - int(starts[j])
-
-                while p < L:
-                    take = int(min(L - p, spec.shard_tokens - n, limit - in_split - n))
-                    piece = tokens[p:p + take]
-                    buf[n:n + take] = piece
-                    docs += int(np.count_nonzero(piece == EOT_ID))
-                    n += take
-                    p += take
-                    self.report.advance(take)
-                    if in_split + n == limit:
-                        if split == "val":
-                            last, _ = position(p - 1)
-                            first_train = last + 1
-                            train_limit = spec.train_tokens if spec.train_tokens is not None else inf
-                            after = {"split": "train" if train_limit else "done", "doc": first_train, "offset": 0}
-                            self._flush("val", buf[:n], docs, start, after, write)
-                            if not train_limit:
-                                return
-                            split, limit, in_split, n, docs = "train", train_limit, 0, 0, 0
-                            start = (first_train, 0)
-                            rel = first_train - base
-                            p = int(starts[rel]) if rel < len(starts) else L
-                        else:
-                            end = position(p)
-                            self._flush("train", buf[:n], docs, start, {"split": "done", "doc": end[0], "offset": end[1]}, write)
-                            return
-                    elif n == spec.shard_tokens:
-                        end = position(p)
-                        self._flush(split, buf[:n], docs, start, {"split": split, "doc": end[0], "offset": end[1]}, write)
-                        in_split += n
-                        n = docs = 0
-                        start = end
-                base += len(starts)
-            # the source ended
-            if split == "val":
-                raise UserError(
-                    f"the source ended after {in_split + n:,} tokens, fewer than the {spec.val_tokens:,} "
-                    "val tokens it needs: give more text or a smaller --val-tokens")
-            if n:
-                self._flush("train", buf[:n], docs, start, {"split": "done", "doc": base, "offset": 0}, write)
-            else:
-                st["next"] = {"split": "done", "doc": base, "offset": 0}
-                self.save()
-            if spec.train_tokens is not None and in_split + n < spec.train_tokens:
-                self.report.note(f"note: the source ended after {in_split + n:,} train tokens (asked for {spec.train_tokens:,})")
+                if self._write_batch(cur, buf, tokens, starts, write):
+                    return
+                cur.base += len(starts)
+            self._source_ended(cur, buf, write)
         finally:
             close = getattr(stream, "close", None)
             if close:
                 close()
             self.report.stop()
+
+    def _train_limit(self) -> float:
+        return self.spec.train_tokens if self.spec.train_tokens is not None else math.inf
+
+    def _cursor(self) -> _Cursor | None:
+        """the recorded position; None when the train split takes no tokens (the build is done)."""
+        st = self.state
+        nxt = st["next"]
+        split, doc, offset = nxt["split"], int(nxt["doc"]), int(nxt["offset"])
+        limit = self.spec.val_tokens if split == "val" else self._train_limit()
+        if split == "train" and limit == 0:
+            st["next"] = {"split": "done", "doc": doc, "offset": 0}
+            self.save()
+            return None
+        in_split = sum(e["tokens"] for e in st["shards"] if e["split"] == split)
+        return _Cursor(split, limit, in_split, (doc, offset), base=doc, skip=offset)
+
+    def _write_batch(self, cur: _Cursor, buf: np.ndarray, tokens: np.ndarray, starts: np.ndarray,
+                     write: WriteShard) -> bool:
+        """copy one batch into shards, flushing each one that fills; True once the build's last shard is written."""
+        size = len(tokens)
+        p, cur.skip = cur.skip, 0
+        while p < size:
+            take = int(min(size - p, self.spec.shard_tokens - cur.n, cur.limit - cur.in_split - cur.n))
+            piece = tokens[p:p + take]
+            buf[cur.n:cur.n + take] = piece
+            cur.docs += int(np.count_nonzero(piece == self.spec.eot_id))
+            cur.n += take
+            p += take
+            self.report.advance(take)
+            if cur.in_split + cur.n == cur.limit:
+                if cur.split == "train":
+                    doc, offset = _position(cur.base, starts, size, p)
+                    self._flush_cursor(cur, buf, {"split": "done", "doc": doc, "offset": offset}, write)
+                    return True
+                p = self._end_val(cur, buf, starts, size, p, write)
+                if p is None:
+                    return True
+            elif cur.n == self.spec.shard_tokens:
+                end = _position(cur.base, starts, size, p)
+                self._flush_cursor(cur, buf, {"split": cur.split, "doc": end[0], "offset": end[1]}, write)
+                cur.in_split += cur.n
+                cur.n = cur.docs = 0
+                cur.start = end
+        return False
+
+    def _end_val(self, cur: _Cursor, buf: np.ndarray, starts: np.ndarray, size: int, p: int,
+                 write: WriteShard) -> int | None:
+        """close the val split after the batch's token p-1; train starts at the next document.
+        returns where in the batch train starts, or None when the build takes no train tokens."""
+        last, _ = _position(cur.base, starts, size, p - 1)
+        first_train = last + 1
+        train_limit = self._train_limit()
+        self._flush_cursor(cur, buf, {"split": "train" if train_limit else "done", "doc": first_train, "offset": 0}, write)
+        if not train_limit:
+            return None
+        cur.split, cur.limit, cur.in_split, cur.n, cur.docs = "train", train_limit, 0, 0, 0
+        cur.start = (first_train, 0)
+        rel = first_train - cur.base
+        return int(starts[rel]) if rel < len(starts) else size
+
+    def _source_ended(self, cur: _Cursor, buf: np.ndarray, write: WriteShard) -> None:
+        """the source has no more documents: the last train shard, or a one-line error if val is short."""
+        spec = self.spec
+        if cur.split == "val":
+            raise UserError(
+                f"the source ended after {cur.in_split + cur.n:,} tokens, fewer than the {spec.val_tokens:,} "
+                "val tokens it needs: give more text or a smaller --val-tokens")
+        if cur.n:
+            self._flush_cursor(cur, buf, {"split": "done", "doc": cur.base, "offset": 0}, write)
+        else:
+            self.state["next"] = {"split": "done", "doc": cur.base, "offset": 0}
+            self.save()
+        if spec.train_tokens is not None and cur.in_split + cur.n < spec.train_tokens:
+            self.report.note(f"note: the source ended after {cur.in_split + cur.n:,} train tokens (asked for {spec.train_tokens:,})")
+
+    def _flush_cursor(self, cur: _Cursor, buf: np.ndarray, nxt: dict, write: WriteShard) -> None:
+        self._flush(cur.split, buf[:cur.n], cur.docs, cur.start, nxt, write)
 
     def _finish(self) -> dict:
         spec, st = self.spec, self.state
@@ -315,16 +358,16 @@ class Build:
         m = {
             "schema_version": SCHEMA_VERSION,
             "dataset": spec.dataset,
-            "tokenizer": TOKENIZER_NAME,
-            "vocab_size": VOCAB_SIZE,
-            "eot_id": EOT_ID,
-            "bytes_per_token": 4,
+            "tokenizer": spec.tokenizer,
+            "vocab_size": spec.vocab_size,
+            "eot_id": spec.eot_id,
+            "bytes_per_token": bytes_per_token_for(spec.vocab_size),
             "source": spec.source,
             "val": entries["val"],
             "train": entries["train"],
             "val_tokens": sum(e["tokens"] for e in entries["val"]),
             "train_tokens": sum(e["tokens"] for e in entries["train"]),
-            "fingerprint": fingerprint(TOKENIZER_NAME, VOCAB_SIZE, entries["val"], entries["train"]),
+            "fingerprint": fingerprint(spec.tokenizer, spec.vocab_size, entries["val"], entries["train"]),
             "build": spec.params(),
             "complete": True,
         }
@@ -336,3 +379,28 @@ class Build:
         self.manifest = m
         return m
 
+
+
+def token_batches(document: Callable[[int], np.ndarray], eot_id: int, docs_per_batch: int = 256) -> Batches:
+    """the writer's batches from `document(i)`, the token ids of document i (a function of i alone,
+    so a resumed build reads the same stream), each non-empty document preceded by eot_id, as the
+    tokenizer's encoder does. the stream has no end: give the build a train_tokens."""
+    def batches(start: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        first = start
+        while True:
+            docs = [np.asarray(document(i), np.uint32) for i in range(first, first + docs_per_batch)]
+            sizes = np.array([d.size + 1 if d.size else 0 for d in docs])  # an empty document adds nothing
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            parts = [np.concatenate([[eot_id], d]) for d in docs if d.size] or [np.zeros(0)]
+            yield np.concatenate(parts).astype(np.uint32), starts
+            first += docs_per_batch
+    return batches
+
+
+def build_token_documents(out_dir: Path, spec: BuildSpec, document: Callable[[int], np.ndarray]) -> dict:
+    """a dataset from documents already given as token ids (the tests' synthetic datasets): the same
+    Build as `nanopoor data`, so the shards, manifest and fingerprint are the ones it would write."""
+    if spec.train_tokens is None:
+        raise UserError("a build from generated documents needs train_tokens: the stream has no end")
+    build = Build(out_dir, spec)
+    return build.manifest if build.done else build.run(token_batches(document, spec.eot_id), describe=spec.dataset)

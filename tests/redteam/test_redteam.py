@@ -1,13 +1,12 @@
 """the red team: records that cheat, each run under the harness, and what the harness says."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from harness.shards import write_shard
+from nanopoor.data.writer import BuildSpec, build_token_documents
 
 HERE = Path(__file__).parent
 RT_VOCAB = 512        # a small vocabulary keeps every evaluation cheap on a cpu
@@ -15,34 +14,24 @@ RT_EOT = RT_VOCAB - 1
 
 
 def make_redteam_dataset(root: Path, val_tokens: int = 16384 + 1, train_tokens: int = 60_000, seed: int = 0) -> Path:
-    """a 'demo' dataset of documents drawn from a zipf-like unigram over a 512-id vocabulary.
+    """a 'demo' dataset of documents drawn from a zipf-like unigram over a 512-id vocabulary, built
+    by the project's writer (the manifest and fingerprint `nanopoor data` would write).
 
     nothing in it can be learned beyond the unigram, so a model's val loss can only fall below
     its loss on unseen train tokens by memorising the val tokens themselves: the held-out check
     has a clean signal, and an honest model shows no gap."""
-    rng = np.random.default_rng(seed)
     p = 1.0 / np.arange(1, RT_VOCAB) ** 1.1
     p /= p.sum()
 
-    def stream(n):
-        out, total = [], 0
-        while total < n:
-            doc = rng.choice(RT_VOCAB - 1, size=int(rng.integers(5, 40)), p=p)
-            out += [doc, np.array([RT_EOT])]
-            total += len(doc) + 1
-        return np.concatenate(out)[:n]
+    def document(i: int) -> np.ndarray:
+        r = np.random.default_rng([seed, i])  # document i depends on i alone, as the writer needs
+        # the likeliest draw is id 1, not 0: a stream made mostly of id 0 is what the audit flags
+        return (r.choice(RT_VOCAB - 1, size=int(r.integers(5, 40)), p=p) + 1) % (RT_VOCAB - 1)
 
-    root.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for split, n in (("val", val_tokens), ("train", train_tokens)):
-        f = f"{split}_000000.bin"
-        write_shard(root / f, stream(n), RT_VOCAB)
-        entries[split] = [{"file": f, "tokens": int(n), "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest(), "documents": None}]
-    fp = hashlib.sha256(("cl100k_base" + str(RT_VOCAB) + "".join(e[0]["sha256"] for e in entries.values())).encode()).hexdigest()
-    manifest = {"schema_version": 1, "dataset": "demo", "tokenizer": "cl100k_base", "vocab_size": RT_VOCAB, "eot_id": RT_EOT,
-                "source": {"kind": "synthetic-redteam"}, "val": entries["val"], "train": entries["train"],
-                "val_tokens": val_tokens, "train_tokens": train_tokens, "fingerprint": fp, "complete": True}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    spec = BuildSpec("demo", {"kind": "synthetic-redteam", "seed": seed}, val_tokens, train_tokens, 1 << 20,
+                     "tests/redteam/test_redteam.py make_redteam_dataset",
+                     tokenizer=f"synthetic-zipf-{RT_VOCAB}", vocab_size=RT_VOCAB, eot_id=RT_EOT)
+    build_token_documents(root, spec, document)
     return root
 
 
