@@ -86,7 +86,7 @@ def same_hardware(a: str | None, b: str | None) -> bool:
 def compare_to_claim(run_dir: Path, claim: dict, claim_log_parsed: ParsedLog | None, *,
                      record: str = "", target: float | None = None) -> Comparison:
     """what the harness measured in run_dir against what the claim (and its log) say."""
-    from nanopoor.logs.events import parse as parse_events
+    from nanopoor.logs.nanopoor_events import parse as parse_events
     from nanopoor.result import load_result
 
     run_dir = Path(run_dir)

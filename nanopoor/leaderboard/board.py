@@ -1,4 +1,4 @@
-"""leaderboard.md (+ .json, .csv, .png) as a pure function of runs/ and the records' claims.
+"""the board: runs grouped into submissions, judged, ranked and put in order, and its four files.
 
 runs are grouped into submissions by (record, record_sha256, track, track_version, target,
 dataset_fingerprint, hardware_label, scale); each submission gets a verdict over all its runs
@@ -23,6 +23,7 @@ import pandas as pd
 
 from nanopoor import stats
 from nanopoor.jsonio import write_atomic
+from nanopoor.leaderboard import claims, render
 from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
@@ -194,7 +195,7 @@ def row_order(row: Mapping) -> tuple:
 def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None = None) -> Board:
     """the whole board in memory: the frame, the run checks, and the bytes of each file."""
     from harness.tracks import load_tracks
-    from nanopoor import leaderboard_claims, leaderboard_render, records as records_mod
+    from nanopoor import records as records_mod
 
     tracks = load_tracks() if tracks is None else tracks
     runs_dir, records_dir, out = Path(runs_dir), Path(records_dir), Path(out)
@@ -214,18 +215,18 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     rows = [submission_row(g, v, records, link, version, reruns)
             for g, v, (version, _) in zip(groups, judged, judged_by)]
     assign_ranks(rows)
-    rows += leaderboard_claims.claim_rows(records, entries, tracks)
+    rows += claims.claim_rows(records, entries, tracks)
     rows.sort(key=row_order)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64",
                                                        "track_version": "Int64"})
     board = Board(frame, checks)
     paths = output_paths(out)
-    shown = leaderboard_render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
+    shown = render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
     board.files = {
-        paths["md"]: leaderboard_render.markdown(shown, tracks, checks, link(runs_dir)).encode("utf-8"),
-        paths["json"]: leaderboard_render.to_json(frame).encode("utf-8"),
-        paths["csv"]: leaderboard_render.to_csv(frame).encode("utf-8"),
-        paths["png"]: leaderboard_render.progression_png(shown),
+        paths["md"]: render.markdown(shown, tracks, checks, link(runs_dir)).encode("utf-8"),
+        paths["json"]: render.to_json(frame).encode("utf-8"),
+        paths["csv"]: render.to_csv(frame).encode("utf-8"),
+        paths["png"]: render.progression_png(shown),
     }
     return board
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.events import fmt_tokens
-from nanopoor.events import read_events
+from nanopoor.event_reader import read_events
 from nanopoor.stats import judged_target
 from nanopoor.verify import track_name
 
