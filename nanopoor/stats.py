@@ -6,7 +6,8 @@ final val loss at or below the target with a one-sided t-test p < 0.01. the targ
 the runs stored (result.json `target_val_loss`, of their `track_version`), never tracks.toml's
 current one: a new target is a new track version and does not re-judge old runs. a single run
 is shown as one run, never as verified. this module reads plain result dicts (result.json)
-and never touches the file system.
+and never touches the file system: pandas aggregates many submissions' runs at once, scipy
+gives the p-values.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 from nanopoor.jsonio import is_finite
@@ -113,22 +115,52 @@ def run_problems(result: Mapping) -> list[str]:
     return out
 
 
+FIGURES = ("val_loss", "train_time_ms")   # the result keys a verdict gives a mean and sd of
+
+
+def figures(runs: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """per group of runs (one row each, result keys as columns): the mean and sample sd (ddof=1)
+    of the finite values of each FIGURES key, as <key>_mean and <key>_sd (NaN where mean_sd
+    says None). the aggregates are Series.mean/std, numpy's own sums, not groupby's cython
+    kernels: those add with Kahan's compensation and differ from mean_sd in the last bit, and a
+    submission's figures must not depend on how many others were judged with it."""
+    parts = []
+    for key in FIGURES:
+        finite = runs[runs[key].map(is_finite)].astype({key: "float64"})
+        parts.append(finite.groupby(by)[key].agg([(f"{key}_mean", pd.Series.mean), (f"{key}_sd", pd.Series.std)]))
+    groups = runs.groupby(by).size().index
+    return pd.concat(parts, axis=1).reindex(groups)
+
+
 def verdicts(groups: Sequence[tuple[Sequence[Mapping], float | None]]) -> list[Verdict]:
-    """verdict() for many submissions at once, (results, target) each; the t-tests batched."""
+    """verdict() for many submissions at once, (results, target) each: the figures aggregated
+    in one groupby, the t-tests batched."""
+    if not groups:
+        return []
+    runs = pd.DataFrame([{"group": i, **{k: r.get(k) for k in FIGURES}}
+                         for i, (results, _) in enumerate(groups) for r in results],
+                        columns=["group", *FIGURES]).astype(object)
+    figs = figures(runs, "group").reindex(range(len(groups))).astype(object)
+    figs = figs.where(figs.notna(), None)
     ps = p_values_below([finite_losses(results) for results, _ in groups], [t for _, t in groups])
-    return [verdict(results, target, p=p) for (results, target), p in zip(groups, ps)]
+    return [verdict(results, target, p=p, loss=(f.val_loss_mean, f.val_loss_sd),
+                    time=(f.train_time_ms_mean, f.train_time_ms_sd))
+            for (results, target), p, f in zip(groups, ps, figs.itertuples())]
 
 
 def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALPHA,
-            min_runs: int = MIN_RUNS, p: float | None | str = "compute") -> Verdict:
+            min_runs: int = MIN_RUNS, p: float | None | str = "compute",
+            loss: tuple[float | None, float | None] | None = None,
+            time: tuple[float | None, float | None] | None = None) -> Verdict:
     """the verdict over every run of one submission (all reported, none dropped).
 
-    p: the one-sided p-value when the caller computed it already (verdicts() does)."""
+    p, loss and time: the one-sided p-value and the (mean, sd) figures when the caller computed
+    them already (verdicts() does, for many submissions at once)."""
     seeds = tuple(r.get("seed") for r in results)
     losses = finite_losses(results)
-    times = [r["train_time_ms"] for r in results if is_finite(r.get("train_time_ms"))]
-    loss_mean, loss_sd = mean_sd(losses)
-    time_mean, time_sd = mean_sd(times)
+    loss_mean, loss_sd = mean_sd(losses) if loss is None else loss
+    time_mean, time_sd = mean_sd([r["train_time_ms"] for r in results if is_finite(r.get("train_time_ms"))]) \
+        if time is None else time
     if p == "compute":
         p = p_below_target(losses, target) if target is not None else None
 

@@ -90,10 +90,29 @@ def run_target(result: Mapping, tracks: Mapping) -> tuple[int, float | None]:
     return int(result.get("track_version") or 1), (float(target) if target is not None else None)
 
 
-def submission_key(r: Mapping, tracks: Mapping) -> tuple:
-    version, target = run_target(r, tracks)
-    return (str(r.get("record")), str(r.get("record_sha256")), track_name(r), version, str(target),
-            str(r.get("dataset_fingerprint")), str(r.get("hardware_label")), str(r.get("scale")))
+SUBMISSION_KEY = ["record", "record_sha256", "track", "track_version", "target", "dataset_fingerprint",
+                  "hardware_label", "scale"]
+
+
+def runs_frame(entries: list[RunEntry], tracks: Mapping) -> pd.DataFrame:
+    """one row per run: its submission key (as text, so a missing value is a key like any other),
+    its folder name and the entry itself."""
+    rows = []
+    for e in entries:
+        r = e.result
+        version, target = run_target(r, tracks)
+        rows.append({"record": str(r.get("record")), "record_sha256": str(r.get("record_sha256")),
+                     "track": track_name(r), "track_version": version, "target": str(target),
+                     "dataset_fingerprint": str(r.get("dataset_fingerprint")),
+                     "hardware_label": str(r.get("hardware_label")), "scale": str(r.get("scale")),
+                     "folder": e.path.name, "entry": e})
+    return pd.DataFrame(rows, columns=[*SUBMISSION_KEY, "folder", "entry"])
+
+
+def submissions(entries: list[RunEntry], tracks: Mapping) -> list[list[RunEntry]]:
+    """the runs grouped into submissions (in key order), each submission's runs in folder order."""
+    runs = runs_frame(entries, tracks).sort_values("folder", kind="stable")
+    return runs.groupby(SUBMISSION_KEY, sort=True)["entry"].agg(list).tolist()
 
 
 def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tuple[RunEntry, bool]]]:
@@ -167,29 +186,37 @@ def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, 
     }
 
 
-def assign_ranks(rows: list[dict]) -> None:
-    """rank verified, ranked submissions by mean train time within each table."""
-    tables = defaultdict(list)
-    for row in rows:
-        if row["ranked"] and row["verified"]:
-            tables[(row["track"], row["track_version"], row["dataset_fingerprint"], row["class"],
-                    row["hardware"])].append(row)
-    for group in tables.values():
-        group.sort(key=lambda r: (r["train_time_ms_mean"], r["date"], r["record"]))
-        for i, row in enumerate(group, 1):
-            row["rank"] = i
+TABLE_KEY = ["track", "track_version", "dataset_fingerprint", "class", "hardware"]
 
 
-def row_order(row: Mapping) -> tuple:
-    """tables in a fixed order: submissions by class, hardware, rank, time; then the claims."""
-    if row["kind"] == "claim":
-        return (row["track"], 1, row.get("claimed_time_min") or 0.0, str(row.get("date")),
-                str(row.get("record")), str(row.get("log")))
-    time = row.get("train_time_ms_mean")
-    return (row["track"], 0, -(row.get("track_version") or 1), CLASS_ORDER.get(row.get("class"), 3), str(row.get("hardware")),
-            str(row.get("dataset_fingerprint")), row.get("rank") is None, row.get("rank") or 0,
-            time if time is not None else float("inf"), str(row.get("date")),
-            str(row.get("record")), str(row.get("runs")))
+def assign_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """rank verified, ranked submissions by mean train time within each table (ties: the earlier
+    date, then the record's name)."""
+    ranked = frame[frame["ranked"].eq(True) & frame["verified"].eq(True)]
+    ranked = ranked.sort_values(["train_time_ms_mean", "date", "record"], kind="stable")
+    frame.loc[ranked.index, "rank"] = ranked.groupby(TABLE_KEY, sort=False).cumcount() + 1
+    return frame
+
+
+def in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """tables in a fixed order: per track, the submissions (the newest track version first, then
+    by class, hardware, data, rank and time), then the claims (by claimed time)."""
+    claim = frame["kind"].eq("claim")
+    sub = ~claim
+    time = frame["train_time_ms_mean"].astype("float64").fillna(float("inf"))
+    claimed = frame["claimed_time_min"].astype("float64").fillna(0.0)
+    keys = pd.DataFrame({
+        "track": frame["track"], "claim": claim,
+        "version": (-frame["track_version"].fillna(1)).where(sub, 0),
+        "class": frame["class"].map(CLASS_ORDER).fillna(3).where(sub, 0),
+        "hardware": frame["hardware"].astype(str).where(sub, ""),
+        "data": frame["dataset_fingerprint"].astype(str).where(sub, ""),
+        "unranked": frame["rank"].isna() & sub, "rank": frame["rank"].fillna(0).where(sub, 0),
+        "time": time.where(sub, claimed), "date": frame["date"].astype(str), "record": frame["record"].astype(str),
+        "last": frame["runs"].astype(str).where(sub, frame["log"].astype(str)),
+    }, index=frame.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
 
 
 def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None = None) -> Board:
@@ -205,20 +232,16 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
         return Path(os.path.relpath(path, out.parent)).as_posix()
 
     entries, checks = collect_runs(runs_dir, records_dir, tracks)
-    groups = defaultdict(list)
-    for e in entries:
-        groups[submission_key(e.result, tracks)].append(e)
-    groups = [sorted(g, key=lambda e: e.path.name) for _, g in sorted(groups.items())]
+    groups = submissions(entries, tracks)
     judged_by = [run_target(g[0].result, tracks) for g in groups]   # (version, target) per submission
     judged = stats.verdicts([([e.result for e in g], t) for g, (_, t) in zip(groups, judged_by)])
     reruns = reproductions(entries, tracks)
     rows = [submission_row(g, v, records, link, version, reruns)
             for g, v, (version, _) in zip(groups, judged, judged_by)]
-    assign_ranks(rows)
     rows += claims.claim_rows(records, entries, tracks)
-    rows.sort(key=row_order)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64",
                                                        "track_version": "Int64"})
+    frame = in_order(assign_ranks(frame))
     board = Board(frame, checks)
     paths = output_paths(out)
     shown = render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
