@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from nanopoor.jsonio import is_finite
+from nanopoor.result import RunResult
 
 ALPHA = 0.01     # significance level of the one-sided test against the target
 MIN_RUNS = 3     # fewer runs than this can be shown, never verified
@@ -84,11 +85,11 @@ def p_below_target(losses: Sequence[float], target: float) -> float | None:
     return p_values_below([list(losses)], [target])[0]
 
 
-def finite_losses(results: Sequence[Mapping]) -> list[float]:
+def finite_losses(results: Sequence[RunResult]) -> list[float]:
     return [r["val_loss"] for r in results if is_finite(r.get("val_loss"))]
 
 
-def judged_target(results: Sequence[Mapping]) -> float | None:
+def judged_target(results: Sequence[RunResult]) -> float | None:
     """the target a submission is judged against: the one its runs stored when they ran (a
     submission's runs share one track version). None when they ran while the track was
     calibrating, or when they disagree (then nothing can be verified)."""
@@ -99,7 +100,7 @@ def judged_target(results: Sequence[Mapping]) -> float | None:
     return float(t) if is_finite(t) else None
 
 
-def run_problems(result: Mapping) -> list[str]:
+def run_problems(result: RunResult) -> list[str]:
     """why one run cannot count towards a verified result (empty when it can)."""
     rid = result.get("run_id", "?")
     out = []
@@ -132,7 +133,7 @@ def figures(runs: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
     return pd.concat(parts, axis=1).reindex(groups)
 
 
-def verdicts(groups: Sequence[tuple[Sequence[Mapping], float | None]]) -> list[Verdict]:
+def verdicts(groups: Sequence[tuple[Sequence[RunResult], float | None]]) -> list[Verdict]:
     """verdict() for many submissions at once, (results, target) each: the figures aggregated
     in one groupby, the t-tests batched."""
     if not groups:
@@ -148,7 +149,7 @@ def verdicts(groups: Sequence[tuple[Sequence[Mapping], float | None]]) -> list[V
             for (results, target), p, f in zip(groups, ps, figs.itertuples())]
 
 
-def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALPHA,
+def verdict(results: Sequence[RunResult], target: float | None, alpha: float = ALPHA,
             min_runs: int = MIN_RUNS, p: float | None | str = "compute",
             loss: tuple[float | None, float | None] | None = None,
             time: tuple[float | None, float | None] | None = None) -> Verdict:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from nanopoor import stats
 from nanopoor.jsonio import write_atomic
+from nanopoor.result import RunResult
 from nanopoor.leaderboard import claims, render
 from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
@@ -40,7 +41,7 @@ COLUMNS = [
 @dataclass
 class RunEntry:
     path: Path
-    result: dict
+    result: RunResult
     problems: list[str]    # from nanopoor.verify; empty when the run verifies
 
 
@@ -61,7 +62,7 @@ def output_paths(out: Path) -> dict[str, Path]:
             "png": out.with_suffix(".png")}
 
 
-def run_date(result: Mapping) -> str:
+def run_date(result: RunResult) -> str:
     """yyyy-mm-dd of when the run finished (unix seconds or an iso string); '' when unknown."""
     t = result.get("finished_at") or result.get("started_at")
     if isinstance(t, (int, float)) and not isinstance(t, bool):
@@ -81,7 +82,7 @@ def collect_runs(runs_dir: Path, records_dir: Path, tracks: Mapping) -> tuple[li
     return entries, checks
 
 
-def run_target(result: Mapping, tracks: Mapping) -> tuple[int, float | None]:
+def run_target(result: RunResult, tracks: Mapping) -> tuple[int, float | None]:
     """(track_version, target_val_loss) a run was judged against. results from before track
     versions carry neither key: version 1 and the track's target. a null target is a calibration run."""
     track = tracks.get(track_name(result))
@@ -131,7 +132,7 @@ def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tu
     return out
 
 
-def data_cell(result: Mapping, run_dir: Path) -> str:
+def data_cell(result: RunResult, run_dir: Path) -> str:
     """'5.24M tok (1024 × 8 × 4 × 160)': the token budget and the formula that gives it."""
     formula = result.get("formula")
     if not formula:   # older results: the formula is in the run's config.json
