@@ -245,12 +245,11 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     frame = in_order(assign_ranks(frame))
     board = Board(frame, checks)
     paths = output_paths(out)
-    shown = render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
     board.files = {
-        paths["md"]: render.markdown(shown, tracks, checks, link(runs_dir)).encode("utf-8"),
+        paths["md"]: render.markdown(frame, tracks, checks, link(runs_dir)).encode("utf-8"),
         paths["json"]: render.to_json(frame).encode("utf-8"),
         paths["csv"]: render.to_csv(frame).encode("utf-8"),
-        paths["png"]: render.progression_png(shown),
+        paths["png"]: render.progression_png(render.rows_of(frame)),
     }
     return board
 
