@@ -232,6 +232,40 @@ def _day(text) -> date | None:
         return None
 
 
+def hardware_points(ax, mine: list[dict], hw: str, colour: str, last_day: date) -> None:
+    """one hardware's submissions and claims on a track's panel: the record line, verified points
+    with their sd, unverified points, and claims."""
+    subs = sorted((r for r in mine if r["kind"] == "submission"),
+                  key=lambda r: (r["date"], r["train_time_ms_mean"]))
+    ok = [r for r in subs if r["verified"]]
+    if ok:   # the record so far: running minimum over verified submissions
+        best, xs, ys = math.inf, [], []
+        for r in ok:
+            best = min(best, r["train_time_ms_mean"] / 60000)
+            xs.append(_day(r["date"]))
+            ys.append(best)
+        xs.append(last_day)   # the record stands until the last date shown
+        ys.append(best)
+        ax.step(xs, ys, where="post", color=colour, linewidth=1.5, label=f"record, {hw}")
+        ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
+                    yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
+                    color=colour, capsize=3, label=f"verified, {hw}")
+    rest = [r for r in subs if not r["verified"]]
+    # a run that never reached the target shows its whole train time: a different marker,
+    # so nobody reads it as a time to target
+    short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
+             or r["val_loss_mean"] > r["target_val_loss"]]
+    reached = [r for r in rest if r not in short]
+    for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
+        if group:
+            ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
+                    marker, mfc="none", color=colour, label=f"{what}, {hw}")
+    claims = [r for r in mine if r["kind"] == "claim"]
+    if claims:
+        ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
+                "x", color=colour, label=f"published claim, {hw}")
+
+
 def progression_png(rows: list[dict]) -> bytes:
     """train time vs date per track, one colour per hardware; the step line is the record."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -258,35 +292,7 @@ def progression_png(rows: list[dict]) -> bytes:
         mine = [r for r in rows if r["track"] == name]
         last_day = max(_day(r["date"]) for r in mine)
         for hw in sorted({r["hardware"] for r in mine}):
-            subs = sorted((r for r in mine if r["kind"] == "submission" and r["hardware"] == hw),
-                          key=lambda r: (r["date"], r["train_time_ms_mean"]))
-            ok = [r for r in subs if r["verified"]]
-            if ok:   # the record so far: running minimum over verified submissions
-                best, xs, ys = math.inf, [], []
-                for r in ok:
-                    best = min(best, r["train_time_ms_mean"] / 60000)
-                    xs.append(_day(r["date"]))
-                    ys.append(best)
-                xs.append(last_day)   # the record stands until the last date shown
-                ys.append(best)
-                ax.step(xs, ys, where="post", color=colours[hw], linewidth=1.5, label=f"record, {hw}")
-                ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
-                            yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
-                            color=colours[hw], capsize=3, label=f"verified, {hw}")
-            rest = [r for r in subs if not r["verified"]]
-            # a run that never reached the target shows its whole train time: a different marker,
-            # so nobody reads it as a time to target
-            short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
-                     or r["val_loss_mean"] > r["target_val_loss"]]
-            reached = [r for r in rest if r not in short]
-            for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
-                if group:
-                    ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
-                            marker, mfc="none", color=colours[hw], label=f"{what}, {hw}")
-            claims = [r for r in mine if r["kind"] == "claim" and r["hardware"] == hw]
-            if claims:
-                ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
-                        "x", color=colours[hw], label=f"published claim, {hw}")
+            hardware_points(ax, [r for r in mine if r["hardware"] == hw], hw, colours[hw], last_day)
         ax.set_title(f"{name}: train time (to target where reached; lower is better)", fontsize=10)
         ax.set_ylabel("minutes")
         ax.grid(alpha=0.3)
