@@ -174,7 +174,7 @@ def t4_fit(result: dict, end: dict) -> dict:
 
 
 def run_rows(run_dirs: list[Path], peak_flops: float, overrides: dict[str, int]) -> list[dict]:
-    from nanopoor.events import read_events
+    from nanopoor.event_reader import read_events
     from nanopoor.result import load_result
 
     rows = []

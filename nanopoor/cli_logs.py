@@ -97,7 +97,7 @@ def _default_jobs() -> int:
 
 
 def _write_plot(parsed, data: dict, out_path: Path) -> Path:
-    from nanopoor.logs.plot import write_loss_plot
+    from nanopoor.loss_plot import write_loss_plot
     return write_loss_plot([(r.name, r) for r in parsed.runs], out_path, target=data["target"],
                            title=f"{parsed.name} ({parsed.format})")
 
@@ -253,8 +253,8 @@ def reproduce(
 ) -> None:
     from nanopoor import runner
     from nanopoor.logs import parse_log
-    from nanopoor.logs.events import parse as parse_events
-    from nanopoor.logs.plot import write_loss_plot
+    from nanopoor.logs.nanopoor_events import parse as parse_events
+    from nanopoor.loss_plot import write_loss_plot
     from nanopoor.records import load_record
     from nanopoor.reproduce import claim_log_path, compare_to_claim, pick_claim
 

@@ -63,7 +63,7 @@ def same(a, b, tol: float) -> bool:
 
 def folder_findings(run_dir: Path, result: dict) -> list[str]:
     """every disagreement between the copies of the numbers in a run folder."""
-    from nanopoor.events import first, read_events
+    from nanopoor.event_reader import first, read_events
 
     out: list[str] = []
     events = read_events(run_dir / "events.jsonl")

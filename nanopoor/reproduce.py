@@ -15,6 +15,9 @@ from nanopoor.errors import UserError
 from nanopoor.jsonio import clean
 from nanopoor.logs.model import ParsedLog, ParsedRun
 
+# what the comparison shows of the harness's run (keys of nanopoor.result.RunResult)
+RUN_KEYS = ("run_id", "status", "reason", "scale", "seed", "hardware_label", "class", "train_time_ms", "tokens",
+            "formula", "steps", "val_loss", "val_loss_full", "causal", "heldout_gap", "track")
 TIME_TOLERANCE = 0.10       # a reproduced time may be this much slower than the claim on the same hardware
 STEP_LOSS_TOLERANCE = 0.10  # nats: more than eval noise between the claim's log and the harness at one step
 
@@ -86,8 +89,8 @@ def same_hardware(a: str | None, b: str | None) -> bool:
 def compare_to_claim(run_dir: Path, claim: dict, claim_log_parsed: ParsedLog | None, *,
                      record: str = "", target: float | None = None) -> Comparison:
     """what the harness measured in run_dir against what the claim (and its log) say."""
-    from nanopoor.logs.events import parse as parse_events
-    from nanopoor.result import load_result
+    from nanopoor.logs.nanopoor_events import parse as parse_events
+    from nanopoor.result import load_result, select
 
     run_dir = Path(run_dir)
     result = load_result(run_dir)
@@ -96,9 +99,7 @@ def compare_to_claim(run_dir: Path, claim: dict, claim_log_parsed: ParsedLog | N
     run_log = parse_events(events_path.read_text(), events_path) if events_path.is_file() else None
     run_curve = run_log.runs[0] if run_log and run_log.runs else None
 
-    run = {k: result.get(k) for k in ("run_id", "status", "reason", "scale", "seed", "hardware_label", "class",
-                                      "train_time_ms", "tokens", "formula", "steps", "val_loss", "val_loss_full",
-                                      "causal", "heldout_gap", "track")}
+    run = select(result, RUN_KEYS)
     claim_ms = claim_time_ms(claim)
     comparable = same_hardware(claim.get("hardware"), result.get("hardware_label"))
     run_ms = result.get("train_time_ms")

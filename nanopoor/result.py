@@ -46,6 +46,15 @@ RunResult = TypedDict("RunResult", {
 RESULT_KEYS = tuple(sorted(RunResult.__required_keys__))   # every key a result of this schema has
 
 
+def select(result: RunResult, keys: tuple[str, ...]) -> dict:
+    """the named keys of a result, None where it lacks one. a name the schema does not have is
+    a reader's typo, not a missing value: it raises instead of reading None for ever."""
+    unknown = [k for k in keys if k not in RunResult.__annotations__]
+    if unknown:
+        raise KeyError(f"not keys of nanopoor.result.RunResult: {', '.join(unknown)}")
+    return {k: result.get(k) for k in keys}
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -85,6 +94,8 @@ def migrate(result: dict) -> dict:
     if version == RESULT_SCHEMA_VERSION and "track_version" in result:
         return result
     result = {**result}
+    if isinstance(result.get("track"), dict):   # drafts named the track as config.json does: a table
+        result["track"] = result["track"].get("name")
     if version == 0:
         result.setdefault("class", "dev")
         result.setdefault("files", {})
@@ -98,8 +109,7 @@ def migrate(result: dict) -> dict:
 
 
 def _version_target(track, version: int) -> float | None:
-    name = track.get("name") if isinstance(track, dict) else track
-    t = _tracks().get(str(name))
+    t = _tracks().get(str(track))
     return t.target_for(int(version))[1] if t is not None else None
 
 

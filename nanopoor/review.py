@@ -346,7 +346,7 @@ def _review_task(task) -> dict:
         # named on the command line that cannot be read is reported
         return {"log": {"path": str(path)}, "error": str(e), "skipped": not was_named}
     if png is not None:
-        from nanopoor.logs.plot import write_loss_plot
+        from nanopoor.loss_plot import write_loss_plot
         data["plot"] = str(write_loss_plot([(r.name, r) for r in parsed.runs], png, target=data["target"],
                                            title=f"{parsed.name} ({parsed.format})"))
     return data

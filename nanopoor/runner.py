@@ -28,7 +28,7 @@ from nanopoor.errors import UserError
 from nanopoor.jsonio import finite_or_none
 from harness.events import RUN_END, RUN_START, STEP, T4_LIMITS, VIOLATION, fmt_tokens
 from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
-from nanopoor.events import EventTail, first, read_events
+from nanopoor.event_reader import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
 from nanopoor.records import check_frozen, compute_digest, load_record, record_files, refuse_uncovered, stage
 from nanopoor.result import files_digest, git_info, write_result
@@ -184,7 +184,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         outcome = _launch(rec, run_dir, config, timeout_s, nproc, quiet, staged / rec.entrypoint, env or {})
     events = read_events(run_dir / "events.jsonl")
     result = _result(rec, trk, config, events, outcome, started, harness_before, manifest)
-    from nanopoor.plots import loss_curve
+    from nanopoor.loss_plot import loss_curve
 
     loss_curve(events, run_dir / "loss.png", f"{rec.name} ({scale}, seed {seed}) — {result['status']}", trk.target_val_loss)
     result["files"] = files_digest(run_dir)

@@ -6,20 +6,23 @@ final val loss at or below the target with a one-sided t-test p < 0.01. the targ
 the runs stored (result.json `target_val_loss`, of their `track_version`), never tracks.toml's
 current one: a new target is a new track version and does not re-judge old runs. a single run
 is shown as one run, never as verified. this module reads plain result dicts (result.json)
-and never touches the file system.
+and never touches the file system: pandas aggregates many submissions' runs at once, scipy
+gives the p-values.
 """
 from __future__ import annotations
 
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 from nanopoor.jsonio import is_finite
+from nanopoor.result import RunResult
 
 ALPHA = 0.01     # significance level of the one-sided test against the target
 MIN_RUNS = 3     # fewer runs than this can be shown, never verified
@@ -82,11 +85,11 @@ def p_below_target(losses: Sequence[float], target: float) -> float | None:
     return p_values_below([list(losses)], [target])[0]
 
 
-def finite_losses(results: Sequence[Mapping]) -> list[float]:
+def finite_losses(results: Sequence[RunResult]) -> list[float]:
     return [r["val_loss"] for r in results if is_finite(r.get("val_loss"))]
 
 
-def judged_target(results: Sequence[Mapping]) -> float | None:
+def judged_target(results: Sequence[RunResult]) -> float | None:
     """the target a submission is judged against: the one its runs stored when they ran (a
     submission's runs share one track version). None when they ran while the track was
     calibrating, or when they disagree (then nothing can be verified)."""
@@ -97,7 +100,7 @@ def judged_target(results: Sequence[Mapping]) -> float | None:
     return float(t) if is_finite(t) else None
 
 
-def run_problems(result: Mapping) -> list[str]:
+def run_problems(result: RunResult) -> list[str]:
     """why one run cannot count towards a verified result (empty when it can)."""
     rid = result.get("run_id", "?")
     out = []
@@ -113,22 +116,52 @@ def run_problems(result: Mapping) -> list[str]:
     return out
 
 
-def verdicts(groups: Sequence[tuple[Sequence[Mapping], float | None]]) -> list[Verdict]:
-    """verdict() for many submissions at once, (results, target) each; the t-tests batched."""
+FIGURES = ("val_loss", "train_time_ms")   # the result keys a verdict gives a mean and sd of
+
+
+def figures(runs: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """per group of runs (one row each, result keys as columns): the mean and sample sd (ddof=1)
+    of the finite values of each FIGURES key, as <key>_mean and <key>_sd (NaN where mean_sd
+    says None). the aggregates are Series.mean/std, numpy's own sums, not groupby's cython
+    kernels: those add with Kahan's compensation and differ from mean_sd in the last bit, and a
+    submission's figures must not depend on how many others were judged with it."""
+    parts = []
+    for key in FIGURES:
+        finite = runs[runs[key].map(is_finite)].astype({key: "float64"})
+        parts.append(finite.groupby(by)[key].agg([(f"{key}_mean", pd.Series.mean), (f"{key}_sd", pd.Series.std)]))
+    groups = runs.groupby(by).size().index
+    return pd.concat(parts, axis=1).reindex(groups)
+
+
+def verdicts(groups: Sequence[tuple[Sequence[RunResult], float | None]]) -> list[Verdict]:
+    """verdict() for many submissions at once, (results, target) each: the figures aggregated
+    in one groupby, the t-tests batched."""
+    if not groups:
+        return []
+    runs = pd.DataFrame([{"group": i, **{k: r.get(k) for k in FIGURES}}
+                         for i, (results, _) in enumerate(groups) for r in results],
+                        columns=["group", *FIGURES]).astype(object)
+    figs = figures(runs, "group").reindex(range(len(groups))).astype(object)
+    figs = figs.where(figs.notna(), None)
     ps = p_values_below([finite_losses(results) for results, _ in groups], [t for _, t in groups])
-    return [verdict(results, target, p=p) for (results, target), p in zip(groups, ps)]
+    return [verdict(results, target, p=p, loss=(f.val_loss_mean, f.val_loss_sd),
+                    time=(f.train_time_ms_mean, f.train_time_ms_sd))
+            for (results, target), p, f in zip(groups, ps, figs.itertuples())]
 
 
-def verdict(results: Sequence[Mapping], target: float | None, alpha: float = ALPHA,
-            min_runs: int = MIN_RUNS, p: float | None | str = "compute") -> Verdict:
+def verdict(results: Sequence[RunResult], target: float | None, alpha: float = ALPHA,
+            min_runs: int = MIN_RUNS, p: float | None | str = "compute",
+            loss: tuple[float | None, float | None] | None = None,
+            time: tuple[float | None, float | None] | None = None) -> Verdict:
     """the verdict over every run of one submission (all reported, none dropped).
 
-    p: the one-sided p-value when the caller computed it already (verdicts() does)."""
+    p, loss and time: the one-sided p-value and the (mean, sd) figures when the caller computed
+    them already (verdicts() does, for many submissions at once)."""
     seeds = tuple(r.get("seed") for r in results)
     losses = finite_losses(results)
-    times = [r["train_time_ms"] for r in results if is_finite(r.get("train_time_ms"))]
-    loss_mean, loss_sd = mean_sd(losses)
-    time_mean, time_sd = mean_sd(times)
+    loss_mean, loss_sd = mean_sd(losses) if loss is None else loss
+    time_mean, time_sd = mean_sd([r["train_time_ms"] for r in results if is_finite(r.get("train_time_ms"))]) \
+        if time is None else time
     if p == "compute":
         p = p_below_target(losses, target) if target is not None else None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nanopoor import leaderboard, records, runner
 from nanopoor.errors import UserError
-from nanopoor.leaderboard_render import rows_of
+from nanopoor.leaderboard import rows_of
 from nanopoor.verify import Check, RecordDigests, check_run
 
 SCALES = ("full", "smoke")

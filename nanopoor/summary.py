@@ -8,18 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.events import fmt_tokens
-from nanopoor.result import load_result
+from nanopoor.result import load_result, select
 
+# the result keys a summary shows, in this order (nanopoor.result.RunResult names them all)
+SUMMARY_KEYS = ("run_id", "record", "scale", "seed", "track", "class", "hardware_label", "status", "reason",
+                "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms", "tokens", "budget_tokens",
+                "val_loss", "target_val_loss", "track_version", "causal", "max_leak", "heldout_gap",
+                "peak_memory_bytes", "t4_fit", "t4_limits", "compiles_in_timed")
 STATUS_STYLE = {"completed": "green", "invalid": "red", "failed": "red", "killed": "yellow", "aborted": "yellow"}
 
 
 def summary(run_dir: Path) -> dict:
-    r = load_result(run_dir)
-    keys = ("run_id", "record", "scale", "seed", "track", "class", "hardware_label", "status", "reason",
-            "train_time_ms", "eval_time_ms", "warmup_time_ms", "wallclock_ms", "tokens", "budget_tokens",
-            "val_loss", "target_val_loss", "track_version", "causal", "max_leak", "heldout_gap", "peak_memory_bytes", "t4_fit", "t4_limits",
-            "compiles_in_timed")
-    out = {k: r.get(k) for k in keys}
+    out = select(load_result(run_dir), SUMMARY_KEYS)
     out["run_dir"] = str(run_dir)
     return out
 

@@ -17,7 +17,7 @@ from nanopoor import hardware
 from nanopoor.crosscheck import same
 from nanopoor.errors import UserError, did_you_mean
 from nanopoor.jsonio import is_finite
-from nanopoor.result import canonical_sha256, load_result, migrate, sha256_file
+from nanopoor.result import RunResult, canonical_sha256, load_result, migrate, sha256_file
 
 RESULT_FILE = "result.json"
 STATUSES = ("completed", "failed", "aborted", "killed", "invalid")
@@ -40,20 +40,19 @@ class Check:
         return {**asdict(self), "ok": self.ok}
 
 
-def track_name(result: Mapping) -> str:
-    """result.json names its track; tolerate the config.json form (a dict with a name)."""
-    t = result.get("track")
-    return t.get("name", "?") if isinstance(t, Mapping) else str(t)
+def track_name(result: RunResult) -> str:
+    """the track a (migrated) result ran on, as text."""
+    return str(result.get("track"))
 
 
-def expected_class(result: Mapping, track) -> tuple[str, str]:
+def expected_class(result: RunResult, track) -> tuple[str, str]:
     """(class, hardware_label) that the run's hardware gives on the track, as the runner decides it."""
     hw = dict(result.get("hardware") or {})
     used = int(result.get("nproc") or 1) if hw.get("gpus") else 0
     return hardware.classify(hw, track.to_dict(), used_gpus=used)
 
 
-def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
+def rule_problems(result: RunResult, tracks: Mapping) -> list[str]:
     """self-consistency of one result: status rules, budget, clock, class vs hardware."""
     out = []
     status = result.get("status")
@@ -90,7 +89,7 @@ def rule_problems(result: Mapping, tracks: Mapping) -> list[str]:
     return out
 
 
-def target_problems(result: Mapping, track) -> list[str]:
+def target_problems(result: RunResult, track) -> list[str]:
     """the stored target must be the one tracks.toml gives the run's track version (None is
     allowed: a run made while the version was calibrating is shown, never ranked)."""
     version = result.get("track_version", 1)
@@ -103,7 +102,7 @@ def target_problems(result: Mapping, track) -> list[str]:
     return []
 
 
-def file_problems(run_dir: Path, raw: Mapping, result: Mapping) -> list[str]:
+def file_problems(run_dir: Path, raw: Mapping, result: RunResult) -> list[str]:
     """result.json's own digest and the sha256 of every file it lists."""
     out = []
     stored = raw.get("result_sha256")
@@ -129,7 +128,7 @@ def file_problems(run_dir: Path, raw: Mapping, result: Mapping) -> list[str]:
     return out
 
 
-def event_problems(run_dir: Path, result: Mapping) -> list[str]:
+def event_problems(run_dir: Path, result: RunResult) -> list[str]:
     """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json."""
     from nanopoor.crosscheck import folder_findings
 
@@ -151,7 +150,7 @@ class RecordDigests:
         return self._cache[name]
 
 
-def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> tuple[Check, dict | None]:
+def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> tuple[Check, RunResult | None]:
     """the check of one run folder, and its (migrated) result when result.json is readable."""
     run_dir = Path(run_dir)
     check = Check("run", run_dir.name, str(run_dir))

@@ -220,7 +220,7 @@ def test_unknown_benchmark_has_no_borrowed_target():
 
 
 def test_plot_has_one_panel_per_metric(tmp_path):
-    from nanopoor.logs.plot import write_loss_plot
+    from nanopoor.loss_plot import write_loss_plot
 
     evals = [(100_000, 150.0, {"samples_count": 1000, "metric": "FID"}),
              (100_005, 0.1, {"samples_count": 1000, "metric": "CLIP"}),

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness import events as ev
 from harness.tracks import get_track
 from nanopoor import runner
-from nanopoor.logs.events import _SIGNATURE_RE
+from nanopoor.logs.nanopoor_events import _SIGNATURE_RE
 from nanopoor.records import load_record
 from nanopoor.result import RESULT_KEYS, RunResult
 

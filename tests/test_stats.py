@@ -126,3 +126,29 @@ def test_batched_verdicts_equal_one_by_one():
     assert verdicts(groups) == [verdict(results, target) for results, target in groups]
     one = verdicts(groups)[2]
     assert one.p_value == pytest.approx(sps.ttest_1samp([5.9, 5.8, 5.95, 5.85], 6.0, alternative="less").pvalue)
+
+
+def test_the_groupby_figures_are_mean_sd_to_the_bit():
+    """stats.figures aggregates many submissions in one pandas groupby; its numbers must be the ones
+    mean_sd gives a single submission (groupby's cython mean/std would not be, in the last bit)."""
+    import pandas as pd
+
+    from nanopoor.stats import figures, mean_sd
+    rng = np.random.default_rng(7)
+    rows, expected = [], {}
+    for g in range(300):
+        n = int(rng.integers(1, 7))
+        losses = list(3.2 + rng.normal(0, 0.03, n))
+        times = list(6e5 + rng.normal(0, 7e3, n))
+        if g % 5 == 0:
+            losses[0] = None   # a failed run: counted, not averaged
+        if g % 7 == 0:
+            times[-1] = float("nan")
+        rows += [{"group": g, "val_loss": a, "train_time_ms": b} for a, b in zip(losses, times)]
+        expected[g] = (mean_sd([x for x in losses if x is not None]), mean_sd([x for x in times if math.isfinite(x)]))
+    got = figures(pd.DataFrame(rows).astype(object), "group")
+    for g, ((lm, ls), (tm, ts)) in expected.items():
+        row = got.loc[g]
+        for value, want in ((row.val_loss_mean, lm), (row.val_loss_sd, ls), (row.train_time_ms_mean, tm),
+                            (row.train_time_ms_sd, ts)):
+            assert (math.isnan(value) and want is None) or value == want, (g, value, want)

@@ -9,11 +9,11 @@ from pathlib import Path
 from types import ModuleType
 
 from nanopoor.errors import UserError, did_you_mean
-from nanopoor.logs import events, llmc, mlperf, modded_nanogpt, nanopoor_text, runlog
+from nanopoor.logs import llmc, mlperf, modded_nanogpt, nanopoor_events, nanopoor_text, runlog
 from nanopoor.logs.model import ParsedLog
 
 # order breaks ties: the stricter signatures first
-PARSERS: dict[str, ModuleType] = {m.NAME: m for m in (events, mlperf, modded_nanogpt, llmc, runlog, nanopoor_text)}
+PARSERS: dict[str, ModuleType] = {m.NAME: m for m in (nanopoor_events, mlperf, modded_nanogpt, llmc, runlog, nanopoor_text)}
 
 
 def parser_names() -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date
 
@@ -89,10 +88,12 @@ def submission_table(rows: list[dict]) -> list[str]:
     return table(SUBMISSION_HEADER, body)
 
 
-def rest_table(rows: list[dict]) -> list[str]:
+def rest_table(subs: pd.DataFrame) -> list[str]:
     """submissions that are not verified (or not judged), by val loss: the lowest first."""
-    rows = sorted(rows, key=lambda r: (r["val_loss_mean"] is None, r["val_loss_mean"] or 0.0,
-                                       r["train_time_ms_mean"] or 0.0, str(r["record"]), str(r["runs"])))
+    keys = pd.DataFrame({"loss": subs["val_loss_mean"].astype("float64"),
+                         "time": subs["train_time_ms_mean"].astype("float64").fillna(0.0),
+                         "record": subs["record"].astype(str), "runs": subs["runs"].astype(str)}, index=subs.index)
+    rows = rows_of(subs.loc[keys.sort_values(list(keys.columns), na_position="last").index])
     body = [[val_cell(row), time_cell(row), row["date"], row["data"], row["person"], row["description"],
              reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(REST_HEADER, body)
@@ -118,17 +119,17 @@ def claim_table(rows: list[dict]) -> list[str]:
     return table(CLAIM_HEADER, body) + [""] + [f"{i}. {text}" for i, text in enumerate(notes, 1)]
 
 
-def not_ranked_lines(rows: list[dict]) -> list[str]:
+def not_ranked_lines(subs: pd.DataFrame) -> list[str]:
     """dev and smoke submissions are counted, never ranked."""
+    full = subs["scale"].eq("full")
     out = []
-    for what, keep in (("dev (cpu) run", lambda r: r["class"] == "dev" and r["scale"] == "full"),
-                       ("smoke-scale run", lambda r: r["scale"] != "full"),
-                       ("run of another class", lambda r: r["scale"] == "full" and r["class"] not in CLASS_NAMES)):
-        picked = [r for r in rows if keep(r)]
-        if picked:
-            n = sum(r["n_runs"] for r in picked)
+    for what, keep in (("dev (cpu) run", subs["class"].eq("dev") & full), ("smoke-scale run", ~full),
+                       ("run of another class", full & ~subs["class"].isin(CLASS_NAMES))):
+        picked = subs[keep]
+        if len(picked):
+            n = int(picked["n_runs"].sum())
             what = what.replace("run", "runs", 1) if n != 1 else what
-            out.append(f"- {n} {what} of {', '.join(sorted({r['record'] for r in picked}))}")
+            out.append(f"- {n} {what} of {', '.join(sorted(picked['record'].unique()))}")
     return out
 
 
@@ -138,66 +139,64 @@ def track_order(name: str, tracks: Mapping) -> tuple:
     return (not (track is not None and track.has_official_hardware), name)
 
 
-def version_section(name: str, version: int, rows: list[dict], track, current: bool) -> list[str]:
+def version_section(name: str, version: int, subs: pd.DataFrame, track, current: bool) -> list[str]:
     """one track version: per class and hardware, the verified runs ranked by time and the rest by
     val loss; then the calibration runs that set the target, and what is counted, never ranked."""
-    subs = [r for r in rows if r["kind"] == "submission"]
-    calibration = [r for r in subs if r["target_val_loss"] is None]
-    judged = [r for r in subs if r["target_val_loss"] is not None]
-    targets = sorted({r["target_val_loss"] for r in judged})
+    calibrating = subs["target_val_loss"].isna()
+    calibration, judged = subs[calibrating], subs[~calibrating]
+    targets = sorted(float(t) for t in judged["target_val_loss"].unique())
     if current and track is not None and not targets and track.target_val_loss is not None:
         targets = [track.target_val_loss]
     target = ", ".join(str(t) for t in targets) if targets else "pending (set by its calibration runs)"
     out = [f"### {name} version {version} · target {target}", ""]
-    ranked = [r for r in judged if r["ranked"]]
-    fingerprints = sorted({r["dataset_fingerprint"] for r in ranked})
-    tables = defaultdict(list)
-    for r in ranked:
-        tables[(r["class"] != "official", r["hardware"], r["dataset_fingerprint"])].append(r)
-    if current and track is not None and track.has_official_hardware and not any(not k[0] for k in tables):
+    is_ranked = judged["ranked"].eq(True)
+    ranked = judged[is_ranked]
+    ranked = ranked.assign(unofficial=ranked["class"].ne("official"))
+    tables = ranked.groupby(["unofficial", "hardware", "dataset_fingerprint"], sort=True)
+    if current and track is not None and track.has_official_hardware and ranked["unofficial"].all():
         out += [f"#### Official: {track.official_gpu_count}× {track.official_gpu}", "", "_No official runs yet._", ""]
-    for (unofficial, hardware, fp), group in sorted(tables.items()):
-        data = f" · data {fp[:12]}" if len(fingerprints) > 1 else ""
+    for (unofficial, hardware, fp), group in tables:
+        data = f" · data {fp[:12]}" if ranked["dataset_fingerprint"].nunique() > 1 else ""
         out += [f"#### {'Unofficial' if unofficial else 'Official'}: {hardware}{data}", ""]
-        verified = [r for r in group if r["verified"]]
-        rest = [r for r in group if not r["verified"]]
-        out += (submission_table(verified) if verified else ["_Nothing verified yet._"]) + [""]
-        if rest:
+        verified = group["verified"].eq(True)
+        out += (submission_table(rows_of(group[verified])) if verified.any() else ["_Nothing verified yet._"]) + [""]
+        if not verified.all():
             out += ["**Did not reach the target** (or not shown to: fewer than 3 runs, or p ≥ 0.01), by val loss:", ""]
-            out += rest_table(rest) + [""]
-    if tables:
+            out += rest_table(group[~verified]) + [""]
+    if len(ranked):
         out += [P_LINE, "", REPRODUCED_LINE, ""]
-    if calibration:
+    if len(calibration):
         out += ["#### Calibration runs (these set the target)", "",
                 "Made while this version of the track had no target: listed by val loss, never judged or ranked.", ""]
         out += rest_table(calibration) + [""]
-    counted = not_ranked_lines([r for r in judged if not r["ranked"]])
+    counted = not_ranked_lines(judged[~is_ranked])
     if counted:
         out += ["Not ranked:", ""] + counted + [""]
     return out
 
 
-def track_section(name: str, rows: list[dict], track) -> list[str]:
+def track_section(name: str, rows: pd.DataFrame, track) -> list[str]:
     out = [f"## {name}", ""]
     if track is not None:
         official = (f"{track.official_gpu_count}× {track.official_gpu} (capability {track.official_capability})"
                     if track.has_official_hardware else "none (no run on this track is official)")
         out += [f"{track.description}. Official hardware: {official}.", ""]
     current = int(getattr(track, "version", 1) or 1)
-    versions = sorted({int(r["track_version"] or 1) for r in rows if r["kind"] == "submission"} | {current}, reverse=True)
-    for version in versions:
-        mine = [r for r in rows if r["kind"] == "submission" and int(r["track_version"] or 1) == version]
-        if mine or version == current:
+    subs = rows[rows["kind"].eq("submission")]
+    version_of = subs["track_version"].fillna(1).astype(int)
+    for version in sorted(set(version_of) | {current}, reverse=True):
+        mine = subs[version_of.eq(version)]
+        if len(mine) or version == current:
             out += version_section(name, version, mine, track, version == current)
-    claims = [r for r in rows if r["kind"] == "claim"]
-    if claims:
+    claims = rows[rows["kind"].eq("claim")]
+    if len(claims):
         out += ["### Published claims (made elsewhere; not verified by this harness)", ""]
-        out += claim_table(claims) + [""]
+        out += claim_table(rows_of(claims)) + [""]
     return out
 
 
-def markdown(rows: list[dict], tracks: Mapping, checks: list, runs_dir: str) -> str:
-    """leaderboard.md from the frame's rows (rows_of); runs_dir as seen from the file."""
+def markdown(frame: pd.DataFrame, tracks: Mapping, checks: list, runs_dir: str) -> str:
+    """leaderboard.md from the board's frame (in its order); runs_dir as seen from the file."""
     n_runs = sum(1 for c in checks)
     out = [
         "# nanopoor leaderboard", "",
@@ -209,8 +208,8 @@ def markdown(rows: list[dict], tracks: Mapping, checks: list, runs_dir: str) -> 
         "p < 0.01. Time is the harness's train clock (mean ± sd over the runs); val loss is the final "
         "eval on the track's canonical val set. Only verified full-scale GPU results get a rank.", "",
     ]
-    for name in sorted({r["track"] for r in rows}, key=lambda n: track_order(n, tracks)):
-        out += track_section(name, [r for r in rows if r["track"] == name], tracks.get(name))
+    for name in sorted(frame["track"].unique(), key=lambda n: track_order(n, tracks)):
+        out += track_section(name, frame[frame["track"].eq(name)], tracks.get(name))
     bad = [c for c in checks if c.problems]
     if bad:
         out += ["## Run folders that do not verify", ""]
@@ -231,6 +230,40 @@ def _day(text) -> date | None:
         return date.fromisoformat(str(text)[:10])
     except ValueError:
         return None
+
+
+def hardware_points(ax, mine: list[dict], hw: str, colour: str, last_day: date) -> None:
+    """one hardware's submissions and claims on a track's panel: the record line, verified points
+    with their sd, unverified points, and claims."""
+    subs = sorted((r for r in mine if r["kind"] == "submission"),
+                  key=lambda r: (r["date"], r["train_time_ms_mean"]))
+    ok = [r for r in subs if r["verified"]]
+    if ok:   # the record so far: running minimum over verified submissions
+        best, xs, ys = math.inf, [], []
+        for r in ok:
+            best = min(best, r["train_time_ms_mean"] / 60000)
+            xs.append(_day(r["date"]))
+            ys.append(best)
+        xs.append(last_day)   # the record stands until the last date shown
+        ys.append(best)
+        ax.step(xs, ys, where="post", color=colour, linewidth=1.5, label=f"record, {hw}")
+        ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
+                    yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
+                    color=colour, capsize=3, label=f"verified, {hw}")
+    rest = [r for r in subs if not r["verified"]]
+    # a run that never reached the target shows its whole train time: a different marker,
+    # so nobody reads it as a time to target
+    short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
+             or r["val_loss_mean"] > r["target_val_loss"]]
+    reached = [r for r in rest if r not in short]
+    for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
+        if group:
+            ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
+                    marker, mfc="none", color=colour, label=f"{what}, {hw}")
+    claims = [r for r in mine if r["kind"] == "claim"]
+    if claims:
+        ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
+                "x", color=colour, label=f"published claim, {hw}")
 
 
 def progression_png(rows: list[dict]) -> bytes:
@@ -259,35 +292,7 @@ def progression_png(rows: list[dict]) -> bytes:
         mine = [r for r in rows if r["track"] == name]
         last_day = max(_day(r["date"]) for r in mine)
         for hw in sorted({r["hardware"] for r in mine}):
-            subs = sorted((r for r in mine if r["kind"] == "submission" and r["hardware"] == hw),
-                          key=lambda r: (r["date"], r["train_time_ms_mean"]))
-            ok = [r for r in subs if r["verified"]]
-            if ok:   # the record so far: running minimum over verified submissions
-                best, xs, ys = math.inf, [], []
-                for r in ok:
-                    best = min(best, r["train_time_ms_mean"] / 60000)
-                    xs.append(_day(r["date"]))
-                    ys.append(best)
-                xs.append(last_day)   # the record stands until the last date shown
-                ys.append(best)
-                ax.step(xs, ys, where="post", color=colours[hw], linewidth=1.5, label=f"record, {hw}")
-                ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
-                            yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
-                            color=colours[hw], capsize=3, label=f"verified, {hw}")
-            rest = [r for r in subs if not r["verified"]]
-            # a run that never reached the target shows its whole train time: a different marker,
-            # so nobody reads it as a time to target
-            short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
-                     or r["val_loss_mean"] > r["target_val_loss"]]
-            reached = [r for r in rest if r not in short]
-            for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
-                if group:
-                    ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
-                            marker, mfc="none", color=colours[hw], label=f"{what}, {hw}")
-            claims = [r for r in mine if r["kind"] == "claim" and r["hardware"] == hw]
-            if claims:
-                ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
-                        "x", color=colours[hw], label=f"published claim, {hw}")
+            hardware_points(ax, [r for r in mine if r["hardware"] == hw], hw, colours[hw], last_day)
         ax.set_title(f"{name}: train time (to target where reached; lower is better)", fontsize=10)
         ax.set_ylabel("minutes")
         ax.grid(alpha=0.3)

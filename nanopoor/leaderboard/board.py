@@ -1,4 +1,4 @@
-"""leaderboard.md (+ .json, .csv, .png) as a pure function of runs/ and the records' claims.
+"""the board: runs grouped into submissions, judged, ranked and put in order, and its four files.
 
 runs are grouped into submissions by (record, record_sha256, track, track_version, target,
 dataset_fingerprint, hardware_label, scale); each submission gets a verdict over all its runs
@@ -23,6 +23,8 @@ import pandas as pd
 
 from nanopoor import stats
 from nanopoor.jsonio import write_atomic
+from nanopoor.result import RunResult
+from nanopoor.leaderboard import claims, render
 from harness.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
@@ -39,7 +41,7 @@ COLUMNS = [
 @dataclass
 class RunEntry:
     path: Path
-    result: dict
+    result: RunResult
     problems: list[str]    # from nanopoor.verify; empty when the run verifies
 
 
@@ -60,7 +62,7 @@ def output_paths(out: Path) -> dict[str, Path]:
             "png": out.with_suffix(".png")}
 
 
-def run_date(result: Mapping) -> str:
+def run_date(result: RunResult) -> str:
     """yyyy-mm-dd of when the run finished (unix seconds or an iso string); '' when unknown."""
     t = result.get("finished_at") or result.get("started_at")
     if isinstance(t, (int, float)) and not isinstance(t, bool):
@@ -80,7 +82,7 @@ def collect_runs(runs_dir: Path, records_dir: Path, tracks: Mapping) -> tuple[li
     return entries, checks
 
 
-def run_target(result: Mapping, tracks: Mapping) -> tuple[int, float | None]:
+def run_target(result: RunResult, tracks: Mapping) -> tuple[int, float | None]:
     """(track_version, target_val_loss) a run was judged against. results from before track
     versions carry neither key: version 1 and the track's target. a null target is a calibration run."""
     track = tracks.get(track_name(result))
@@ -89,10 +91,29 @@ def run_target(result: Mapping, tracks: Mapping) -> tuple[int, float | None]:
     return int(result.get("track_version") or 1), (float(target) if target is not None else None)
 
 
-def submission_key(r: Mapping, tracks: Mapping) -> tuple:
-    version, target = run_target(r, tracks)
-    return (str(r.get("record")), str(r.get("record_sha256")), track_name(r), version, str(target),
-            str(r.get("dataset_fingerprint")), str(r.get("hardware_label")), str(r.get("scale")))
+SUBMISSION_KEY = ["record", "record_sha256", "track", "track_version", "target", "dataset_fingerprint",
+                  "hardware_label", "scale"]
+
+
+def runs_frame(entries: list[RunEntry], tracks: Mapping) -> pd.DataFrame:
+    """one row per run: its submission key (as text, so a missing value is a key like any other),
+    its folder name and the entry itself."""
+    rows = []
+    for e in entries:
+        r = e.result
+        version, target = run_target(r, tracks)
+        rows.append({"record": str(r.get("record")), "record_sha256": str(r.get("record_sha256")),
+                     "track": track_name(r), "track_version": version, "target": str(target),
+                     "dataset_fingerprint": str(r.get("dataset_fingerprint")),
+                     "hardware_label": str(r.get("hardware_label")), "scale": str(r.get("scale")),
+                     "folder": e.path.name, "entry": e})
+    return pd.DataFrame(rows, columns=[*SUBMISSION_KEY, "folder", "entry"])
+
+
+def submissions(entries: list[RunEntry], tracks: Mapping) -> list[list[RunEntry]]:
+    """the runs grouped into submissions (in key order), each submission's runs in folder order."""
+    runs = runs_frame(entries, tracks).sort_values("folder", kind="stable")
+    return runs.groupby(SUBMISSION_KEY, sort=True)["entry"].agg(list).tolist()
 
 
 def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tuple[RunEntry, bool]]]:
@@ -111,7 +132,7 @@ def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tu
     return out
 
 
-def data_cell(result: Mapping, run_dir: Path) -> str:
+def data_cell(result: RunResult, run_dir: Path) -> str:
     """'5.24M tok (1024 × 8 × 4 × 160)': the token budget and the formula that gives it."""
     formula = result.get("formula")
     if not formula:   # older results: the formula is in the run's config.json
@@ -166,35 +187,43 @@ def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, 
     }
 
 
-def assign_ranks(rows: list[dict]) -> None:
-    """rank verified, ranked submissions by mean train time within each table."""
-    tables = defaultdict(list)
-    for row in rows:
-        if row["ranked"] and row["verified"]:
-            tables[(row["track"], row["track_version"], row["dataset_fingerprint"], row["class"],
-                    row["hardware"])].append(row)
-    for group in tables.values():
-        group.sort(key=lambda r: (r["train_time_ms_mean"], r["date"], r["record"]))
-        for i, row in enumerate(group, 1):
-            row["rank"] = i
+TABLE_KEY = ["track", "track_version", "dataset_fingerprint", "class", "hardware"]
 
 
-def row_order(row: Mapping) -> tuple:
-    """tables in a fixed order: submissions by class, hardware, rank, time; then the claims."""
-    if row["kind"] == "claim":
-        return (row["track"], 1, row.get("claimed_time_min") or 0.0, str(row.get("date")),
-                str(row.get("record")), str(row.get("log")))
-    time = row.get("train_time_ms_mean")
-    return (row["track"], 0, -(row.get("track_version") or 1), CLASS_ORDER.get(row.get("class"), 3), str(row.get("hardware")),
-            str(row.get("dataset_fingerprint")), row.get("rank") is None, row.get("rank") or 0,
-            time if time is not None else float("inf"), str(row.get("date")),
-            str(row.get("record")), str(row.get("runs")))
+def assign_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """rank verified, ranked submissions by mean train time within each table (ties: the earlier
+    date, then the record's name)."""
+    ranked = frame[frame["ranked"].eq(True) & frame["verified"].eq(True)]
+    ranked = ranked.sort_values(["train_time_ms_mean", "date", "record"], kind="stable")
+    frame.loc[ranked.index, "rank"] = ranked.groupby(TABLE_KEY, sort=False).cumcount() + 1
+    return frame
+
+
+def in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """tables in a fixed order: per track, the submissions (the newest track version first, then
+    by class, hardware, data, rank and time), then the claims (by claimed time)."""
+    claim = frame["kind"].eq("claim")
+    sub = ~claim
+    time = frame["train_time_ms_mean"].astype("float64").fillna(float("inf"))
+    claimed = frame["claimed_time_min"].astype("float64").fillna(0.0)
+    keys = pd.DataFrame({
+        "track": frame["track"], "claim": claim,
+        "version": (-frame["track_version"].fillna(1)).where(sub, 0),
+        "class": frame["class"].map(CLASS_ORDER).fillna(3).where(sub, 0),
+        "hardware": frame["hardware"].astype(str).where(sub, ""),
+        "data": frame["dataset_fingerprint"].astype(str).where(sub, ""),
+        "unranked": frame["rank"].isna() & sub, "rank": frame["rank"].fillna(0).where(sub, 0),
+        "time": time.where(sub, claimed), "date": frame["date"].astype(str), "record": frame["record"].astype(str),
+        "last": frame["runs"].astype(str).where(sub, frame["log"].astype(str)),
+    }, index=frame.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
 
 
 def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None = None) -> Board:
     """the whole board in memory: the frame, the run checks, and the bytes of each file."""
     from harness.tracks import load_tracks
-    from nanopoor import leaderboard_claims, leaderboard_render, records as records_mod
+    from nanopoor import records as records_mod
 
     tracks = load_tracks() if tracks is None else tracks
     runs_dir, records_dir, out = Path(runs_dir), Path(records_dir), Path(out)
@@ -204,28 +233,23 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
         return Path(os.path.relpath(path, out.parent)).as_posix()
 
     entries, checks = collect_runs(runs_dir, records_dir, tracks)
-    groups = defaultdict(list)
-    for e in entries:
-        groups[submission_key(e.result, tracks)].append(e)
-    groups = [sorted(g, key=lambda e: e.path.name) for _, g in sorted(groups.items())]
+    groups = submissions(entries, tracks)
     judged_by = [run_target(g[0].result, tracks) for g in groups]   # (version, target) per submission
     judged = stats.verdicts([([e.result for e in g], t) for g, (_, t) in zip(groups, judged_by)])
     reruns = reproductions(entries, tracks)
     rows = [submission_row(g, v, records, link, version, reruns)
             for g, v, (version, _) in zip(groups, judged, judged_by)]
-    assign_ranks(rows)
-    rows += leaderboard_claims.claim_rows(records, entries, tracks)
-    rows.sort(key=row_order)
+    rows += claims.claim_rows(records, entries, tracks)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64",
                                                        "track_version": "Int64"})
+    frame = in_order(assign_ranks(frame))
     board = Board(frame, checks)
     paths = output_paths(out)
-    shown = leaderboard_render.rows_of(frame)   # the frame's rows as plain dicts, for md and png
     board.files = {
-        paths["md"]: leaderboard_render.markdown(shown, tracks, checks, link(runs_dir)).encode("utf-8"),
-        paths["json"]: leaderboard_render.to_json(frame).encode("utf-8"),
-        paths["csv"]: leaderboard_render.to_csv(frame).encode("utf-8"),
-        paths["png"]: leaderboard_render.progression_png(shown),
+        paths["md"]: render.markdown(frame, tracks, checks, link(runs_dir)).encode("utf-8"),
+        paths["json"]: render.to_json(frame).encode("utf-8"),
+        paths["csv"]: render.to_csv(frame).encode("utf-8"),
+        paths["png"]: render.progression_png(render.rows_of(frame)),
     }
     return board
 

@@ -64,13 +64,7 @@ def parse(text: str, path: Path) -> ParsedLog:
         elif kind == VIOLATION:
             log.meta.setdefault("violations", []).append(f"{ev.get('kind')}: {ev.get('detail')}")
         elif kind == RUN_END:
-            builder.run.reported = {k: ev[k] for k in _END_KEYS if ev.get(k) not in (None, "")}
-            if "val_loss" in builder.run.reported:
-                builder.run.reported["val_loss"] = float(builder.run.reported["val_loss"])
-            if ev.get("causal") is not None:
-                log.meta["causal"] = ev["causal"]
-            if ev.get("violations") and not log.meta.get("violations"):
-                log.meta["violations"] = [f"{v.get('kind')}: {v.get('detail')}" for v in ev["violations"]]
+            _read_end(ev, builder, log)
     if start:
         log.arguments = {k: start[k] for k in _ARGUMENT_KEYS if k in start} | dict(start.get("args") or {})
         log.source_ref = f"record {start['record']}" if start.get("record") else None
@@ -87,6 +81,17 @@ def parse(text: str, path: Path) -> ParsedLog:
         builder.run.tokens_formula = f"{start['seq_len']} × {start['batch_size']} × {start.get('grad_accum', 1)} (counted by the harness)"
     log.runs = builder.parsed_runs
     return log
+
+
+def _read_end(ev: dict, builder: RunBuilder, log: ParsedLog) -> None:
+    """what the harness's run_end reports: the run's end figures, causality and violations."""
+    builder.run.reported = {k: ev[k] for k in _END_KEYS if ev.get(k) not in (None, "")}
+    if "val_loss" in builder.run.reported:
+        builder.run.reported["val_loss"] = float(builder.run.reported["val_loss"])
+    if ev.get("causal") is not None:
+        log.meta["causal"] = ev["causal"]
+    if ev.get("violations") and not log.meta.get("violations"):
+        log.meta["violations"] = [f"{v.get('kind')}: {v.get('detail')}" for v in ev["violations"]]
 
 
 def _f(x) -> float | None:

@@ -13,17 +13,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.events import fmt_tokens
-from nanopoor.events import read_events
+from harness.events import EVAL, fmt_tokens
+from nanopoor.event_reader import read_events
+from nanopoor.result import RunResult
 from nanopoor.stats import judged_target
 from nanopoor.verify import track_name
-
-
-def field_of(obj, key: str, default=None):
-    """claims may be dicts or small objects; read either."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 def plausibility(tokens, track) -> str:
@@ -41,14 +35,14 @@ def plausibility(tokens, track) -> str:
     return f"{fmt_tokens(tokens)} tokens to reach {track.target_val_loss} is within the plausible range (≥ {fmt_tokens(floor)})"
 
 
-def eval_at(run_path: Path, result: Mapping, tokens: int):
+def eval_at(run_path: Path, result: RunResult, tokens: int):
     """(val loss, tokens, train_time_ms, full) of the last eval at or before `tokens`, or None."""
     if result.get("tokens") == tokens and isinstance(result.get("val_loss"), (int, float)) \
             and math.isfinite(result["val_loss"]):
         return result["val_loss"], tokens, result.get("train_time_ms"), bool(result.get("val_loss_full", True))
     best = None
     for ev in read_events(run_path / "events.jsonl"):
-        if ev.get("type") != "eval" or not isinstance(ev.get("tokens"), int) or ev["tokens"] > tokens:
+        if ev.get("type") != EVAL or not isinstance(ev.get("tokens"), int) or ev["tokens"] > tokens:
             continue
         key = (ev["tokens"], bool(ev.get("full")))   # latest eval; a full one over a prefix one
         if best is None or key >= best[0]:
@@ -123,24 +117,24 @@ def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
     rows = []
     for name in sorted(records):
         rec = records[name]
-        for claim in field_of(rec, "claims") or []:
-            tokens = field_of(claim, "tokens")
-            notes = field_of(claim, "notes") or []
+        for claim in rec.claims:
+            tokens = claim.get("tokens")
+            notes = claim.get("notes") or []
             notes = [notes] if isinstance(notes, str) else [str(n) for n in notes]
             notes = [n.strip() for n in notes if n.strip()]
             outcomes = rerun_outcomes(tokens, full_runs.get(name, []), tracks)
             found = [plausibility(tokens, tracks.get(rec.track))] + notes + [text for text, _ in outcomes]
-            formula = field_of(claim, "formula")
+            formula = claim.get("formula")
             rows.append({
                 "kind": "claim", "track": rec.track, "class": None,
-                "hardware": str(field_of(claim, "hardware") or ""), "scale": None, "ranked": False,
+                "hardware": str(claim.get("hardware") or ""), "scale": None, "ranked": False,
                 "rank": None, "record": name, "record_sha256": rec.frozen_sha256,
-                "description": rec.title, "person": str(field_of(claim, "person") or rec.author),
-                "date": str(field_of(claim, "date") or ""), "tokens": tokens,
+                "description": rec.title, "person": str(claim.get("person") or rec.author),
+                "date": str(claim.get("date") or ""), "tokens": tokens,
                 "data": f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "") if tokens else "?",
                 "verified": False, "verdict": short_verdict(tokens, tracks.get(rec.track), outcomes),
-                "claimed_time_min": field_of(claim, "time_min"),
-                "log": field_of(claim, "log"), "peer_log": field_of(claim, "peer_log"),
+                "claimed_time_min": claim.get("time_min"),
+                "log": claim.get("log"), "peer_log": claim.get("peer_log"),
                 "notes": "\n".join(notes), "found": "\n".join(found),
             })
     return rows

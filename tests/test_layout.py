@@ -1,0 +1,30 @@
+"""the tool's layout: one module per name, the leaderboard as a package, one loss-plot module."""
+from pathlib import Path
+
+from harness.events import EVAL, STEP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_two_modules_share_a_name():
+    names = [p.name for top in ("nanopoor", "harness") for p in (ROOT / top).rglob("*.py") if p.name != "__init__.py"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_the_leaderboard_package_keeps_its_public_names():
+    import nanopoor.leaderboard as lb
+    from nanopoor.leaderboard import board, claims, render
+
+    assert lb.build is board.build and lb.generate is board.generate and lb.rows_of is render.rows_of
+    assert callable(claims.claim_rows) and lb.COLUMNS[0] == "kind"
+
+
+def test_a_runs_loss_curve_is_the_same_bytes_twice(tmp_path):
+    from nanopoor.loss_plot import loss_curve
+
+    events = [{"type": STEP, "tokens": 1000 * i, "train_loss": 5.0 - 0.1 * i} for i in range(1, 9)]
+    events += [{"type": EVAL, "tokens": 4000, "val_loss": 4.8, "full": False},
+               {"type": EVAL, "tokens": 8000, "val_loss": 4.4, "full": True}]
+    a = loss_curve(events, tmp_path / "a" / "loss.png", "run", target=4.5)
+    b = loss_curve(events, tmp_path / "b.png", "run", target=4.5)
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.read_bytes() == b.read_bytes()
