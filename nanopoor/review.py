@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.events import fmt_tokens
+from nanopoor.output import fmt_ms
 from nanopoor.logs.model import ParsedLog, ParsedRun, StepPoint
 
 SEVERITIES = ("error", "warn", "info")
@@ -346,18 +348,74 @@ def _review_task(task) -> dict:
         # named on the command line that cannot be read is reported
         return {"log": {"path": str(path)}, "error": str(e), "skipped": not was_named}
     if png is not None:
-        from nanopoor.logs.plot import write_loss_plot
-        data["plot"] = str(write_loss_plot([(r.name, r) for r in parsed.runs], png, target=data["target"],
-                                           title=f"{parsed.name} ({parsed.format})"))
+        data["plot"] = str(_write_plot(parsed, data, png))
     return data
 
 
-# --- formatting ----------------------------------------------------------------------------
-def fmt_ms(ms: float | None) -> str:
-    if ms is None:
-        return "?"
-    if not math.isfinite(ms):
-        return str(ms)
-    if ms >= 60_000:
-        return f"{ms / 60_000:.2f} min"
-    return f"{ms / 1000:.1f} s"
+# --- what `nanopoor review` asks for: which logs, which pngs -------------------------------
+def logs_to_review(logs: list[Path], *, plot: Path | None = None, track: str | None = None,
+                   parser: str | None = None) -> tuple[list[Path], bool]:
+    """the log files under what the user named, and whether that is one log (shown in full) or many
+    (a line each). a misspelt --track or --parser is one error here, not one per log."""
+    from nanopoor.errors import UserError
+    from nanopoor.logs.collect import collect_logs
+    from nanopoor.logs.registry import get_parser
+
+    paths = collect_logs(logs)
+    if not paths:
+        raise UserError(f"no logs in {', '.join(map(str, logs))}: give log files or folders that hold "
+                        f"*.txt, *.log, *.out, *.stdout or a run's events.jsonl")
+    single = len(paths) == 1 and len(logs) == 1 and (Path(logs[0]).is_file() or (Path(logs[0]) / "events.jsonl").is_file())
+    if plot is not None and len(paths) > 1:
+        raise UserError(f"--plot writes one png but {len(paths)} logs were given: use --plot-dir DIR for many")
+    if track:
+        resolve_track(track)
+    if parser:
+        get_parser(parser)
+    return paths, single
+
+
+def review_one(path: Path, *, plot: Path | None = None, plot_dir: Path | None = None, **opts) -> dict:
+    """review_log's json for one log; its loss-curve png only where plot (a file or a folder) or
+    plot_dir says: reading never writes unless asked."""
+    parsed, data = review_log(path, **opts)
+    png = plot_dir / f"review-{parsed.name}.png" if plot_dir is not None else None
+    if plot is not None:
+        png = plot / f"review-{parsed.name}.png" if plot.is_dir() else plot
+    if png is not None:
+        data["plot"] = str(_write_plot(parsed, data, png))
+    return data
+
+
+def png_names(paths: list[Path], plot_dir: Path) -> dict[Path, Path]:
+    """plot_dir/review-<name>.png for each log, with the folder's name in front when two logs share a name."""
+    used: set[str] = set()
+    out = {}
+    for path in paths:
+        path = Path(path)
+        name = path.name if path.is_dir() else (path.parent.name if path.name == "events.jsonl" else path.stem)
+        candidate = f"review-{name}.png"
+        if candidate in used:
+            candidate = f"review-{path.resolve().parent.name}-{name}.png"
+        k = 2
+        while candidate in used:
+            candidate = f"review-{name}-{k}.png"
+            k += 1
+        used.add(candidate)
+        out[path] = plot_dir / candidate
+    return out
+
+
+def default_jobs() -> int:
+    """one process per core this process may use, at most 8 (start-up outweighs more)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def _write_plot(parsed: ParsedLog, data: dict, png: Path) -> Path:
+    from nanopoor.logs.plot import write_loss_plot
+    return write_loss_plot([(r.name, r) for r in parsed.runs], png, target=data["target"],
+                           title=f"{parsed.name} ({parsed.format})")

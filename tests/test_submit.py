@@ -63,7 +63,7 @@ def test_a_second_submission_joins_the_same_group_and_marks_changes(tmp_path, mo
 def test_single_run_submission_is_shown_as_one_run(tmp_path, monkeypatch, app, fake_runner):
     monkeypatch.chdir(tmp_path)
     make_record(Path("records"), "r")
-    res = CliRunner().invoke(app, ["submit", "records/r", "--runs", "1"])
+    res = CliRunner().invoke(app, ["submit", "records/r", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "single run" in res.output and "files to commit:" in res.output
     assert "| 13.33 min (1 run) | 2025-03-02 |" in Path("leaderboard.md").read_text()   # below the ranked ones
