@@ -33,7 +33,7 @@ def review(
     jobs: int | None = typer.Option(None, min=1, help="processes for many logs (default: one per core, at most 8)"),
 ) -> None:
     """reading never writes: a png appears only where --plot or --plot-dir says."""
-    from nanopoor.review import default_jobs, logs_to_review, png_names, review_many, review_one
+    from nanopoor.review_logs import default_jobs, logs_to_review, png_names, review_many, review_one
 
     paths, single = logs_to_review(logs, plot=plot, track=track, parser=parser)
     opts = dict(track=track, target=target, tokens_per_step=tokens_per_step, parser=parser)
