@@ -76,6 +76,19 @@ def run_parallel(rec, n: int, gpus: list[str], *, on_done=None, **kw) -> list[Pa
         return list(pool.map(one, range(n)))
 
 
+def parallel_gpus(gpus: list[str] | None) -> list[str]:
+    """the devices --parallel runs on: the ones named, else every visible gpu; each at most once."""
+    from nanopoor.hardware import visible_gpus
+
+    gpus = list(gpus) if gpus else visible_gpus()
+    if not gpus:
+        raise UserError("--parallel runs one seed per gpu and this machine shows none (nvidia-smi, "
+                        "CUDA_VISIBLE_DEVICES): drop --parallel, or name the devices with --gpus 0,1,2")
+    if len(set(gpus)) != len(gpus):
+        raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
+    return gpus
+
+
 def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str | Path | None = None,
            track: str | None = None, scale: str = "full", runs_dir: str | Path | None = None,
            timeout_s: float | None = None, out: str | Path | None = None, quiet: bool = False,
@@ -109,14 +122,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     before = {p: (p.read_bytes() if p.is_file() else None) for p in leaderboard.output_paths(out).values()}
 
     if parallel:
-        from nanopoor.hardware import visible_gpus
-        gpus = list(gpus) if gpus else visible_gpus()
-        if not gpus:
-            raise UserError("--parallel runs one seed per gpu and this machine shows none (nvidia-smi, "
-                            "CUDA_VISIBLE_DEVICES): drop --parallel, or name the devices with --gpus 0,1,2")
-        if len(set(gpus)) != len(gpus):
-            raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
-        dirs = run_parallel(rec, n, gpus, on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
+        dirs = run_parallel(rec, n, parallel_gpus(gpus), on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
                             timeout_s=timeout_s, track=track, as_t4=as_t4)
         new_runs = [runs_dir / d.name for d in dirs]
     else:
