@@ -573,7 +573,7 @@ def main(
     data: Path = typer.Option(None, help="dataset folder for the runs and the micro-benchmarks (e.g. data/docs)"),
     track: str = typer.Option(None, help="track to run the records on (e.g. docs); default: the scale's own"),
     scale: str = typer.Option(None, help="record scale to run (default full; smoke with --dry-run)"),
-    runs_out: Path = typer.Option(Path("bench-runs"), help="where new run folders go"),
+    runs: Path = typer.Option(Path("bench-runs"), "--runs", metavar="DIR", help="folder that receives the new run folders"),
     out: Path = typer.Option(Path("bench.json"), help="json report"),
     target_loss: float = typer.Option(None, help="common val loss for time-to-loss (default: the worst final loss)"),
     baseline: str = typer.Option("baseline_adamw", help="record the speedups are measured against"),
@@ -602,7 +602,7 @@ def main(
         peak_n = min(peak_n, 256)
     scale = scale or "full"
     peak = measure_matmul_peak(device, peak_n)
-    run_dirs, run_errors = collect_runs(targets or [], scale=scale, track=track, data=data, runs_out=runs_out, timeout_s=timeout)
+    run_dirs, run_errors = collect_runs(targets or [], scale=scale, track=track, data=data, runs_out=runs, timeout_s=timeout)
     rows = run_rows(run_dirs, peak["flops"], overrides)
     cmp = compare(rows, target_loss, baseline)
     report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,

@@ -109,6 +109,17 @@ def list_records(root: str | Path = "records") -> list[Record]:
     return [load_record(t.parent) for t in sorted(Path(root).glob("*/record.toml"))]
 
 
+def describe_records(root: str | Path = "records") -> list[dict]:
+    """what `nanopoor records` shows of each record: title, track, frozen digest and whether the
+    files still match it, the parent and the lineage against it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"no folder {root.as_posix()}: pass --records with a folder of records")
+    return [{"name": rec.name, "title": rec.title, "track": rec.track, "frozen_sha256": rec.frozen_sha256,
+             "frozen_ok": rec.frozen_sha256 is not None and compute_digest(rec.path) == rec.frozen_sha256,
+             "parent": rec.parent, "lineage": lineage(rec)} for rec in list_records(root)]
+
+
 UNCOVERED_SUFFIXES = {".pyc", ".pyo", ".so", ".pyd"}
 
 

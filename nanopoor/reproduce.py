@@ -212,3 +212,39 @@ def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout
     return {"original": original["run_id"], "reproduction": new["run_id"], "status": new["status"], "val_loss": b,
             "original_val_loss": a, "gap": gap, "reproduced": ok, "same_machine": same_machine, "summary": summary,
             "run_dir": str(new_dir)}
+
+
+def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, scale: str = "full",
+                    seed: int | None = None, runs_dir: Path | None = None, timeout_s: float | None = None,
+                    plot: Path | None = None, allow_cpu: bool = False, as_t4: bool = False, quiet: bool = False,
+                    on_note=None) -> Comparison:
+    """run a record as its published claim describes and compare the run with the claim (and its
+    log's curve, when the peer logs are here). preflight notes go to on_note(text) before the run
+    starts; the claim-vs-harness overlay png is written only where plot (a file or a folder) says."""
+    from nanopoor import runner
+    from nanopoor.logs import parse_log
+    from nanopoor.logs.nanopoor_events import parse as parse_events
+    from nanopoor.output import default_runs_dir
+    from nanopoor.records import load_record
+
+    rec = load_record(record)
+    chosen = pick_claim(rec.claims, claim, rec.name)
+    for note in runner.preflight(rec.path, scale, data_dir=data, allow_cpu=allow_cpu, verb="reproduce"):
+        if on_note is not None:
+            on_note(note)
+    runs_dir = runs_dir or default_runs_dir(scale, runner.has_gpu())
+    log_path = claim_log_path(chosen)
+    claim_log = parse_log(log_path) if log_path else None
+    run_dir = runner.run_record(rec.path, scale=scale, seed=seed, data_dir=data, out_root=runs_dir,
+                                timeout_s=timeout_s, track=None, quiet=quiet, as_t4=as_t4)
+    cmp = compare_to_claim(run_dir, chosen, claim_log, record=rec.name)
+    curves = [(f"claim ({log_path.name})", r) for r in (claim_log.runs[-1:] if claim_log else [])]
+    events = Path(run_dir) / "events.jsonl"
+    if events.is_file():
+        curves += [(f"harness ({cmp.run.get('scale')})", r) for r in parse_events(events.read_text(), events).runs]
+    if curves and plot is not None:
+        from nanopoor.loss_plot import write_loss_plot
+
+        png = plot / f"reproduce-{rec.name}.png" if plot.is_dir() else plot
+        cmp.plot = str(write_loss_plot(curves, png, title=f"{rec.name}: claim vs harness", target=cmp.target))
+    return cmp

@@ -2,16 +2,15 @@
 
 each rule is a small function (run or log, context) -> findings; a finding has a severity
 (error: the claim cannot stand as stated; warn: it needs an explanation; info: worth knowing)
-and one line of message. the leaderboard reuses review_parsed() on the logs that claims link."""
+and one line of message. review_logs.py runs them over whole log files for `nanopoor review`."""
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from harness.events import fmt_tokens
+from nanopoor.output import fmt_ms
 from nanopoor.logs.model import ParsedLog, ParsedRun, StepPoint
 
 SEVERITIES = ("error", "warn", "info")
@@ -286,78 +285,3 @@ def review_parsed(parsed: ParsedLog, track, tokens_per_step: int | None = None, 
     for run in parsed.runs:
         findings += [f for rule in RUN_RULES for f in rule(run, cfg)]
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
-
-
-# --- one log, start to end -----------------------------------------------------------------
-@functools.cache
-def resolve_track(name: str):
-    """a track by name, once per process (a many-log review asks for it per log)."""
-    from harness.tracks import UnknownTrack, get_track
-
-    from nanopoor.errors import UserError
-    try:
-        return get_track(name)
-    except UnknownTrack as e:
-        raise UserError(f"{e}; pass --track NAME") from None
-
-
-def track_of(parsed: ParsedLog) -> str | None:
-    t = parsed.meta.get("track")
-    return t.get("name") if isinstance(t, dict) else t
-
-
-def review_log(path: Path | str, *, track: str | None = None, target: float | None = None,
-               tokens_per_step: int | None = None, parser: str | None = None) -> tuple[ParsedLog, dict]:
-    """parse and review one log: (the parsed log, what `review --format json` prints for it)."""
-    from nanopoor.logs import parse_log
-
-    parsed = parse_log(path, parser=parser)
-    track_obj = resolve_track(track or track_of(parsed) or DEFAULT_TRACK)
-    findings = review_parsed(parsed, track_obj, tokens_per_step, target=target)
-    cfg = review_config(track_obj, target)
-    data = {"log": parsed.summary(cfg.target), "track": cfg.track_name, "target": cfg.target,
-            "findings": [f.to_dict() for f in findings], "plot": None,
-            "counts": {s: sum(f.severity == s for f in findings) for s in SEVERITIES}}
-    return parsed, data
-
-
-def review_many(paths: list[Path], *, named: set[Path], plot_names: dict | None = None, jobs: int = 1, **opts):
-    """review_log over many logs, in order, `jobs` processes at a time: yields each log's json dict.
-    a file that is no log gives {"error": ..., "skipped": True when it was found by a folder search}.
-    plot_names maps a path to the png to write for it (--plot-dir)."""
-    tasks = [(p, Path(p).resolve() in named, (plot_names or {}).get(p), opts) for p in paths]
-    if jobs <= 1 or len(tasks) < 4 * jobs:
-        yield from map(_review_task, tasks)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        # chunks keep the per-task overhead small; map keeps the order of the paths
-        yield from pool.map(_review_task, tasks, chunksize=max(1, min(32, len(tasks) // (8 * jobs))))
-
-
-def _review_task(task) -> dict:
-    from nanopoor.errors import UserError
-
-    path, was_named, png, opts = task
-    try:
-        parsed, data = review_log(path, **opts)
-    except UserError as e:
-        # a file found by searching a folder that is no log (a README, a config) is skipped; a file
-        # named on the command line that cannot be read is reported
-        return {"log": {"path": str(path)}, "error": str(e), "skipped": not was_named}
-    if png is not None:
-        from nanopoor.loss_plot import write_loss_plot
-        data["plot"] = str(write_loss_plot([(r.name, r) for r in parsed.runs], png, target=data["target"],
-                                           title=f"{parsed.name} ({parsed.format})"))
-    return data
-
-
-# --- formatting ----------------------------------------------------------------------------
-def fmt_ms(ms: float | None) -> str:
-    if ms is None:
-        return "?"
-    if not math.isfinite(ms):
-        return str(ms)
-    if ms >= 60_000:
-        return f"{ms / 60_000:.2f} min"
-    return f"{ms / 1000:.1f} s"

@@ -27,7 +27,7 @@ from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
 from nanopoor.jsonio import finite_or_none
 from harness.events import RUN_END, RUN_START, STEP, T4_LIMITS, VIOLATION, fmt_tokens
-from nanopoor.outputs import DEV_RUNS, RANKED_RUNS
+from nanopoor.output import DEV_RUNS, RANKED_RUNS, default_runs_dir
 from nanopoor.event_reader import EventTail, first, read_events
 from nanopoor.crosscheck import event_findings
 from nanopoor.records import check_frozen, compute_digest, load_record, record_files, refuse_uncovered, stage
@@ -144,6 +144,20 @@ def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, d
         raise UserError(f"{verb} {rec.path.as_posix()} --scale {scale} needs " + "; and ".join(needs)
                         + (". Next: " + ", or ".join(nxt) if nxt else ""))
     return notes
+
+
+def run_seeds(record_dir: str | Path, n: int = 1, *, scale: str = "smoke", seed: int | None = None,
+              data_dir=None, runs_dir: str | Path | None = None, track: str | None = None, allow_cpu: bool = False,
+              on_note=None, **kw) -> list[Path]:
+    """`nanopoor run`: the preflight (its notes to on_note before anything starts), then n runs of a
+    record one after another, each with its own harness-assigned seed unless seed fixes the one run's.
+    runs_dir [default: runs/ for a full-scale run on a gpu, else dev-runs/]."""
+    for note in preflight(record_dir, scale, track=track, data_dir=data_dir, n_runs=n, allow_cpu=allow_cpu):
+        if on_note is not None:
+            on_note(note)
+    runs_dir = runs_dir or default_runs_dir(scale, has_gpu())
+    return [run_record(record_dir, scale=scale, seed=seed, data_dir=data_dir, out_root=runs_dir, track=track, **kw)
+            for _ in range(n)]
 
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,

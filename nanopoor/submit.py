@@ -28,7 +28,10 @@ class SubmitOutcome:
     runs: list[Path]                       # the run folders this submission wrote, in order
     checks: list[Check]                    # verify's answer for each of them
     submissions: list[dict]                # leaderboard rows holding these runs (normally one)
-    to_commit: list[str] = field(default_factory=list)   # porcelain-style lines: "?? runs/<id>/"
+    to_commit: list[str] = field(default_factory=list)   # porcelain-style lines: "?? runs/<id>/"; none for dev runs
+    runs_dir: Path = Path("runs")          # where the run folders went
+    out: Path = Path("leaderboard.md")     # the leaderboard file regenerated
+    dev: bool = False                      # runs_dir is dev-runs/: never ranked, nothing to commit
 
     @property
     def verified(self) -> bool:
@@ -73,34 +76,53 @@ def run_parallel(rec, n: int, gpus: list[str], *, on_done=None, **kw) -> list[Pa
         return list(pool.map(one, range(n)))
 
 
+def parallel_gpus(gpus: list[str] | None) -> list[str]:
+    """the devices --parallel runs on: the ones named, else every visible gpu; each at most once."""
+    from nanopoor.hardware import visible_gpus
+
+    gpus = list(gpus) if gpus else visible_gpus()
+    if not gpus:
+        raise UserError("--parallel runs one seed per gpu and this machine shows none (nvidia-smi, "
+                        "CUDA_VISIBLE_DEVICES): drop --parallel, or name the devices with --gpus 0,1,2")
+    if len(set(gpus)) != len(gpus):
+        raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
+    return gpus
+
+
 def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str | Path | None = None,
-           track: str | None = None, scale: str = "full", runs_dir: str | Path = "runs",
-           timeout_s: float | None = None, out: str | Path = "leaderboard.md", quiet: bool = False,
-           parallel: bool = False, gpus: list[str] | None = None, on_done=None, as_t4: bool = False) -> SubmitOutcome:
+           track: str | None = None, scale: str = "full", runs_dir: str | Path | None = None,
+           timeout_s: float | None = None, out: str | Path | None = None, quiet: bool = False,
+           parallel: bool = False, gpus: list[str] | None = None, on_done=None, as_t4: bool = False,
+           allow_cpu: bool = False, on_note=None) -> SubmitOutcome:
     """run the record's seeds (one after another, or with `parallel` one per gpu at a time), verify
-    them and regenerate the leaderboard. gpus: the device ids for parallel runs [default: the
-    visible ones]; on_done(run_dir, gpu) is called as each parallel run ends."""
+    them and regenerate the leaderboard. n_runs: the number of runs [default: the record's `seeds`];
+    runs_dir [default: runs/ for a full-scale submission on a gpu, else dev-runs/]; out: the
+    leaderboard file [default: leaderboard.md, or beside the runs for dev runs]. gpus: the device
+    ids for parallel runs [default: the visible ones]; on_note(text) gets the preflight's notes
+    before anything runs; on_done(run_dir, gpu) is called as each parallel run ends."""
+    from nanopoor.output import DEV_RUNS, default_runs_dir
+
     if scale not in SCALES:
         raise UserError(f"unknown scale '{scale}': use --scale full or --scale smoke")
-    rec = records.load_record(record_path)
-    records.check_frozen(rec)   # a changed frozen record never runs: make a new record
+    rec = records.load_record(record_path)   # a bare name, as `verify` takes it, is records/<name>
     n = rec.seeds if n_runs is None else n_runs
     if n < 1:
-        raise UserError(f"--runs must be at least 1, not {n}")
-    runs_dir, out = Path(runs_dir), Path(out)
+        raise UserError(f"--seeds must be at least 1, not {n}")
+    for note in runner.preflight(record_path, scale, track=track, data_dir=data_dir, n_runs=n, allow_cpu=allow_cpu,
+                                 verb="submit"):
+        if on_note is not None:
+            on_note(note)
+    records.check_frozen(rec)   # a changed frozen record never runs: make a new record
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir(scale, runner.has_gpu())
+    dev = runs_dir.resolve() == DEV_RUNS.resolve()
+    # the committed board is made from runs/ only: dev runs get a board of their own beside them
+    out = Path(out) if out is not None else (runs_dir / "leaderboard.md" if dev else Path("leaderboard.md"))
     # records_dir as given (relative stays relative), so the leaderboard's links stay relative
-    records_dir = Path(os.path.dirname(os.path.normpath(str(record_path))) or ".")
+    records_dir = Path(os.path.dirname(os.path.normpath(str(rec.path))) or ".")
     before = {p: (p.read_bytes() if p.is_file() else None) for p in leaderboard.output_paths(out).values()}
 
     if parallel:
-        from nanopoor.hardware import visible_gpus
-        gpus = list(gpus) if gpus else visible_gpus()
-        if not gpus:
-            raise UserError("--parallel runs one seed per gpu and this machine shows none (nvidia-smi, "
-                            "CUDA_VISIBLE_DEVICES): drop --parallel, or name the devices with --gpus 0,1,2")
-        if len(set(gpus)) != len(gpus):
-            raise UserError(f"--gpus names a device twice ({','.join(gpus)}): each parallel run needs its own gpu")
-        dirs = run_parallel(rec, n, gpus, on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
+        dirs = run_parallel(rec, n, parallel_gpus(gpus), on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
                             timeout_s=timeout_s, track=track, as_t4=as_t4)
         new_runs = [runs_dir / d.name for d in dirs]
     else:
@@ -121,4 +143,5 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     rows = [r for r in rows_of(board.frame)
             if r["kind"] == "submission" and links & set(str(r["runs"]).split())]
     return SubmitOutcome(record=rec.name, scale=scale, runs=new_runs, checks=checks, submissions=rows,
-                         to_commit=porcelain(before, board.files, new_runs))
+                         to_commit=[] if dev else porcelain(before, board.files, new_runs), runs_dir=runs_dir,
+                         out=out, dev=dev)

@@ -1,13 +1,13 @@
 """one run's result as a short rich table or as json."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from harness.events import fmt_tokens
+from nanopoor.output import print_json
 from nanopoor.result import load_result, select
 
 # the result keys a summary shows, in this order (nanopoor.result.RunResult names them all)
@@ -26,7 +26,7 @@ def summary(run_dir: Path) -> dict:
 
 def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) -> None:
     if fmt == "json":
-        print(json.dumps(rows if len(rows) != 1 else rows[0], indent=2))
+        print_json(rows if len(rows) != 1 else rows[0])
         return
     console = console or Console()
     for s in rows:

@@ -44,7 +44,7 @@ phase() {  # phase NAME: false once the time budget is spent
 }
 run() {  # run GPU_LIST RECORD NPROC [OUT]: one harness run on the listed gpus
   CUDA_VISIBLE_DEVICES=$1 python3 -m nanopoor run "records/$2" --scale full --track docs --data data/docs \
-    --nproc "$3" --seed 1234 --out "${4:-$runs}" --timeout "$(cap 170)" --format json > "$prof/run-$2-n$3${4:+-solo}.log" 2>&1
+    --nproc "$3" --seed 1234 --runs "${4:-$runs}" --timeout "$(cap 170)" --format json > "$prof/run-$2-n$3${4:+-solo}.log" 2>&1
   echo "run $2 x$3 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
 profile() {  # profile GPU_LIST NPROC: both records' step phases

@@ -55,27 +55,28 @@ pack() {
 }
 
 # -- phase 1: calibration on gpus 0-2, the sweep on gpu 3 ------------------------------------
-CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/baseline_adamw_epoch --scale "$scale" --track docs --parallel $t4 --runs-dir runs \
+CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/baseline_adamw_epoch --scale "$scale" --track docs --parallel $t4 --runs runs \
   > "$out/calibration.log" 2>&1 &
 cal=$!
 (
   $py scripts/race.py candidates --out "$scratch/records" --steps $steps --scale "$scale" || exit 1
   for n in $steps; do
     CUDA_VISIBLE_DEVICES=3 $np run "$scratch/records/dense_muon_t4_v2_s$n" --scale "$scale" --track docs \
-      --out "$scratch/runs" --timeout 240 --format json $t4 > "$scratch/run_s$n.json" || echo "sweep: $n steps did not complete"
+      --runs "$scratch/runs" --timeout 240 --format json $t4 > "$scratch/run_s$n.json" || echo "sweep: $n steps did not complete"
     echo "sweep: $n steps done"
   done
 ) > "$out/sweep.log" 2>&1 &
 sweep=$!
 # with AB_OLD=<folder holding an older harness/ and nanopoor/>: once the calibration has freed gpu 0,
-# the fastest record under the older harness and this one, twice each, on gpu 0 (the new checks' cost)
+# the fastest record under the older harness and this one, twice each, on gpu 0 (the new checks' cost);
+# the older copy spells the runs folder --out (its old name), this one --runs
 ab=""
 ab_pair() {
   local root=$PWD seed=${AB_SEED:-1234} rec=${AB_RECORD:-records/dense_muon_t4_v2}
   for i in 1 2; do
     (cd "$AB_OLD" && CUDA_VISIBLE_DEVICES=0 PYTHONPATH=/tmp/site:$root/$AB_OLD python3 -m nanopoor run "$root/$rec" --scale full \
        --track docs --data "$root/data/docs" --seed "$seed" --out "$root/ab/old" --timeout 200 2>&1 | tail -3)
-    CUDA_VISIBLE_DEVICES=0 $np run "$rec" --scale full --track docs --data data/docs --seed "$seed" --out ab/new \
+    CUDA_VISIBLE_DEVICES=0 $np run "$rec" --scale full --track docs --data data/docs --seed "$seed" --runs ab/new \
        --timeout 200 2>&1 | tail -3
   done
 }
@@ -106,7 +107,7 @@ if [ "$chosen" = "none" ]; then
   echo "race: no swept step count reached the target with the margin: widen RACE_STEPS"; pack; exit 3
 fi
 $py scripts/race.py make-record --steps "$chosen" --scale "$scale" --target "$target" || { pack; exit 1; }
-CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/dense_muon_t4_v3 --scale "$scale" --track docs --parallel $t4 --runs-dir runs \
+CUDA_VISIBLE_DEVICES=0,1,2 $np submit records/dense_muon_t4_v3 --scale "$scale" --track docs --parallel $t4 --runs runs \
   > "$out/speed.log" 2>&1
 speed_rc=$?
 pack

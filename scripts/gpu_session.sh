@@ -18,7 +18,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 runs=gpu-runs
 mkdir -p "$runs"
 pack() { tar czf "$out/runs.tgz.part" "$runs" && mv "$out/runs.tgz.part" "$out/runs.tgz"; }
-python3 benchmarks/gpu_bench.py "$@" --data data/docs --track docs --runs-out "$runs" --out "$out/bench.json" > "$out/bench.log" 2>&1 &
+python3 benchmarks/gpu_bench.py "$@" --data data/docs --track docs --runs "$runs" --out "$out/bench.json" > "$out/bench.log" 2>&1 &
 bench=$!
 while kill -0 "$bench" 2>/dev/null; do sleep 20; pack; done
 wait "$bench"

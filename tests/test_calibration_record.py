@@ -55,7 +55,7 @@ def test_its_code_is_baseline_adamws_recipe():
 @pytest.mark.slow
 def test_smoke_scale_runs_on_the_cpu(tiny_data, tmp_path, app):
     res = CliRunner().invoke(app, ["run", str(RECORD), "--scale", "smoke", "--data", str(tiny_data),
-                                   "--out", str(tmp_path), "--format", "json"])
+                                   "--runs", str(tmp_path), "--format", "json"])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output[res.output.index("{"):])
     assert r["status"] == "completed" and r["causal"] is True and r["val_loss"] < math.log(100277)

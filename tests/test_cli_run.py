@@ -24,7 +24,7 @@ def one_line_error(res, *needles):
 
 @pytest.mark.slow
 def test_run_prints_json(tiny_record, tiny_data, tmp_path):
-    res = invoke("run", tiny_record, "--data", tiny_data, "--out", tmp_path / "runs", "--seed", 11, "--format", "json")
+    res = invoke("run", tiny_record, "--data", tiny_data, "--runs", tmp_path / "runs", "--seed", 11, "--format", "json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{"):])
     assert out["status"] == "completed" and out["seed"] == 11 and out["class"] == "dev"
@@ -59,7 +59,7 @@ def test_dataset_of_another_track(tiny_record, tiny_data):
 
 def test_changed_record_is_refused(tiny_record, tiny_data, tmp_path):
     (tiny_record / "train.py").write_text((tiny_record / "train.py").read_text() + "# edit\n")
-    one_line_error(invoke("run", tiny_record, "--data", tiny_data, "--out", tmp_path / "runs"), "frozen record changed", "make a new record")
+    one_line_error(invoke("run", tiny_record, "--data", tiny_data, "--runs", tmp_path / "runs"), "frozen record changed", "make a new record")
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
@@ -79,7 +79,7 @@ def test_demo_builds_data_runs_the_demo_record_and_learns(app, tmp_path):
     from typer.testing import CliRunner
 
     out, data = tmp_path / "demo-runs", tmp_path / "demo-data"
-    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--data", str(data)])
+    res = CliRunner().invoke(app, ["demo", "--runs", str(out), "--data", str(data)])
     assert res.exit_code == 0, res.output
     assert (data / "manifest.json").exists() and "leaderboard preview" in res.output and "demo_gpt" in res.output
     (run,) = [p for p in out.iterdir() if p.is_dir()]

@@ -16,7 +16,7 @@ from conftest import FIXTURES, copy_record
 from nanopoor import runner
 from nanopoor.display import Display, RunState
 from nanopoor.errors import UserError
-from nanopoor.outputs import default_runs_dir
+from nanopoor.output import default_runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def one_line(res, *needles):
     (["submit", "records/x", "--scale", "ful"], ["'ful' is not one of"]),
     (["run", "records/x", "--scale", "ful"], ["'ful' is not one of"]),
     (["data", "audit", "x", "--format", "text"], ["'text' is not one of", "'table'"]),
-    (["run", "records/x", "--runs", "0"], ["--runs"]),
+    (["run", "records/x", "--seeds", "0"], ["--seeds"]),
 ])
 def test_usage_errors_are_one_line_and_exit_1(app, args, needles):
     """typer would draw a box and exit 2; every mistake is one line and exit 1."""

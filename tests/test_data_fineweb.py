@@ -214,7 +214,7 @@ def test_a_failing_stream_is_one_line(monkeypatch):
 def test_cli_fineweb_edu(tmp_path, monkeypatch):
     import typer
 
-    from nanopoor import cli_data
+    from nanopoor.cli import data as cli_data
 
     monkeypatch.setattr(sources, "fineweb_edu_stream", lambda skip=0, revision=None: source_of(TEXTS)(skip))
     monkeypatch.setattr(sources, "track_val_tokens", lambda dataset: 1000)

@@ -55,10 +55,10 @@ def test_records_verb_shows_parent_and_changed_files(family, app):
 
 
 def test_verify_shows_the_change_and_flags_a_missing_parent(family, app, tmp_path):
-    res = CliRunner().invoke(app, ["verify", str(family / "tiny_v2"), "--runs-dir", str(tmp_path / "none")])
+    res = CliRunner().invoke(app, ["verify", str(family / "tiny_v2"), "--runs", str(tmp_path / "none")])
     assert res.exit_code == 0, res.output
     assert "tiny_v2 from tiny: record.toml (+2 -1), train.py (+1 -1), added helpers.py" in res.output
     (family / "tiny" / "record.toml").unlink()
-    res = CliRunner().invoke(app, ["verify", str(family / "tiny_v2"), "--runs-dir", str(tmp_path / "none"), "--format", "json"])
+    res = CliRunner().invoke(app, ["verify", str(family / "tiny_v2"), "--runs", str(tmp_path / "none"), "--format", "json"])
     out = json.loads(res.output)
     assert res.exit_code == 1 and "parent record 'tiny' is not in" in out["checks"][0]["problems"][0]

@@ -102,7 +102,7 @@ def test_run_refuses_what_the_digest_cannot_cover(tiny_record, tiny_data, tmp_pa
     from typer.testing import CliRunner
 
     plant(tiny_record)   # after freeze: the digest still matches, since it skips these files
-    out = CliRunner().invoke(app, ["run", str(tiny_record), "--data", str(tiny_data), "--out", str(tmp_path / "runs")])
+    out = CliRunner().invoke(app, ["run", str(tiny_record), "--data", str(tiny_data), "--runs", str(tmp_path / "runs")])
     assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
     assert "run: " in out.output and f"not covered by the record's digest: {why}" in out.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())   # no half-made run folder

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nanopoor.cli_logs import register
+from nanopoor.cli import reproduce as cli_reproduce, review as cli_review
 from nanopoor.errors import UserError
 from nanopoor.logs import parse_log, parse_text
 from nanopoor.logs.model import ParsedLog, ParsedRun, StepPoint
@@ -171,7 +171,8 @@ def test_harness_verdicts_from_events(tmp_path):
 @pytest.fixture
 def app():
     a = typer.Typer()
-    register(a)
+    cli_review.register(a)
+    cli_reproduce.register(a)
     return a
 
 

@@ -9,7 +9,7 @@ import typer
 from fixtures_runs import make_record
 from typer.testing import CliRunner
 
-from nanopoor.cli_logs import register
+from nanopoor.cli import reproduce as cli_reproduce, review as cli_review
 from nanopoor.errors import UserError
 from nanopoor.logs import parse_log
 from nanopoor.reproduce import claim_log_path, compare_to_claim, peer_logs_dir, same_hardware
@@ -104,7 +104,8 @@ def test_same_hardware_ignores_vendor_prefix_and_spacing():
 @pytest.fixture
 def app():
     a = typer.Typer()
-    register(a)
+    cli_review.register(a)
+    cli_reproduce.register(a)
     return a
 
 
@@ -127,7 +128,7 @@ def test_reproduce_command_json(app, tmp_path, fake_runner, monkeypatch):
     monkeypatch.setenv("NANOPOOR_PEER_LOGS", str(log.parents[1]))
     rec = make_record(tmp_path / "records", "muon", claims=[CLAIM])
     res = CliRunner().invoke(app, ["reproduce", str(rec), "--format", "json", "--seed", "3", "--data", str(tmp_path),
-                                   "--out", str(tmp_path / "runs"), "--plot", str(tmp_path / "overlay.png")])
+                                   "--runs", str(tmp_path / "runs"), "--plot", str(tmp_path / "overlay.png")])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert fake_runner == [{"record_dir": rec, "scale": "full", "seed": 3, "data_dir": tmp_path,
@@ -141,7 +142,7 @@ def test_reproduce_command_table(app, tmp_path, fake_runner, monkeypatch):
     monkeypatch.setenv("NANOPOOR_PEER_LOGS", str(claim_log(tmp_path).parents[1]))
     monkeypatch.chdir(tmp_path)
     rec = make_record(tmp_path / "records", "muon", claims=[CLAIM])
-    res = CliRunner().invoke(app, ["reproduce", str(rec), "--scale", "smoke", "--out", str(tmp_path / "runs")],
+    res = CliRunner().invoke(app, ["reproduce", str(rec), "--scale", "smoke", "--runs", str(tmp_path / "runs")],
                              env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert fake_runner[0]["scale"] == "smoke"

@@ -95,7 +95,7 @@ def test_a_run_folder_is_never_reused(runs, tiny_data):
 
 def _start_cli_run(tmp_path, tiny_data, args):
     rec = copy_record(FIXTURES / "records" / "tiny", tmp_path / "records", name="tiny_sig", args=args)
-    cmd = [sys.executable, "-m", "nanopoor", "run", str(rec), "--data", str(tiny_data), "--out", str(tmp_path / "runs"), "--seed", "3"]
+    cmd = [sys.executable, "-m", "nanopoor", "run", str(rec), "--data", str(tiny_data), "--runs", str(tmp_path / "runs"), "--seed", "3"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

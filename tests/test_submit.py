@@ -63,7 +63,7 @@ def test_a_second_submission_joins_the_same_group_and_marks_changes(tmp_path, mo
 def test_single_run_submission_is_shown_as_one_run(tmp_path, monkeypatch, app, fake_runner):
     monkeypatch.chdir(tmp_path)
     make_record(Path("records"), "r")
-    res = CliRunner().invoke(app, ["submit", "records/r", "--runs", "1"])
+    res = CliRunner().invoke(app, ["submit", "records/r", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "single run" in res.output and "files to commit:" in res.output
     assert "| 13.33 min (1 run) | 2025-03-02 |" in Path("leaderboard.md").read_text()   # below the ranked ones
@@ -106,3 +106,34 @@ def test_compare_two_records(tmp_path, monkeypatch, app):
     assert res.exit_code == 1 and "no completed full-scale runs of 'c'" in res.output and "nanopoor submit records/c" in res.output
     res = CliRunner().invoke(app, ["compare", "aa", "b"])
     assert res.exit_code == 1 and "did you mean 'a'" in res.output
+
+
+def test_compare_records_without_the_cli(tmp_path, monkeypatch):
+    """the comparison is a function of the runs folder: the cli only prints it."""
+    from nanopoor.compare import compare_records
+    from nanopoor.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    a, b = make_record(Path("records"), "a"), make_record(Path("records"), "b")
+    make_submission(Path("runs"), a, [3.20, 3.21, 3.19], [800e3, 805e3, 795e3])
+    make_submission(Path("runs"), b, [3.25, 3.26, 3.24], [900e3, 905e3, 895e3])
+    res = compare_records(Path("runs"), "a", "records/b")
+    assert (res.a, res.b, res.hardware) == ("a", "b", "1× Tesla T4")
+    assert [c.metric for c in res.comparisons] == ["train_time_ms", "val_loss"] and res.speedup.ratio > 1
+    with pytest.raises(UserError, match="no runs of both on 'T4'"):
+        compare_records(Path("runs"), "a", "b", hardware="T4")
+
+
+def test_submit_without_the_cli_puts_dev_runs_aside(tmp_path, monkeypatch, fake_runner):
+    """submit() picks the runs folder and the board file itself: dev-runs/ off a gpu, nothing to commit."""
+    from nanopoor.submit import submit
+
+    monkeypatch.chdir(tmp_path)
+    make_record(Path("records"), "r")
+    monkeypatch.setattr(runner, "has_gpu", lambda: False)
+    notes = []
+    monkeypatch.setattr(runner, "preflight", lambda *a, **k: ["a note"])
+    outcome = submit("records/r", n_runs=2, scale="smoke", on_note=notes.append)
+    assert notes == ["a note"] and len(fake_runner) == 2
+    assert outcome.dev and outcome.runs_dir == Path("dev-runs") and outcome.out == Path("dev-runs/leaderboard.md")
+    assert outcome.to_commit == [] and outcome.out.is_file() and not Path("runs").exists()

@@ -18,8 +18,8 @@ def test_submit_end_to_end_with_the_real_runner(tmp_path, monkeypatch, app, tiny
     """a real cpu run of the tiny record through the harness, then verify and the leaderboard."""
     monkeypatch.chdir(tmp_path)
     copy_record(FIXTURES / "records" / "tiny", Path("records"))
-    res = CliRunner().invoke(app, ["submit", "records/tiny", "--scale", "smoke", "--runs", "1",
-                                   "--data", str(tiny_data), "--runs-dir", "runs", "--format", "json"])
+    res = CliRunner().invoke(app, ["submit", "records/tiny", "--scale", "smoke", "--seeds", "1",
+                                   "--data", str(tiny_data), "--runs", "runs", "--format", "json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{\n"):])
     assert len(out["runs"]) == 1 and all(c["ok"] for c in out["checks"]), out["checks"]

@@ -91,8 +91,8 @@ def test_visible_gpus_reads_the_environment_then_nvidia_smi(monkeypatch):
 def test_real_runs_in_parallel_on_the_cpu(tmp_path, monkeypatch, app, tiny_record, tiny_data):
     """the real runner in threads: two processes at once, each with its own device id, each
     run folder complete and verified (on a cpu the ids only reach the child's environment)."""
-    res = CliRunner().invoke(app, ["submit", str(tiny_record), "--scale", "smoke", "--runs", "2", "--parallel",
-                                   "--gpus", "0,1", "--data", str(tiny_data), "--runs-dir", str(tmp_path / "runs"),
+    res = CliRunner().invoke(app, ["submit", str(tiny_record), "--scale", "smoke", "--seeds", "2", "--parallel",
+                                   "--gpus", "0,1", "--data", str(tiny_data), "--runs", str(tmp_path / "runs"),
                                    "--out", str(tmp_path / "leaderboard.md"), "--format", "json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

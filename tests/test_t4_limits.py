@@ -48,7 +48,7 @@ def test_oom_reason_names_the_cap_and_leaves_other_failures_alone():
     assert not t4_limits.refused("torch.float16") and not t4_limits.refused("torch.float32")
 
 
-@pytest.mark.parametrize("verb, extra", [("run", []), ("submit", ["--scale", "smoke", "--runs", "1"]), ("reproduce", ["--scale", "smoke"])])
+@pytest.mark.parametrize("verb, extra", [("run", []), ("submit", ["--scale", "smoke", "--seeds", "1"]), ("reproduce", ["--scale", "smoke"])])
 def test_every_verb_that_runs_passes_as_t4_to_the_runner(monkeypatch, tmp_path, verb, extra):
     from nanopoor import runner as runner_mod
 
@@ -71,7 +71,7 @@ def test_every_verb_that_runs_passes_as_t4_to_the_runner(monkeypatch, tmp_path, 
 @pytest.mark.slow
 def test_an_honest_record_completes_under_the_limits_and_says_so(tiny_data, tmp_path):
     rec = copy_record(BREAKER, tmp_path / "records")
-    res = invoke("run", rec, "--data", tiny_data, "--out", tmp_path / "runs", "--seed", 5, "--as-t4", "--format", "json")
+    res = invoke("run", rec, "--data", tiny_data, "--runs", tmp_path / "runs", "--seed", 5, "--as-t4", "--format", "json")
     assert res.exit_code == 0, res.output
     out = json_of(res)
     assert out["status"] == "completed" and out["t4_limits"] is True, out
@@ -87,7 +87,7 @@ def test_an_honest_record_completes_under_the_limits_and_says_so(tiny_data, tmp_
 @pytest.mark.slow
 def test_without_the_flag_a_bf16_record_completes_and_the_result_says_no_limits(tiny_data, tmp_path):
     rec = copy_record(BREAKER, tmp_path / "records", name="t4_bf16", args={"mode": "bf16_autocast"})
-    res = invoke("run", rec, "--data", tiny_data, "--out", tmp_path / "runs", "--seed", 5, "--format", "json")
+    res = invoke("run", rec, "--data", tiny_data, "--runs", tmp_path / "runs", "--seed", 5, "--format", "json")
     out = json_of(res)
     assert res.exit_code == 0 and out["status"] == "completed" and out["t4_limits"] is False, res.output
     assert json.loads((Path(out["run_dir"]) / "config.json").read_text())["as_t4"] is False

@@ -174,15 +174,13 @@ def test_muon_refuses_non_matrices():
 # -- the records end to end (smoke scale, through the runner) --------------------------------
 @pytest.fixture(scope="module")
 def smoke_runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
-    from nanopoor.cli_run import register
+    from nanopoor.cli import app
 
-    app = typer.Typer()
-    register(app)
     out = tmp_path_factory.mktemp("t4runs")
     runs = {}
     for record in T4_RECORDS:
         res = CliRunner().invoke(app, ["run", str(RECORDS / record), "--scale", "smoke", "--data", str(tiny_data),
-                                       "--out", str(out), "--format", "json"])
+                                       "--runs", str(out), "--format", "json"])
         assert res.exit_code == 0, res.output
         runs[record] = json.loads(res.output[res.output.index("{"):])
     return runs
@@ -211,7 +209,7 @@ def test_v2_warmup_steps_the_optimizers_and_the_harness_restores_them(tiny_data,
     with compile = true, compiled on the cpu, and must pass the harness's warm-up checks."""
     import shutil
 
-    from nanopoor.cli_run import register
+    from nanopoor.cli import app
     from nanopoor.records import freeze
 
     rec = tmp_path / "dense_muon_t4_v2"
@@ -220,10 +218,8 @@ def test_v2_warmup_steps_the_optimizers_and_the_harness_restores_them(tiny_data,
     smoke = toml.index("[scales.smoke]")
     (rec / "record.toml").write_text(toml[:smoke] + toml[smoke:].replace("args = { ", "args = { compile = true, ", 1))
     freeze(rec)
-    app = typer.Typer()
-    register(app)
     res = CliRunner().invoke(app, ["run", str(rec), "--scale", "smoke", "--data", str(tiny_data),
-                                   "--out", str(tmp_path / "runs"), "--format", "json"])
+                                   "--runs", str(tmp_path / "runs"), "--format", "json"])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output[res.output.index("{"):])
     assert r["status"] == "completed", r.get("reason")

@@ -9,7 +9,6 @@ that are in both val and train. memory stays flat: the shards are read in fixed-
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +319,3 @@ def render(report: dict) -> str:
     bad = sum(1 for c in report["checks"] if not c["ok"])
     lines.append("no findings" if report["ok"] else f"{bad} finding{'s' * (bad > 1)}")
     return "\n".join(lines)
-
-
-def to_json(report: dict) -> str:
-    return json.dumps(report, indent=1)

@@ -1,4 +1,6 @@
-"""the `nanopoor` command. every verb lives in a cli_* module that registers itself here;
+"""the `nanopoor` command. every verb lives in a module of this package (nanopoor/cli/<verb>.py)
+that holds its options and its printing and calls the module that does the work; options that
+several verbs take are spelt once in options.py, and json and formats come from nanopoor/output.py.
 a UserError anywhere below, and a usage error that click finds while parsing (an unknown option,
 a bad choice, a missing argument), becomes one line on stderr and exit code 1."""
 from __future__ import annotations
@@ -59,10 +61,13 @@ def _one_line(e: click.ClickException) -> str:
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="nanopoor: run frozen speedrun records under the harness, review logs, keep the leaderboard.")
 
-from nanopoor import cli_board, cli_data, cli_logs, cli_records, cli_run  # noqa: E402
+from nanopoor.cli import (  # noqa: E402
+    compare, data, demo, freeze, leaderboard, records, reproduce, review, run, submit, verify,
+)
 
-for _verbs in (cli_run, cli_data, cli_logs, cli_board, cli_records):
-    _verbs.register(app)
+# the order of `nanopoor --help`
+for _verb in (run, freeze, demo, data, review, reproduce, leaderboard, verify, submit, compare, records):
+    _verb.register(app)
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -10,15 +9,12 @@ import typer
 from nanopoor.data.defaults import (
     DEFAULT_FINEWEB_TRAIN_TOKENS, DEFAULT_SHARD_TOKENS, DEFAULT_SHUFFLE_SEED,
 )
+from nanopoor.cli.options import format_option
 from nanopoor.errors import UserError
+from nanopoor.output import Format, print_json
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="build token datasets (shards + manifest) and audit them")
-
-
-class Format(str, Enum):
-    table = "table"   # the same word as every other verb: a human-readable report
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -106,14 +102,17 @@ def demo(out: Path = typer.Option(Path("data/demo"), "--out", help="dataset fold
 @data_app.command("audit")
 def audit(
     path: Path = typer.Argument(..., help="a dataset folder or a single shard file"),
-    format: Format = typer.Option(Format.table, "--format", help="table or json"),
+    fmt: Format = format_option(),
     no_hash: bool = typer.Option(False, "--no-hash", help="skip comparing each shard's sha256 with the manifest"),
 ):
     """check headers against file sizes, ids against the vocabulary, token statistics (share of id 0,
     of the most common id, every-second-token 0/1) and train/val document overlap. exit 1 on a finding."""
-    from nanopoor.data.audit import audit as run_audit, render, to_json
+    from nanopoor.data.audit import audit as run_audit, render
 
     report = run_audit(path, hashes=not no_hash)
-    typer.echo(to_json(report) if format == Format.json else render(report))
+    if fmt == Format.json:
+        print_json(report)
+    else:
+        typer.echo(render(report))
     if not report["ok"]:
         raise typer.Exit(1)

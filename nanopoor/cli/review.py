@@ -1,0 +1,149 @@
+"""`nanopoor review`: what a training log (or many) claims and what it cannot support.
+
+matplotlib is imported only when a png is asked for (benchmarks/bench_logs.py measures start-up)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nanopoor.cli.options import format_option
+from nanopoor.errors import UserError
+from nanopoor.output import Format, fmt_loss, fmt_mean_sd, fmt_ms, fmt_tokens, print_json
+from nanopoor.review import DEFAULT_TRACK
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review", help="Show what a training log claims and what it cannot support.")(review)
+
+
+def review(
+    logs: list[Path] = typer.Argument(..., help="log files (any supported format), run folders, or folders to search for logs"),
+    target: float | None = typer.Option(None, help="val loss the claim is about (default: the track's target; an MLPerf log keeps its benchmark's)"),
+    track: str | None = typer.Option(None, help=f"track to judge against (default: the run's own, else {DEFAULT_TRACK})"),
+    fmt: Format = format_option("table, or json (one object per log, one per line for many logs)"),
+    plot: Path | None = typer.Option(None, help="write the loss curve of one log to this png (a file, or a folder for review-<name>.png)"),
+    plot_dir: Path | None = typer.Option(None, "--plot-dir", help="write one loss-curve png per log into this folder"),
+    no_plot: bool = typer.Option(False, "--no-plot", hidden=True, help="accepted for old scripts: no png is written unless asked"),
+    tokens_per_step: int | None = typer.Option(None, min=1, help="tokens per optimizer step, when the log does not say"),
+    parser: str | None = typer.Option(None, help="log format when auto-detection guesses wrong: events, runlog, nanopoor-text, modded-nanogpt, llmc, mlperf"),
+    jobs: int | None = typer.Option(None, min=1, help="processes for many logs (default: one per core, at most 8)"),
+) -> None:
+    """reading never writes: a png appears only where --plot or --plot-dir says."""
+    from nanopoor.review_logs import default_jobs, logs_to_review, png_names, review_many, review_one
+
+    paths, single = logs_to_review(logs, plot=plot, track=track, parser=parser)
+    opts = dict(track=track, target=target, tokens_per_step=tokens_per_step, parser=parser)
+    if single:
+        data = review_one(paths[0], plot=plot, plot_dir=plot_dir, **opts)
+        if fmt == Format.json:
+            print_json(data)
+        else:
+            _print_review(data)
+        return
+    pngs = png_names(paths, plot_dir) if plot_dir is not None else None
+    rows = []
+    for data in review_many(paths, named={Path(p).resolve() for p in logs}, plot_names=pngs,
+                            jobs=jobs or default_jobs(), **opts):
+        if fmt == Format.json:
+            print_json(data, one_line=True)
+        rows.append(data)
+    if fmt != Format.json:
+        _print_many(rows)
+    if all("error" in r for r in rows):
+        raise UserError(f"none of the {len(rows)} files could be read as a log (see above)")
+
+
+def _print_review(data: dict) -> None:
+    console = Console()
+    log = data["log"]
+    console.print(f"[bold]{log['path']}[/bold]  format [cyan]{log['format']}[/cyan]  "
+                  f"track {data['track']}  target {_targets(data)}")
+    yes_no = lambda b: "[green]yes[/green]" if b else "[red]no[/red]"  # noqa: E731
+    console.print(f"source code: {yes_no(log['has_source'])}   hardware: {log['hardware'] or yes_no(False)}   "
+                  f"arguments: {yes_no(log['has_arguments'])}")
+    claims = Table(title="what the log claims", title_justify="left")
+    for col in ("run", "at target", "step", "time", "tokens", "final val", "best val"):
+        claims.add_column(col, justify="left" if col == "run" else "right")
+    for r in log["runs"]:
+        hit = r["reached_target"]
+        claims.add_row(r["name"] + ("" if r["metric"] == "val_loss" else f" ({r['metric']})"),
+                       "[green]yes[/green]" if hit else "no",
+                       str(r["target_step"] if hit else r["final_step"]),
+                       fmt_ms(r["target_time_ms"] if hit else r["final_time_ms"]),
+                       fmt_tokens(r["target_tokens"] if hit else r["final_tokens"]),
+                       fmt_loss(r["final_val_loss"]), fmt_loss(r["best_val_loss"]))
+    console.print(claims)
+    for metric, st in (log.get("across_runs") or {}).items():
+        console.print(f"over {st['count']} runs ({metric}): final {fmt_mean_sd(st['final_val_loss'], fmt_loss)}, "
+                      f"step {fmt_mean_sd(st['final_step'], lambda x: f'{x:.0f}')}, "
+                      f"time {fmt_mean_sd(st['final_time_ms'], fmt_ms)}")
+    sources = sorted({r["time_source"] for r in log["runs"] if r["time_source"] and not r["time_source"].startswith("final val line")})
+    if sources:
+        console.print("time read from: " + "; ".join(sources))
+    if any(r["tokens_formula"] for r in log["runs"]):
+        console.print("tokens: " + "; ".join(sorted({r["tokens_formula"] for r in log["runs"] if r["tokens_formula"]})))
+    if not data["findings"]:
+        console.print("[green]no anomalies found[/green]")
+    else:
+        table = Table(title="anomalies", title_justify="left")
+        table.add_column("severity")
+        table.add_column("run")
+        table.add_column("rule")
+        table.add_column("finding", overflow="fold")
+        colors = {"error": "red", "warn": "yellow", "info": "blue"}
+        for f in data["findings"]:
+            table.add_row(f"[{colors[f['severity']]}]{f['severity']}[/]", f["run"] or "-", f["rule"], f["message"])
+        console.print(table)
+    c = data["counts"]
+    console.print(f"{c['error']} errors, {c['warn']} warnings, {c['info']} notes"
+                  + (f"; loss curve: {data['plot']}" if data["plot"] else ""))
+
+
+def _targets(data: dict) -> str:
+    """the track's target, or each benchmark metric's own (MLPerf)."""
+    own = {(r["metric"], r["target"], r["higher_is_better"]) for r in data["log"]["runs"] if r.get("target_source")}
+    if not own:
+        return str(data["target"])
+    return ", ".join(f"{m} {'>=' if up else '<='} {t}" for m, t, up in sorted(own, key=str))
+
+
+def _print_many(rows: list[dict]) -> None:
+    """one line per log: what it claims and what the rules found."""
+    console = Console()
+    readable = [d["log"]["path"] for d in rows]
+    base = Path(os.path.commonpath(readable)) if len(readable) > 1 else None
+    base = base.parent if base is not None and Path(base).is_file() else base
+    table = Table(title=f"{len(rows)} logs" + (f" under {base}" if base else ""), title_justify="left")
+    for col in ("log", "format", "runs", "final val", "step", "time", "at target", "err/warn/note", "rules"):
+        table.add_column(col, justify="left" if col in ("log", "format", "rules") else "right", overflow="fold")
+    rel = lambda p: str(Path(p).relative_to(base)) if base else p  # noqa: E731
+    skipped = 0
+    for data in rows:
+        if "error" in data:
+            if data["skipped"]:
+                skipped += 1
+            else:
+                table.add_row(rel(data["log"]["path"]), "[red]unread[/]", "", "", "", "", "", "", data["error"])
+            continue
+        log, c = data["log"], data["counts"]
+        runs = [r for r in log["runs"] if r["final_val_loss"] is not None] or log["runs"]
+        across = (log.get("across_runs") or {}).get(runs[0]["metric"]) if runs else None
+        if across:
+            val = fmt_mean_sd(across["final_val_loss"], fmt_loss) + f" (n={across['count']})"
+            step = fmt_mean_sd(across["final_step"], lambda x: f"{x:.0f}")
+            time = fmt_mean_sd(across["final_time_ms"], fmt_ms)
+        else:
+            r = runs[-1]
+            val, step, time = fmt_loss(r["final_val_loss"]), str(r["final_step"]), fmt_ms(r["final_time_ms"])
+        hits = sum(r["reached_target"] for r in runs)
+        rules = sorted({f["rule"] for f in data["findings"] if f["severity"] != "info"})
+        table.add_row(rel(log["path"]), log["format"], str(len(log["runs"])), val, step, time,
+                      f"{hits}/{len(runs)}", f"{c['error']}/{c['warn']}/{c['info']}", ", ".join(rules))
+    console.print(table)
+    read = sum("error" not in d for d in rows)
+    console.print(f"{read} logs read" + (f", {skipped} files skipped (not a log)" if skipped else "")
+                  + (f", {len(rows) - read - skipped} could not be read" if len(rows) - read - skipped else ""))

@@ -1,0 +1,82 @@
+"""what the tool prints and where it writes when the user did not say.
+
+every verb that prints results takes `--format table|json` (Format) and prints json through
+print_json only, so every verb's json is the same text: cleaned (nan/inf as strings), keys
+sorted, indented by two, or one object per line for a stream of many. the formatters here are
+the ones more than one verb shows numbers with.
+
+where it writes: ranked runs in runs/, everything else in dev-runs/. runs/ is committed and is
+the only source of the leaderboard, so only runs meant for the board go there (a full-scale run
+on a gpu). cpu and smoke runs, the demo, and the plots of verbs that only read (review,
+reproduce) go to dev-runs/, which git ignores. nothing here imports torch."""
+from __future__ import annotations
+
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+
+from harness.events import fmt_tokens  # the harness's own (it never imports the tool); shown here too
+from nanopoor.jsonio import dumps
+
+__all__ = ["DEV_RUNS", "PLOTS", "RANKED_RUNS", "Format", "Scale", "default_runs_dir", "fmt_loss", "fmt_mean_sd",
+           "fmt_ms", "fmt_tokens", "plot_path", "print_json"]
+
+RANKED_RUNS = Path("runs")
+DEV_RUNS = Path("dev-runs")
+PLOTS = DEV_RUNS / "plots"
+
+
+class Format(str, Enum):
+    """--format: a human-readable report, or json for scripts."""
+    table = "table"
+    json = "json"
+
+
+class Scale(str, Enum):
+    """--scale: a record's real budget (needs a gpu), or a smoke run of minutes on a cpu."""
+    full = "full"
+    smoke = "smoke"
+
+
+def default_runs_dir(scale: str, gpu: bool) -> Path:
+    """runs/ for a full-scale run on a gpu (meant for the board), dev-runs/ for anything else."""
+    return RANKED_RUNS if scale == "full" and gpu else DEV_RUNS
+
+
+def plot_path(given: Path | None, filename: str) -> Path:
+    """the png a read-only verb writes: the user's file or folder, else dev-runs/plots/<filename>."""
+    if given is None:
+        return PLOTS / filename
+    return given / filename if given.is_dir() else given
+
+
+# --- json ----------------------------------------------------------------------------------
+def print_json(obj, *, one_line: bool = False) -> None:
+    """obj as the tool's json on stdout: indented, or on one line (a stream of objects, one a line)."""
+    sys.stdout.write(dumps(obj, indent=None if one_line else 2) + "\n")
+    sys.stdout.flush()
+
+
+# --- numbers for people --------------------------------------------------------------------
+def fmt_ms(ms: float | None) -> str:
+    """a duration in ms as seconds, or minutes from one minute on; '?' when unknown."""
+    if ms is None:
+        return "?"
+    if not math.isfinite(ms):
+        return str(ms)
+    if ms >= 60_000:
+        return f"{ms / 60_000:.2f} min"
+    return f"{ms / 1000:.1f} s"
+
+
+def fmt_loss(x) -> str:
+    """a loss to four decimals; '-' when there is none."""
+    return "-" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
+
+
+def fmt_mean_sd(st: dict | None, fmt) -> str:
+    """'mean ± sd' of a {mean, sd} dict, each through fmt; '-' when there is none."""
+    if not st:
+        return "-"
+    return fmt(st["mean"]) + (f" ± {fmt(st['sd'])}" if st["sd"] is not None else "")
