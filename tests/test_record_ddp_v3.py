@@ -124,3 +124,42 @@ def test_newton_schulz_is_dealt_by_cost():
         load = [sum(c for c, o in zip(cost, owner) if o == r) for r in range(world)]
         assert min(load) > 0 and max(load) <= 1.06 * sum(cost) / world, (world, load)
         assert owner == optim.plan(shapes, world)  # every rank computes the same plan
+
+
+def test_the_gpu_optimizer_step_runs_on_the_cpu():
+    """the cuda path's pieces, run on the cpu where torch has them: the enabled LossScaler, fused
+    AdamW and muon reading one flag. a clean step moves the weights and keeps the scale; an
+    overflowed step moves nothing, leaves muon's momentum and AdamW's step count alone, and halves
+    the scale, as GradScaler would."""
+    import torch
+
+    optim = _optim()
+    torch.manual_seed(0)
+    w, e = torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(16, 4))
+    muon = optim.Muon([w], lr=0.02)
+    adamw = torch.optim.AdamW([e], lr=0.1, fused=True)
+    scaler = optim.LossScaler("cpu", enabled=True)
+
+    def step(poison: bool):
+        loss = (w.sum() + e.square().sum()) * (float("inf") if poison else 1.0)
+        scaler.scale(loss).backward()
+        found = scaler.unscale([w, e])
+        assert found.dim() == 0
+        for opt in (adamw, muon):
+            opt.found_inf = found
+        muon.apply(muon.launch())
+        adamw.step()
+        scaler.update(found)
+        for opt in (adamw, muon):
+            del opt.found_inf
+        w.grad = e.grad = None
+        return found.item()
+
+    w0, e0 = w.detach().clone(), e.detach().clone()
+    assert step(poison=False) == 0.0
+    assert not torch.equal(w, w0) and not torch.equal(e, e0) and scaler.scale_t.item() == 2.0 ** 16
+    w1, e1 = w.detach().clone(), e.detach().clone()
+    buf, count = muon.state[w]["momentum_buffer"].clone(), adamw.state[e]["step"].item()
+    assert step(poison=True) == 1.0
+    assert torch.equal(w, w1) and torch.equal(e, e1) and torch.equal(muon.state[w]["momentum_buffer"], buf)
+    assert adamw.state[e]["step"].item() == count and scaler.scale_t.item() == 2.0 ** 15

@@ -155,21 +155,22 @@ class LossScaler:
     after an overflow, double after 2000 clean steps), for one device. where v2 called
     GradScaler.unscale_ once per optimizer and then took a gradient norm to get one overflow
     flag for both, unscale() checks and unscales every gradient in one pass and returns the flag
-    (shape (1,), on the device, never read on the host). disabled (the cpu): scale() and
+    (0-d, as GradScaler's: fused AdamW subtracts it from its 0-d step counts; on the device,
+    never read on the host). disabled (the cpu): scale() and
     unscale() leave the gradients as they are and the flag says whether any is not finite."""
 
     def __init__(self, device, enabled: bool = True, init_scale: float = 2.0 ** 16, growth_interval: int = 2000):
         self.enabled, self.growth_interval = enabled, growth_interval
-        self.scale_t = torch.full((1,), init_scale, dtype=torch.float32, device=device)
-        self.growth_tracker = torch.zeros((1,), dtype=torch.int32, device=device)
+        self.scale_t = torch.full((), init_scale, dtype=torch.float32, device=device)
+        self.growth_tracker = torch.zeros((), dtype=torch.int32, device=device)
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
         return loss * self.scale_t if self.enabled else loss
 
     def unscale(self, params) -> torch.Tensor:
-        """every gradient divided by the scale; the (1,) flag, 1.0 when any was inf or nan."""
+        """every gradient divided by the scale; the 0-d flag, 1.0 when any was inf or nan."""
         grads = [p.grad for p in params if p.grad is not None]
-        found_inf = torch.zeros((1,), dtype=torch.float32, device=self.scale_t.device)
+        found_inf = torch.zeros((), dtype=torch.float32, device=self.scale_t.device)
         if self.enabled:
             inv_scale = self.scale_t.double().reciprocal().float()  # as GradScaler rounds it
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)

@@ -223,7 +223,7 @@ def optimizer_step():
         sync_embedding_grad()
     # every rank holds the same averaged gradients here, so the inf/nan flag agrees everywhere:
     # all ranks step, or all skip. muon's update is scale-free: it must see the true gradients
-    found_inf = scaler.unscale(model.parameters())  # (1,), stays on the device
+    found_inf = scaler.unscale(model.parameters())  # 0-d, stays on the device
     if on_cuda:
         for opt in optimizers:  # fused AdamW and our muon both skip on this flag, no sync
             opt.found_inf = found_inf
@@ -242,7 +242,7 @@ def optimizer_step():
             opt.step()
     scaler.update(found_inf)  # lowers the loss scale after an overflow
     model.zero_grad(set_to_none=True)
-    return found_inf[0]
+    return found_inf
 
 
 if args.compile:
