@@ -134,7 +134,10 @@ def load_result(path: str | Path) -> RunResult:
 
 
 def git_info(cwd: Path | None = None) -> dict:
-    """the commit and whether the tree had uncommitted changes (runs/ excluded: runs are outputs)."""
+    """the commit checked out at cwd and whether the files under cwd (the runner passes the record's
+    folder) differ from it; runs/ is excluded (runs are outputs). a copy of the repository whose
+    git metadata is older than its files (a GPU host given the working tree) names the old commit
+    and reports a new record as dirty: the run's record_sha256 is what identifies the code."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
 
