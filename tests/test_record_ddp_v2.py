@@ -14,12 +14,11 @@ import math
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from nanopoor.runner import run_record
+from ddp_runs import assert_identical_replicas, run_jobs, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "records" / "dense_muon_t4_ddp_v2"
@@ -34,21 +33,9 @@ JOBS = {"parent": (PARENT, "smoke", 1), "one": (RECORD, "smoke", 1), "two": (REC
         "four": (RECORD, "smoke", 4), "accum_one": (RECORD, "smoke_accum", 1), "accum_two": (RECORD, "smoke_accum", 2)}
 
 
-def _run(out: Path, tiny_data: Path, name: str, rec: Path, scale: str, n: int) -> dict:
-    d = run_record(rec, scale=scale, seed=SEED, data_dir=tiny_data, out_root=out / name, nproc=n, quiet=True, timeout_s=600)
-    result = json.loads((d / "result.json").read_text())
-    events = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()]
-    return result | {"log": (d / "log.txt").read_text(), "events": events}
-
-
 @pytest.fixture(scope="module")
 def runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
-    out = tmp_path_factory.mktemp("ddp_v2_record")
-    # one thread per process, as torchrun gives its ranks (speed only: the numbers do not change)
-    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=3) as pool:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        futures = {name: pool.submit(_run, out, tiny_data, name, *job) for name, job in JOBS.items()}
-        return {name: f.result() for name, f in futures.items()}
+    return run_jobs(JOBS, tiny_data, tmp_path_factory.mktemp("ddp_v2_record"), SEED)
 
 
 def train_losses(run: dict) -> list[float]:
@@ -90,9 +77,7 @@ def test_ranks_train_like_one_process(runs, name, base, micro):
 @pytest.mark.parametrize("name", ["one", "two", "four", "accum_two"])
 def test_replicas_end_identical(runs, name):
     r = runs[name]
-    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
-    assert line.startswith(f"replicas: {r['nproc']} rank(s)") and line.endswith("-> identical"), line
-    assert r["log"].count("replicas:") == 1  # printed by rank 0 only
+    assert_identical_replicas(r)
 
 
 @pytest.mark.slow
@@ -101,11 +86,10 @@ def test_compiled_around_ddp_trains_like_eager(runs, tiny_data, tmp_path):
     compile inside the timed region, the same losses as one eager process."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        r = _run(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2)
+        r = run_one(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2, SEED)
     assert r["status"] == "completed", (r["reason"], r["log"][-2000:])
     assert r["compiles_in_timed"] == 0
-    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
-    assert line.startswith("replicas: 2 rank(s)") and line.endswith("-> identical"), line
+    assert_identical_replicas(r)
     a, b = train_losses(runs["one"]), train_losses(r)
     assert max(abs(x - y) for x, y in zip(a, b)) < LOSS_TOLERANCE, (a, b)
 
