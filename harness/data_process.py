@@ -79,7 +79,12 @@ class _Server:
                       "train_tokens": train_total, "progress_tokens": self.shown,
                       "check_tokens": len(check_part), "watched": self.watch.available, "watch_reason": self.watch.reason}
         self.reads = {"H": 0, "V": 0}
-        self.evals = {"v": _EvalStream(val_part, eval_T, eval_B, spec), "c": _EvalStream(check_part, eval_T, eval_B, spec)}
+        # the eval streams are planned after the hello is sent: a tail too short for the check is
+        # the session's to report (from the hello's check_tokens), not a crash of this process
+        self.eval_parts = {"v": val_part, "c": check_part}
+        self.eval_shape = (eval_T, eval_B)
+        self.spec = spec
+        self.evals: dict = {}
         self.sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
         self.pending = None  # the reply to the next B, cut ahead
 
@@ -96,6 +101,9 @@ class _Server:
         return b"K", _PAIR.pack(stream.tokens_served, stream.epoch) + arr.tobytes(), after
 
     def answer_until_eof(self, inp, out) -> None:
+        """call after the hello is sent."""
+        eval_T, eval_B = self.eval_shape
+        self.evals = {k: _EvalStream(part, eval_T, eval_B, self.spec) for k, part in self.eval_parts.items()}
         self.pending = self.prepare_batch()
         while cmd := inp.read(1):  # EOF: the record's process ended
             if cmd == b"B":
