@@ -10,7 +10,7 @@ protocol over the child's stdin/stdout pipes: the client writes one command byte
 H held-out tail, S stats); the child answers one status byte (K ok, E error), an 8-byte length
 and that many bytes. a batch payload is tokens_served (int64), epoch (int64), then the
 (local_batch_size, seq_len + 1) int32 window (ids < 2**31; half the bytes of int64, widened on
-the device). EOF on stdin ends the child.
+the device). EOF on stdin ends the child. the child's side is harness/data_process.py.
 
 the child cuts the next batch as soon as it has sent one, and the client asks for the next batch
 as soon as it has read one, so while the record computes, the next batch crosses the pipe and a
@@ -26,16 +26,15 @@ from __future__ import annotations
 import json
 import os
 import select
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-_LEN = struct.Struct("<Q")
+from harness.data_process import _LEN, _PAIR, serve  # noqa: F401  (serve: the child's entry, see _CHILD)
+
 REPLY_TIMEOUT_S = 300.0  # the child answers at once; silence this long (even on a loaded machine) means the reply was taken
-_PAIR = struct.Struct("<qq")
 
 
 _CHILD = "import json, sys; from harness.dataserver import serve; serve(json.loads(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)"
@@ -43,121 +42,6 @@ _CHILD = "import json, sys; from harness.dataserver import serve; serve(json.loa
 
 class DataServerError(RuntimeError):
     """the data process refused a request (message is one line) or died."""
-
-
-# -- the child ----------------------------------------------------------------------------------
-def _send(out, status: bytes, payload: bytes) -> None:
-    out.write(status + _LEN.pack(len(payload)) + payload)
-    out.flush()
-
-
-def serve(spec: dict, inp, out) -> None:
-    from harness.filewatch import DataWatch
-    from harness.shards import ShardFile
-    from harness.stream import BudgetExceeded, SegmentTokens, TrainStream, heldout_tokens_for, tail_segments
-
-    data_dir = Path(spec["data_dir"])
-    try:
-        manifest = json.loads((data_dir / "manifest.json").read_text())
-        vocab = int(manifest["vocab_size"])
-        if vocab > 2**31:
-            raise ValueError(f"vocabulary of {vocab:,} ids does not fit the int32 batches")
-        # read with pread, never mapped: this process holds only what it has served
-        shards = [ShardFile(data_dir / s["file"], vocab) for s in manifest["train"]]
-        val_shards = [ShardFile(data_dir / s["file"], vocab) for s in manifest["val"]]
-        heldout = heldout_tokens_for(sum(len(s) for s in shards), int(spec["val_tokens"]))
-        stream = TrainStream(shards, int(spec["seq_len"]), int(spec["batch_size"]), int(spec["budget_tokens"]),
-                             int(spec["seed"]), int(spec["rank"]), int(spec["world_size"]), heldout)
-    except Exception as e:  # the session turns this into "harness could not start"
-        _send(out, b"E", f"{type(e).__name__}: {e}".encode())
-        return
-    # every file of the dataset (and its sources) is watched from here on: none is opened again by
-    # this process, so any open the kernel reports is someone else's
-    watched = [data_dir / "manifest.json", *(data_dir / s["file"] for s in manifest["train"] + manifest["val"]),
-               *map(Path, spec.get("guarded_files", []))]
-    watch = DataWatch(watched, os.getppid())
-    train_total = int(sum(len(s) for s in shards))
-    eval_T = int(spec.get("eval_seq_len") or spec["seq_len"])
-    eval_B = int(spec.get("eval_batch_size") or stream.local_batch_size)
-    progress_segs, check_segs = tail_segments(train_total, heldout, eval_T)
-    progress_part = SegmentTokens(shards, progress_segs)
-    # a record could train on what progress evals show it (real text the budget does not count): the
-    # slice it may be shown is a tenth of its budget at most, and at least one eval window
-    shown = min(len(progress_part), max(int(spec["budget_tokens"]) // 10, eval_T + 1))
-    check_part = SegmentTokens(shards, check_segs)
-    val_part = SegmentTokens(val_shards, [(0, min(int(spec["val_tokens"]), int(sum(len(s) for s in val_shards))))])
-    hello = {"local_batch_size": stream.local_batch_size, "windows": stream.windows, "heldout_tokens": heldout,
-             "train_tokens": train_total, "progress_tokens": shown,
-             "check_tokens": len(check_part), "watched": watch.available, "watch_reason": watch.reason}
-    _send(out, b"K", json.dumps(hello).encode())
-    reads = {"H": 0, "V": 0}
-    evals = {"v": _EvalStream(val_part, eval_T, eval_B, spec), "c": _EvalStream(check_part, eval_T, eval_B, spec)}
-    sent = {"tokens_served": 0, "batches_served": 0, "epoch": 0}  # what the record has been given
-
-    def prepare():
-        """the reply to the next B: (status, payload, counters after it is sent)."""
-        try:
-            arr = stream.next_numpy().astype(np.int32)
-        except BudgetExceeded as e:
-            return b"E", f"budget: {e}".encode(), None
-        after = {"tokens_served": stream.tokens_served, "batches_served": stream.batches_served, "epoch": stream.epoch}
-        return b"K", _PAIR.pack(stream.tokens_served, stream.epoch) + arr.tobytes(), after
-
-    pending = prepare()
-    while True:
-        cmd = inp.read(1)
-        if not cmd:
-            return  # the record's process ended
-        if cmd == b"B":
-            if reads["H"]:
-                _send(out, b"E", b"heldout: the held-out tail was read before training ended (only the harness's check reads it); the train stream is closed")
-                continue
-            status, payload, after = pending
-            _send(out, status, payload)
-            if after is not None:
-                sent = after
-            pending = prepare()  # while the record computes
-        elif cmd in (b"v", b"c", b"w", b"d"):  # the claim's val set / the held-out check, window batch by batch
-            key = {b"v": "v", b"w": "v", b"c": "c", b"d": "c"}[cmd]
-            reads["V" if key == "v" else "H"] = 1
-            ok, payload = evals[key].next(targets=cmd in (b"w", b"d"))
-            _send(out, b"K" if ok else b"E", payload)
-        elif cmd == b"P":  # the progress half of the tail: as often as asked
-            _send(out, b"K", progress_part.read(0, shown).astype(np.int32).tobytes())
-        elif cmd == b"S":
-            stats = {**sent, "heldout_reads": reads["H"], "val_reads": reads["V"], "watch": watch.report()}
-            _send(out, b"K", json.dumps(stats).encode())
-        else:
-            _send(out, b"E", f"protocol: unknown command {cmd!r}".encode())
-
-
-class _EvalStream:
-    """one pass over an evaluation's windows, served once: a batch's inputs, then (after the forward)
-    its targets; an empty reply after the last batch. asking again after the end is refused. each
-    window is read from disk when it is served, inputs and targets apart, so this process never
-    holds a token the record is about to be scored on before it asks for it."""
-
-    def __init__(self, tokens, seq_len: int, batch_size: int, spec: dict):
-        from harness.evaluate import window_plan
-
-        self.tokens, self.seq_len = tokens, seq_len
-        self.plan = window_plan(len(tokens), seq_len, batch_size, int(spec["rank"]), int(spec["world_size"]))
-        self.i, self.inputs_sent, self.ended = 0, False, False
-
-    def next(self, targets: bool) -> tuple[bool, bytes]:
-        if self.ended:
-            return False, b"eval: this evaluation's tokens were already served once in this run"
-        if targets != self.inputs_sent:
-            return False, b"protocol: an evaluation batch's targets come after its inputs, once"
-        if self.i >= len(self.plan):
-            self.ended = True
-            return True, b""
-        T, shift = self.seq_len, 1 if targets else 0
-        rows = [self.tokens.read(w * T + shift, T) for w in self.plan[self.i]]
-        if targets:
-            self.i += 1
-        self.inputs_sent = not targets
-        return True, np.stack(rows).astype(np.int32).tobytes()
 
 
 # -- the record's side ----------------------------------------------------------------------------

@@ -8,118 +8,23 @@ that are in both val and train. memory stays flat: the shards are read in fixed-
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from harness.shards import ShardError, ShardHeader, read_header
+from harness.shards import ShardError, read_header
 from nanopoor.data.manifest import MANIFEST, fingerprint, load_manifest
+from nanopoor.data.shard_scan import CHUNK_TOKENS, DocHashes, ShardScan, merge_scan, scan_shard
 from nanopoor.data.tokenizer import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE
 from nanopoor.errors import UserError
 
-CHUNK_TOKENS = 8 << 20          # even, so positions keep their parity across chunks
+__all__ = ["CHUNK_TOKENS", "DocHashes", "ShardScan", "audit", "audit_dataset", "audit_shard", "render", "scan_shard"]
+
 MAX_ID0_SHARE = 0.05            # real cl100k text: id 0 ('!') is well under 1%
 MAX_TOP_SHARE = 0.30            # one id making up more than this is not natural text
 MAX_ALTERNATING = 0.90          # share of 0/1 tokens on even or odd positions
 MAX_OVERLAP_SHARE = 0.001       # share of val tokens that sit in documents also in train
 GPT2_VOCAB, GPT2_EOT = 50257, 50256
-
-
-@dataclass
-class ShardScan:
-    tokens: int = 0
-    max_id: int = -1
-    counts: np.ndarray | None = None
-    out_of_range: int = 0
-    even01: int = 0
-    odd01: int = 0
-    even: int = 0
-    odd: int = 0
-    sha256: str = ""
-
-
-@dataclass
-class DocHashes:
-    """hashes of the documents of one split, split at eot, carried across its shards."""
-    eot: int
-    collect: bool                        # val: keep the hashes; train: look them up
-    val: dict | None = None              # hash -> tokens (when looking up)
-    seen: dict = field(default_factory=dict)
-    shared_docs: set = field(default_factory=set)
-    documents: int = 0
-    _h: object = None
-    _n: int = 0
-
-    def feed(self, chunk: np.ndarray) -> None:
-        cuts = np.flatnonzero(chunk == self.eot)
-        prev = 0
-        for c in cuts.tolist():
-            self._part(chunk[prev:c])
-            self.end()
-            prev = c + 1
-        self._part(chunk[prev:])
-
-    def _part(self, seg: np.ndarray) -> None:
-        if seg.size:
-            if self._h is None:
-                self._h = hashlib.blake2b(digest_size=16)
-            self._h.update(memoryview(np.ascontiguousarray(seg)))
-            self._n += seg.size
-
-    def end(self) -> None:
-        if self._h is None:
-            return
-        d, n = self._h.digest(), self._n
-        self._h, self._n = None, 0
-        self.documents += 1
-        if self.collect:
-            self.seen[d] = n
-        elif self.val is not None and d in self.val:
-            self.shared_docs.add(d)
-
-
-def scan_shard(path: Path, header: ShardHeader, vocab_bound: int, docs: DocHashes | None = None) -> ShardScan:
-    """one pass over a shard: statistics, the file's sha256, document hashes."""
-    s = ShardScan(counts=np.zeros(vocab_bound, np.int64))
-    h = hashlib.sha256()
-    buf = np.empty(CHUNK_TOKENS, header.dtype)
-    with open(path, "rb", buffering=0) as f:
-        h.update(f.read(header.header_bytes))
-        left = header.tokens
-        while left:
-            k = min(left, CHUNK_TOKENS)
-            view = memoryview(buf[:k]).cast("B")
-            got = 0
-            while got < view.nbytes:
-                r = f.readinto(view[got:])
-                if not r:
-                    raise ShardError(f"shard {path}: ended early while reading (truncated while being audited?)")
-                got += r
-            chunk = buf[:k]
-            h.update(view)
-            m = int(chunk.max())
-            s.max_id = max(s.max_id, m)
-            if m >= vocab_bound:
-                inside = chunk[chunk < vocab_bound]
-                s.out_of_range += k - inside.size
-            else:
-                inside = chunk
-            s.counts += np.bincount(inside, minlength=vocab_bound)[:vocab_bound]
-            low = chunk <= 1
-            # chunks start at even positions (CHUNK_TOKENS is even)
-            s.even01 += int(np.count_nonzero(low[0::2]))
-            s.odd01 += int(np.count_nonzero(low[1::2]))
-            s.even += (k + 1) // 2
-            s.odd += k // 2
-            if docs is not None:
-                docs.feed(chunk)
-            s.tokens += k
-            left -= k
-    s.sha256 = h.hexdigest()
-    return s
 
 
 class Report:
@@ -181,16 +86,6 @@ def _stat_checks(rep: Report, total: ShardScan, vocab_size: int, vocab_note: str
         rep.check("alternating 0/1", True, f"at most {share:.1%} of even or odd positions are token 0 or 1")
 
 
-def _merge(total: ShardScan, s: ShardScan) -> None:
-    total.tokens += s.tokens
-    total.max_id = max(total.max_id, s.max_id)
-    total.out_of_range += s.out_of_range
-    if total.counts is None:
-        total.counts = s.counts.copy()
-    else:
-        total.counts += s.counts
-
-
 def audit_shard(path: Path) -> dict:
     rep = Report(path, "shard")
     try:
@@ -220,6 +115,24 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
         return rep.data
     vocab, eot = int(m["vocab_size"]), int(m.get("eot_id", EOT_ID))
     rep.data.update(dataset=m["dataset"], tokenizer=m["tokenizer"], fingerprint=m["fingerprint"])
+    _manifest_check(rep, m, vocab)
+    scan = _DatasetScan(DocHashes(eot, collect=True), DocHashes(eot, collect=False))
+    for split in ("val", "train"):
+        if split == "train":
+            scan.val_docs.end()
+            scan.train_docs.val = scan.val_docs.seen
+        for e in m[split]:
+            _scan_entry(rep, scan, Path(path), split, e, vocab, hashes)
+    scan.train_docs.end()
+    _shard_checks(rep, scan, len(m["val"]) + len(m["train"]), hashes)
+    if scan.per_shard:
+        _stat_checks(rep, scan.total, vocab, "", scan.per_shard)
+    _overlap_check(rep, scan.val_docs, scan.train_docs)
+    return rep.data
+
+
+def _manifest_check(rep: Report, m: dict, vocab: int) -> None:
+    """the manifest agrees with itself: split totals, the fingerprint, the tokenizer's vocabulary."""
     problems = []
     for split in ("val", "train"):
         if sum(e["tokens"] for e in m[split]) != m[f"{split}_tokens"]:
@@ -231,39 +144,46 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
     rep.check("manifest", not problems, "; ".join(problems) or
               f"{m['dataset']}: {len(m['val'])} val + {len(m['train'])} train shards, "
               f"{m['val_tokens']:,} + {m['train_tokens']:,} tokens, fingerprint {m['fingerprint'][:12]}")
-    total = ShardScan()
-    per_shard: list[tuple[str, ShardScan]] = []
-    bad_headers, bad_hashes = [], []
-    val_docs = DocHashes(eot, collect=True)
-    train_docs = DocHashes(eot, collect=False)
-    for split in ("val", "train"):
-        docs = val_docs if split == "val" else train_docs
-        if split == "train":
-            val_docs.end()
-            train_docs.val = val_docs.seen
-        for e in m[split]:
-            p = Path(path) / e["file"]
-            try:
-                h = read_header(p)
-            except ShardError as err:
-                bad_headers.append(str(err))
-                continue
-            if h.vocab_size != vocab:
-                bad_headers.append(f"shard {p}: vocabulary {h.vocab_size} does not match the manifest's {vocab}")
-            if h.tokens != e["tokens"]:
-                bad_headers.append(f"shard {p}: {h.tokens:,} tokens, the manifest says {e['tokens']:,}")
-            s = scan_shard(p, h, max(vocab, 1), docs)
-            if hashes and s.sha256 != e["sha256"]:
-                bad_hashes.append(e["file"])
-            rep.data["shards"].append({"split": split, "file": e["file"], "tokens": s.tokens, "sha256": s.sha256})
-            per_shard.append((e["file"], s))
-            _merge(total, s)
-    train_docs.end()
-    n_shards = len(m["val"]) + len(m["train"])
+
+
+@dataclass
+class _DatasetScan:
+    """what the read of every shard of a dataset has gathered so far."""
+    val_docs: DocHashes
+    train_docs: DocHashes
+    total: ShardScan = field(default_factory=ShardScan)
+    per_shard: list[tuple[str, ShardScan]] = field(default_factory=list)
+    bad_headers: list[str] = field(default_factory=list)
+    bad_hashes: list[str] = field(default_factory=list)
+
+
+def _scan_entry(rep: Report, scan: _DatasetScan, path: Path, split: str, e: dict, vocab: int, hashes: bool) -> None:
+    """one shard of the manifest: its header against the manifest, then one read of it."""
+    p = path / e["file"]
+    try:
+        h = read_header(p)
+    except ShardError as err:
+        scan.bad_headers.append(str(err))
+        return
+    if h.vocab_size != vocab:
+        scan.bad_headers.append(f"shard {p}: vocabulary {h.vocab_size} does not match the manifest's {vocab}")
+    if h.tokens != e["tokens"]:
+        scan.bad_headers.append(f"shard {p}: {h.tokens:,} tokens, the manifest says {e['tokens']:,}")
+    s = scan_shard(p, h, max(vocab, 1), scan.val_docs if split == "val" else scan.train_docs)
+    if hashes and s.sha256 != e["sha256"]:
+        scan.bad_hashes.append(e["file"])
+    rep.data["shards"].append({"split": split, "file": e["file"], "tokens": s.tokens, "sha256": s.sha256})
+    scan.per_shard.append((e["file"], s))
+    merge_scan(scan.total, s)
+
+
+def _shard_checks(rep: Report, scan: _DatasetScan, n_shards: int, hashes: bool) -> None:
+    """the shards' headers, and (when asked) their sha256 against the manifest."""
+    bad_headers, bad_hashes = scan.bad_headers, scan.bad_hashes
     rep.check("shards", not bad_headers, "; ".join(bad_headers[:3]) + (f" (and {len(bad_headers) - 3} more)" if len(bad_headers) > 3 else "")
               if bad_headers else f"{n_shards} shards: headers match file sizes, token counts and vocabulary match the manifest")
     if hashes:
-        unread = n_shards - len(per_shard)
+        unread = n_shards - len(scan.per_shard)
         if bad_hashes:
             detail = f"sha256 differs from the manifest for {', '.join(bad_hashes)}"
         elif unread:
@@ -271,8 +191,10 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
         else:
             detail = f"all {n_shards} shards match their sha256 in the manifest"
         rep.check("sha256", not bad_hashes and not unread, detail)
-    if per_shard:
-        _stat_checks(rep, total, vocab, "", per_shard)
+
+
+def _overlap_check(rep: Report, val_docs: DocHashes, train_docs: DocHashes) -> None:
+    """the share of val tokens in documents that are also in train."""
     shared = train_docs.shared_docs
     shared_tokens = sum(val_docs.seen[d] for d in shared)
     val_tok = max(1, sum(val_docs.seen.values()))
@@ -286,7 +208,6 @@ def audit_dataset(path: Path, *, hashes: bool = True) -> dict:
         rep.check("train/val overlap", share <= MAX_OVERLAP_SHARE,
                   f"{len(shared)} of {val_docs.documents:,} val documents ({share:.3%} of val tokens) also appear in train "
                   f"(checked against {train_docs.documents:,} train documents; at most {MAX_OVERLAP_SHARE:.1%} allowed)")
-    return rep.data
 
 
 def audit(path: str | os.PathLike, *, hashes: bool = True) -> dict:

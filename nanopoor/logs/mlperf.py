@@ -54,6 +54,46 @@ def parse(text: str, path: Path) -> ParsedLog:
     stop: tuple[float, int] | None = None
     platform = org = None
     restarts: list[int] = []
+    for lineno, ev, raw in _events(text, log):
+        key, value, meta = ev.get("key"), ev.get("value"), ev.get("metadata") or {}
+        time_ms = ev.get("time_ms")
+        if key == "run_start":
+            if start_ms is not None and (train.run.steps or evals):   # a second run_start: the run began again
+                restarts.append(lineno)
+            start_ms = time_ms
+        elif key == "run_stop":
+            log.meta["status"] = meta.get("status")
+            if start_ms is not None and time_ms is not None:
+                stop = (float(time_ms - start_ms), lineno)
+                log.meta["run_time_ms"] = stop[0]
+        elif key == "submission_platform":
+            platform = value
+        elif key == "submission_org":
+            org = value
+        elif key == "submission_benchmark":
+            log.meta["benchmark"] = value
+        elif key == "target_accuracy":
+            log.meta["target_accuracy"] = value
+        elif key in _EVAL_KEYS or key in _TRAIN_KEYS:
+            point = _loss_point(log, key, value, meta, time_ms, start_ms, lineno)
+            if point is None:
+                continue
+            if key in _EVAL_KEYS:
+                evals.setdefault(str(meta.get("metric") or ""), RunBuilder(stem)).add(point, text=raw)
+            else:
+                train.add(point, text=raw)
+        elif key and ev.get("event_type") == "POINT_IN_TIME" and isinstance(value, (int, float, str, bool)):
+            if key not in _NOT_ARGUMENTS:
+                log.arguments[key] = value
+    if platform:
+        log.hardware = f"{platform} ({org})" if org else str(platform)
+    log.runs = _runs_per_metric(log, stem, evals, train)
+    _finish_runs(log, restarts, stop)
+    return log
+
+
+def _events(text: str, log: ParsedLog):
+    """(line number, event, its json text) for every `:::MLLOG` line; other lines count as unparsed."""
     for i, line in enumerate(text.splitlines()):
         m = _LINE_RE.search(line)
         if not m:
@@ -65,48 +105,29 @@ def parse(text: str, path: Path) -> ParsedLog:
         except json.JSONDecodeError:
             log.unparsed_lines += 1
             continue
-        key, value, meta = ev.get("key"), ev.get("value"), ev.get("metadata") or {}
-        time_ms = ev.get("time_ms")
-        if key == "run_start":
-            if start_ms is not None and (train.run.steps or evals):   # a second run_start: the run began again
-                restarts.append(i + 1)
-            start_ms = time_ms
-        elif key == "run_stop":
-            log.meta["status"] = meta.get("status")
-            if start_ms is not None and time_ms is not None:
-                stop = (float(time_ms - start_ms), i + 1)
-                log.meta["run_time_ms"] = stop[0]
-        elif key == "submission_platform":
-            platform = value
-        elif key == "submission_org":
-            org = value
-        elif key == "submission_benchmark":
-            log.meta["benchmark"] = value
-        elif key == "target_accuracy":
-            log.meta["target_accuracy"] = value
-        elif key in _EVAL_KEYS or key in _TRAIN_KEYS:
-            axis = next((k for k in ("step_num", "epoch_num", "samples_count") if k in meta), None)
-            if axis is None or not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            log.meta.setdefault("step_axis", axis)
-            point = StepPoint(step=int(meta[axis]), line=i + 1)
-            if time_ms is not None and start_ms is not None:
-                point.time_ms = float(time_ms - start_ms)
-            if "samples_count" in meta and isinstance(log.arguments.get("max_sequence_length"), int):
-                point.tokens = int(meta["samples_count"]) * log.arguments["max_sequence_length"]
-            if key in _EVAL_KEYS:
-                point.val_loss = float(value)
-                name = str(meta.get("metric") or "")
-                evals.setdefault(name, RunBuilder(stem)).add(point, text=m.group(1))
-            else:
-                point.train_loss = float(value)
-                train.add(point, text=m.group(1))
-        elif key and ev.get("event_type") == "POINT_IN_TIME" and isinstance(value, (int, float, str, bool)):
-            if key not in _NOT_ARGUMENTS:
-                log.arguments[key] = value
-    if platform:
-        log.hardware = f"{platform} ({org})" if org else str(platform)
-    log.runs = _runs_per_metric(log, stem, evals, train)
+        yield i + 1, ev, m.group(1)
+
+
+def _loss_point(log: ParsedLog, key: str, value, meta: dict, time_ms, start_ms, lineno: int) -> StepPoint | None:
+    """an eval or train loss line as a point on the log's step axis; None without a numeric value or an axis."""
+    axis = next((k for k in ("step_num", "epoch_num", "samples_count") if k in meta), None)
+    if axis is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    log.meta.setdefault("step_axis", axis)
+    point = StepPoint(step=int(meta[axis]), line=lineno)
+    if time_ms is not None and start_ms is not None:
+        point.time_ms = float(time_ms - start_ms)
+    if "samples_count" in meta and isinstance(log.arguments.get("max_sequence_length"), int):
+        point.tokens = int(meta["samples_count"]) * log.arguments["max_sequence_length"]
+    if key in _EVAL_KEYS:
+        point.val_loss = float(value)
+    else:
+        point.train_loss = float(value)
+    return point
+
+
+def _finish_runs(log: ParsedLog, restarts: list[int], stop: tuple[float, int] | None) -> None:
+    """the log-wide facts onto each run: restarts, status, the scored time and tokens per step."""
     for run in log.runs:
         run.restarts = sorted(set(run.restarts) | set(restarts))
         if log.meta.get("status"):
@@ -121,7 +142,6 @@ def parse(text: str, path: Path) -> ParsedLog:
         for run in log.runs:
             if any(p.tokens is None for p in run.steps):
                 run.apply_tokens_per_step(gbs * seq, f"global_batch_size {gbs} × max_sequence_length {seq}")
-    return log
 
 
 def _runs_per_metric(log: ParsedLog, stem: str, evals: dict[str, RunBuilder], train: RunBuilder) -> list[ParsedRun]:

@@ -86,8 +86,12 @@ def parse(text: str, path: Path) -> ParsedLog:
     log.hardware = hardware_from_text(text)
     if run_ids:
         log.meta["run_ids"] = run_ids
+    _apply_tokens_per_step(log, run_ids)
+    return log
 
-    # tokens per step: the author's own formula first, then the published one for this run id
+
+def _apply_tokens_per_step(log: ParsedLog, run_ids: list[str]) -> None:
+    """tokens per step: the author's own formula first, then the published one for this run id."""
     stated = batch_formula("\n".join("# " + n for n in log.notes))
     if stated:
         named, tps, formula = stated
@@ -102,7 +106,6 @@ def parse(text: str, path: Path) -> ParsedLog:
                 for run in log.runs:
                     run.apply_tokens_per_step(known["tokens_per_step"], known["formula"])
                 break
-    return log
 
 
 def _step_point(step: int, rest: str, lineno: int) -> StepPoint:
