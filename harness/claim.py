@@ -14,7 +14,7 @@ from harness import integrity
 from harness.causality import Probe
 from harness.clock import check_ns, now_ns
 from harness.contract_violation import ContractViolation
-from harness.device_facts import compile_count, device_ms_since, scan_dtypes
+from harness.device_facts import device_ms_since, scan_dtypes
 from harness.eval_pause import charge_pauses, emit_eval
 from harness.evaluate import StreamWindows
 
@@ -32,7 +32,7 @@ def finish(sess, forward) -> dict:
     sess._finished = True
     sess.clock.stop()
     if sess._started:
-        sess._compiles_timed = compile_count() - sess._compiles_before - sess._compiles_paused
+        sess._compiles_timed = sess._compile_count() - sess._compiles_before - sess._compiles_paused
     span_ms = (check_ns() - sess._span_t0) / 1e6 if sess._span_t0 is not None else None
     _check_span(sess, span_ms)
     charged_ms = charge_pauses(sess)

@@ -16,7 +16,7 @@ from harness.causality import Probe
 from harness.clock import check_ns, device_sync, now_ns
 from harness.contract_violation import ContractViolation
 from harness.dataserver import DataServerError
-from harness.device_facts import compile_count, device_ms_since
+from harness.device_facts import device_ms_since
 from harness.evaluate import TensorWindows, val_loss
 from harness.events import eval_line, say
 from harness.watch import all_parameter_sums, autograd_nodes, changed_since, live_parameters
@@ -41,7 +41,7 @@ def progress_eval(sess, forward, step: int | None, val_tokens: int | None) -> fl
     if untimed:
         sess.clock.stop()
     pause_t0, span_pause_t0 = now_ns(), check_ns()
-    compiles_t0 = compile_count()
+    compiles_t0 = sess._compile_count()
     if sess._progress_device is None:
         import torch
 
@@ -52,7 +52,7 @@ def progress_eval(sess, forward, step: int | None, val_tokens: int | None) -> fl
     source = TensorWindows(tokens, sess.eval_seq_len, sess.eval_batch_size, sess.rank, sess.world_size)
     loss, n, forward_ms, nodes = sess._run_eval(forward, source, None)
     integrity.run_checks(harness)
-    compiled = compile_count() - compiles_t0
+    compiled = sess._compile_count() - compiles_t0
     step = sess._last_step if step is None else int(step)
     if untimed:
         sess._pauses.append({"tokens": n, "forward_ms": forward_ms, "compiled": compiled, "autograd_nodes": nodes})
