@@ -3,54 +3,40 @@
 `harness.launch` builds it from the runner's config.json before the record's code runs (so the
 dataset is opened before the data guard is armed); the record gets it with harness.session().
 the train split lives in a separate data process (harness.dataserver): this process only
-ever holds the batches it was served, the val split and, at finish, the held-out tail."""
+ever holds the batches it was served, the val split and, at finish, the held-out tail.
+
+this module holds the session's state, its data and the clock's start; the warm-up section
+(harness.warmup_section), the evaluation pause (harness.eval_pause) and finish's claim, probe and
+held-out check (harness.claim) work on that state and are reached through the methods below."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import random
-from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
-import harness
-from harness import CONTRACT_VERSION, __version__, integrity
+from harness import CONTRACT_VERSION, __version__, claim, integrity
 from harness.causality import Probe
-from harness.clock import Clock, check_ns, device_sync, now_ns
+from harness.clock import Clock, check_ns, device_sync
+from harness.contract_violation import ContractViolation
 from harness.dataserver import DataServerError, StreamClient
-from harness.evaluate import StreamWindows, TensorWindows, num_windows, val_loss
-from harness.device_facts import compile_count, device_ms_since, scan_dtypes, torch_facts
-from harness.events import EventLog, eval_line, say
+from harness.device_facts import compile_count, torch_facts
+from harness.eval_pause import progress_eval, run_eval
+from harness.evaluate import num_windows
+from harness.events import EventLog
 from harness.tracks import Track
-from harness.watch import (all_parameter_sums, autograd_nodes, capture_autograd_counter, changed_parameters, changed_since,
-                           live_parameters, optimizer_digests, stepped_optimizers, to_cpu)
+from harness.warmup_section import warmup_section
+from harness.watch import capture_autograd_counter
 
-HELDOUT_MARGIN = 0.25  # nats: val this far below never-served train tokens means the model saw val
-SPAN_TOLERANCE = 0.01  # train time + eval pauses must match the monotonic span within 1% ...
-SPAN_SLACK_MS = 50.0   # ... plus this (scheduling between two clock reads)
 MIN_HELDOUT_WINDOWS = 8  # a held-out check on fewer eval windows than this cannot run: the run does not start
-MAX_UNTIMED_PROGRESS_EVALS = 100  # progress evals past this many run on the train clock
-PAUSE_COST_FACTOR = 3.0  # a progress eval's forwards may cost this many times a train token each ...
-COMPILING_PAUSES_EXEMPT = 2  # ... except the first pauses in which torch compiles (recorded either way)
-# the autograd nodes a pause makes on the evaluating thread are recorded, not judged: every
-# torch.autograd.Function call makes one even under no_grad (a compiled GPT's evaluation on an
-# H200: ~97 a batch), so the count cannot tell an honest forward from a hidden backward
-_SESSION: "Session | None" = None
+_SESSION: Session | None = None
 
 
-class ContractViolation(RuntimeError):
-    """the record broke the contract: the run ends `invalid` with this kind and detail."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind, self.detail = kind, detail
-        integrity.add_violation(kind, detail)  # a record that swallows the exception is still invalid
-
-
-def session() -> "Session":
+def session() -> Session:
     """the running session (created by harness.launch from NANOPOOR_CONFIG)."""
     global _SESSION
     if _SESSION is None:
@@ -223,6 +209,11 @@ class Session:
     def tokens(self) -> int:
         return self.stream.tokens_served
 
+    def _compile_count(self) -> int:
+        """torch's compiles so far. the pause and finish (harness.eval_pause, harness.claim) count
+        through here, so this module's compile_count is the one name a test stands a counter in for."""
+        return compile_count()
+
     def _begin_training(self) -> None:
         if self._post_warmup_digest is not None and self._watched:
             if integrity.param_digest(self._watched) != self._post_warmup_digest:
@@ -242,53 +233,10 @@ class Session:
             if m is not None and all(m is not w for w in self._watched):
                 self._watched.append(m)
 
-    @contextmanager
     def warmup(self, *objs, reset: bool = True):
         """one untimed section before training (compilation on dummy data). on exit the harness
         restores every object's state_dict (models, optimizers, scalers) and checks the digest."""
-        import torch
-
-        if self._started:
-            raise ContractViolation("warmup_order", "the warm-up must come before the first train batch")
-        if self._warmups:
-            raise ContractViolation("warmup_twice", "a record may declare one warm-up section")
-        self._warmups += 1
-        self.watch(*[o for o in objs if isinstance(o, torch.nn.Module)])
-        stateful = [o for o in objs if hasattr(o, "state_dict") and hasattr(o, "load_state_dict")]
-        before = integrity.param_digest(stateful)
-        params_before = all_parameter_sums()
-        optims_before = optimizer_digests()
-        snapshot = [to_cpu(o.state_dict()) for o in stateful] if reset else None
-        self.events.emit("warmup_start")
-        sync = device_sync(self.device)
-        sync()
-        t0 = now_ns()
-        self._in_warmup = True
-        try:
-            yield
-        finally:
-            self._in_warmup = False
-            sync()
-            elapsed_ms = (now_ns() - t0) / 1e6
-            if snapshot is not None:
-                for o, sd in zip(stateful, snapshot):
-                    o.load_state_dict(sd)
-            after = integrity.param_digest(stateful)
-            self._post_warmup_digest = integrity.param_digest(self._watched) if self._watched else None
-            stray = changed_parameters(params_before, stateful)
-            stray_optims = stepped_optimizers(optims_before, stateful)
-            capped = elapsed_ms > self.warmup_cap_ms
-            self.warmup_time_ms = min(elapsed_ms, self.warmup_cap_ms)
-            if capped:  # time past the cap is training time
-                self._warmup_excess_ns = int((elapsed_ms - self.warmup_cap_ms) * 1e6)
-                self.clock.charge_ns(self._warmup_excess_ns)
-            self.events.emit("warmup_end", warmup_time_ms=elapsed_ms, capped=capped, restored=reset)
-        if after != before:
-            raise ContractViolation("warmup_reset", "the warm-up changed the model or optimizer state and did not reset it")
-        if stray:
-            raise ContractViolation("warmup_reset", f"{stray} parameter tensors not handed to h.warmup() changed during the warm-up")
-        if stray_optims:
-            raise ContractViolation("warmup_reset", f"{stray_optims} optimizer(s) not handed to h.warmup() stepped during the warm-up (a shadow model trained untimed)")
+        return warmup_section(self, objs, reset=reset)
 
     # -- steps and evaluation -----------------------------------------------------------------
     def log_step(self, step: int, train_loss: float) -> None:
@@ -305,211 +253,14 @@ class Session:
         MAX_UNTIMED_PROGRESS_EVALS of them; the weights and grads must come out unchanged, no train
         batch may be taken inside the pause, and a pause longer than its
         forwards can explain is charged to the train clock at finish."""
-        if self._finished:
-            raise ContractViolation("eval_order", "h.evaluate() after h.finish()")
-        if not self._started:
-            self._begin_training()  # the record is shown tokens from here on: the clock runs
-        untimed = self._progress_evals < MAX_UNTIMED_PROGRESS_EVALS
-        self._progress_evals += 1
-        was_running = self.clock.running
-        if untimed:
-            self.clock.stop()
-        pause_t0, span_pause_t0 = now_ns(), check_ns()
-        compiles_t0 = compile_count()
-        if self._progress_device is None:
-            import torch
-
-            self._progress_device = torch.from_numpy(self.stream.progress()).to(self.device)
-        tokens = self._progress_device
-        if val_tokens is not None:
-            tokens = tokens[: int(val_tokens)]
-        source = TensorWindows(tokens, self.eval_seq_len, self.eval_batch_size, self.rank, self.world_size)
-        loss, n, forward_ms, nodes = self._run_eval(forward, source, None)
-        integrity.run_checks(harness)
-        compiled = compile_count() - compiles_t0
-        step = self._last_step if step is None else int(step)
-        if untimed:
-            self._pauses.append({"tokens": n, "forward_ms": forward_ms, "compiled": compiled, "autograd_nodes": nodes})
-        self._last_eval = {"step": step, "val_loss": loss, "full": False, "tokens": self.tokens}
-        self._emit_eval(step, loss, n, "progress", device_ms_since(pause_t0, self.device), forward_ms, untimed, nodes)
-        if not math.isfinite(loss):
-            raise ContractViolation("nan", f"progress loss is {loss} at step {step}")
-        if untimed:
-            # the whole pause counts as eval time: the clock check adds train + pauses up to the span
-            self.eval_time_ms += (now_ns() - pause_t0) / 1e6
-            self._compiles_paused += compiled
-            if was_running:
-                self._pause_ns_in_span += check_ns() - span_pause_t0
-                self.clock.start()
-        return loss
-
-    def _emit_eval(self, step: int, loss: float, n: int, split: str, ms: float, forward_ms: float, untimed: bool,
-                   nodes: int) -> None:
-        full = split == "val"
-        self.events.emit("eval", step=step, tokens=self.tokens, train_time_ms=self.clock.elapsed_ms(), val_loss=loss,
-                         val_tokens=n, full=full, split=split, eval_time_ms=ms, forward_ms=forward_ms, untimed=untimed,
-                         autograd_nodes=nodes,
-                         eval_seq_len=self.eval_seq_len, eval_batch_size=self.eval_batch_size)
-        say(eval_line(step, self.steps, self._last_train_loss, loss, self.clock.elapsed_ms(), self.tokens, full), self.is_main)
+        return progress_eval(self, forward, step, val_tokens)
 
     def _run_eval(self, forward, source, probe: Probe | None) -> tuple[float, int, float, int]:
-        """harness.evaluate.val_loss in eval mode, watching for training work inside the pause:
-        parameters, gradients and optimizer state must come out unchanged, and no train batch may be
-        served. returns (loss, predicted tokens, forward ms, autograd nodes made on this thread)."""
-        import torch
-
-        before = integrity.param_digest(self._watched, with_grads=True)
-        # every model, watched or not: one scan of the heap finds them; the same tensors are read
-        # again afterwards (training work inside the pause has to move a tensor alive before it)
-        live = live_parameters()
-        live_before = all_parameter_sums(with_grads=True, params=live)
-        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
-        for m, _ in modes:
-            m.eval()
-        self._in_eval = True
-        sync = device_sync(self.device)
-        try:
-            sync()
-            nodes_t0, fwd_t0 = autograd_nodes(), now_ns()
-            try:
-                loss, n = val_loss(forward, source, self.vocab_size, self.world_size, probe=probe, device=self.device)
-            except DataServerError as e:  # someone else read this evaluation's tokens from the data process
-                kind = "val" if getattr(source, "kind", "") == "val" else "heldout"
-                raise ContractViolation(kind, f"{str(e).partition(': ')[2] or e} (the record read the evaluation's tokens itself)") from None
-            sync()
-            forward_ms, nodes = (now_ns() - fwd_t0) / 1e6, autograd_nodes() - nodes_t0
-        finally:
-            self._in_eval = False
-            for m, mode in modes:
-                m.train(mode)
-        moved = changed_since(live_before, all_parameter_sums(with_grads=True, params=live))
-        del live
-        if moved or integrity.param_digest(self._watched, with_grads=True) != before:
-            raise ContractViolation("eval_training", f"the model's parameters or gradients changed during evaluation ({moved} tensors; "
-                                                     "training work inside the eval pause)")
-        return loss, n, forward_ms, nodes
+        """every evaluation's pause and its checks (harness.eval_pause.run_eval)."""
+        return run_eval(self, forward, source, probe)
 
     def finish(self, forward) -> dict:
         """stop the clock for good, charge unexplained pause time, then the claim's evaluation (the
         val set, served now for the first time, with the causality probe), the held-out check and
         the data process's own counts."""
-        import torch
-
-        if self._finished:
-            raise ContractViolation("eval_order", "h.finish() was called twice")
-        self._finished = True
-        self.clock.stop()
-        if self._started:
-            self._compiles_timed = compile_count() - self._compiles_before - self._compiles_paused
-        span_ms = (check_ns() - self._span_t0) / 1e6 if self._span_t0 is not None else None
-        self._check_span(span_ms)
-        charged_ms = self._charge_pauses()
-        pause_t0 = now_ns()
-        probe = Probe(self.vocab_size)
-        val = StreamWindows(self.stream, "val", self.val_tokens, self.eval_seq_len, self.eval_batch_size, self.device,
-                            self.rank, self.world_size)
-        loss, n, forward_ms, nodes = self._run_eval(forward, val, probe)
-        self._emit_eval(self._last_step, loss, n, "val", device_ms_since(pause_t0, self.device), forward_ms, True, nodes)
-        self._last_eval = {"step": self._last_step, "val_loss": loss, "full": True, "tokens": self.tokens}
-        self.eval_time_ms += (now_ns() - pause_t0) / 1e6
-        if not math.isfinite(loss):
-            raise ContractViolation("nan", f"val loss is {loss} at step {self._last_step}")
-        checks_t0 = now_ns()
-        heldout = self._heldout_check(forward, loss, probe)
-        causal = probe.result()
-        dtypes = self._claim_dtypes(forward, val.first_row.view(1, self.eval_seq_len))
-        del val
-        served = self._served_counts()
-        watch = served.get("watch") or {}
-        integrity.run_checks(harness)
-        self.events.emit("causality", **causal)
-        self.events.emit("heldout", **heldout)
-        peak = torch.cuda.max_memory_allocated(self.device) if self.device.startswith("cuda") else None
-        progress_tokens = sum(p["tokens"] for p in self._pauses)
-        self.summary = {
-            "train_time_ms": self.clock.elapsed_ms(), "eval_time_ms": self.eval_time_ms,
-            "warmup_time_ms": self.warmup_time_ms, "checks_time_ms": (now_ns() - checks_t0) / 1e6,
-            "tokens": served["tokens_served"], "val_loss": loss, "val_loss_full": True, "steps": self._last_step,
-            "causal": causal["passed"], "max_leak": causal["max_leak"], "causal_reason": _causal_reason(causal),
-            "heldout_gap": heldout["gap"],
-            "heldout_passed": heldout["passed"], "compiles_in_timed": self._compiles_timed,
-            "peak_memory_bytes": peak, "dtypes": sorted(dtypes), "epochs": served["epoch"],
-            "dataset_fingerprint": self.dataset_fingerprint, "train_span_ms": span_ms,
-            "progress_evals": self._progress_evals, "progress_eval_tokens": progress_tokens,
-            "eval_charged_ms": charged_ms, "data_watch": bool(watch.get("watched")),
-            "claim_autograd_nodes": nodes,
-        }
-        return self.summary
-
-    def _claim_dtypes(self, forward, row) -> set:
-        """the dtypes one eval-mode forward of a val row computes in (the watched models put back as they were)."""
-        modes = [(m, m.training) for m in self._watched if hasattr(m, "train")]
-        for m, _ in modes:
-            m.eval()
-        try:
-            return scan_dtypes(forward, row, self._watched)
-        finally:
-            for m, mode in modes:
-                m.train(mode)
-
-    def _served_counts(self) -> dict:
-        """the data process's own counts, checked against the session's, and its kernel watch's findings."""
-        served = self.stream.stats()  # reads back the batch in flight first (stream.unused_tokens)
-        if served["tokens_served"] != self.tokens + self.stream.unused_tokens:
-            integrity.add_violation("data_access", f"the data process served {served['tokens_served']:,} tokens; the session counted "
-                                                   f"{self.tokens:,} taken and {self.stream.unused_tokens:,} in flight")
-        for detail in (served.get("watch") or {}).get("violations", [])[:5]:
-            integrity.add_violation("data_access", f"dataset file opened around the harness stream: {detail}")
-        return served
-
-    def _charge_pauses(self) -> float:
-        """an untimed progress eval whose forwards took longer than PAUSE_COST_FACTOR train tokens'
-        worth of time per token evaluated did work its forwards cannot explain: the excess is train
-        time. pauses in which torch compiled are let off (the first COMPILING_PAUSES_EXEMPT)."""
-        if not self._pauses or not self.tokens:
-            return 0.0
-        ms_per_token = self.clock.elapsed_ms() / self.tokens
-        excess, compiling = 0.0, 0
-        for p in self._pauses:
-            if p["compiled"]:
-                compiling += 1
-                if compiling <= COMPILING_PAUSES_EXEMPT:
-                    continue
-            excess += max(0.0, p["forward_ms"] - PAUSE_COST_FACTOR * p["tokens"] * ms_per_token)
-        if excess > 0:
-            self.clock.charge_ns(int(excess * 1e6))
-            self.eval_time_ms -= excess
-            self.events.emit("eval_charge", charged_ms=excess, ms_per_train_token=ms_per_token, factor=PAUSE_COST_FACTOR)
-        return excess
-
-    def _check_span(self, span_ms: float | None) -> None:
-        """the clock's train time plus the eval pauses must add up to the monotonic span of training."""
-        if span_ms is None:
-            return
-        accounted_ms = (self.clock.elapsed_ns - self._warmup_excess_ns + self._pause_ns_in_span) / 1e6
-        if abs(span_ms - accounted_ms) > SPAN_TOLERANCE * span_ms + SPAN_SLACK_MS:
-            integrity.add_violation("clock_tamper", f"train time + eval pauses ({accounted_ms:.0f} ms) do not add up to the "
-                                                    f"training span on an independent clock ({span_ms:.0f} ms)")
-
-    def _heldout_check(self, forward, val: float, probe: Probe) -> dict:
-        """the loss on the check's half of the never-served tail (served now, once) against val."""
-        tail = StreamWindows(self.stream, "check", self.stream.check_tokens, self.eval_seq_len, self.eval_batch_size,
-                             self.device, self.rank, self.world_size)
-        loss, n, _, _ = self._run_eval(forward, tail, probe)
-        gap = loss - val
-        return {"heldout_loss": loss, "val_loss": val, "gap": gap, "tokens": n, "margin": HELDOUT_MARGIN,
-                "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}
-
-
-def _causal_reason(c: dict) -> str:
-    """why the probe failed, in one clause (empty when it passed)."""
-    if c["passed"]:
-        return ""
-    if not c["probed_batches"]:
-        return "no evaluation batch could be probed"
-    if not c["deterministic"]:
-        return (f"the forward is not deterministic: two identical calls differ by {c['noise']:.3g} "
-                f"(at most {c['noise_ceiling']:.3g} allowed; dropout left on?)")
-    if c["cross_batch_leak"] > c["tolerance"]:
-        return f"logits of one row moved by {c['cross_batch_leak']:.4g} when other rows of the batch changed"
-    return f"logits at earlier positions moved by {c['max_leak']:.4g} when later tokens changed"
+        return claim.finish(self, forward)
