@@ -274,7 +274,18 @@ def code_snapshot(package: types.ModuleType) -> dict[str, str]:
     snap.update(_instance_entries(package))
     for key, obj in _outside_functions():
         snap[key] = _identity(obj)
+    snap.update(_builtin_names())
     return snap
+
+
+def _builtin_names() -> dict[str, str]:
+    """every builtin by identity: harness code finds min, len, isinstance there when its module has
+    no global of that name, so `builtins.min = ...` reaches it as a module global would. a builtin
+    added later is not compared (harness code names none that is missing); `_` is the
+    interpreter's last result."""
+    import builtins
+
+    return {f"builtins.{k}": _identity(v) for k, v in vars(builtins).items() if k != "_"}
 
 
 def _outside_functions():

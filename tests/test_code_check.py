@@ -54,6 +54,14 @@ def test_a_module_global_over_a_builtin_is_a_change(monkeypatch):
     assert "harness.causality.min" in changed_since(before)
 
 
+def test_a_builtin_replaced_is_a_change(monkeypatch):
+    import builtins
+
+    before = integrity.code_snapshot(harness)
+    monkeypatch.setattr(builtins, "min", lambda *a: 1e9)
+    assert "builtins.min" in changed_since(before)
+
+
 @pytest.mark.parametrize("name", ["finish", "evaluate", "next_batch", "warmup", "tokens", "last_eval"])
 def test_a_method_or_property_shadowed_on_the_session_object_is_a_change(bare_session, name):
     before = integrity.code_snapshot(harness)
