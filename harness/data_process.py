@@ -131,9 +131,21 @@ class _Server:
         if cmd == b"P":  # the progress half of the tail: as often as asked
             return b"K", self.progress_part.read(0, self.shown).astype(np.int32).tobytes()
         if cmd == b"S":
-            stats = {**self.sent, "heldout_reads": self.reads["H"], "val_reads": self.reads["V"], "watch": self.watch.report()}
+            stats = {**self.sent, "heldout_reads": self.reads["H"], "val_reads": self.reads["V"], "watch": self.watch.report(),
+                     **self.eval_counts()}
             return b"K", json.dumps(stats).encode()
         return b"E", f"protocol: unknown command {cmd!r}".encode()
+
+
+    def eval_counts(self) -> dict:
+        """how many of each evaluation's batches had their targets served, of how many: a claim whose
+        val batches were not all served was not computed from the val set (harness.launch checks)."""
+        out = {}
+        for key, name in (("v", "val"), ("c", "check")):
+            ev = self.evals.get(key)
+            out[f"{name}_batches_served"] = ev.i if ev else 0
+            out[f"{name}_batches"] = len(ev.plan) if ev else None
+        return out
 
 
 class _EvalStream:

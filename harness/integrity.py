@@ -72,7 +72,10 @@ def code_snapshot(package: types.ModuleType) -> dict[str, str]:
     """identities of everything the harness's code calls or reads at run time, taken before the
     record runs: every global of every harness module (functions by bytecode and identity,
     everything else by identity: rebinding `harness.clock._now_ns` or a tolerance shows), every
-    method of its classes, and the outside functions the clock and guard rely on (time.*,
+    method of its classes, every other name in a class's own __dict__ (so one added later, a method
+    shadowed on T4Session, is a new key), the class of each harness object a module global holds
+    (the session) and of the harness objects it holds, with any name in their own __dict__ that hides
+    a method of their class, and the outside functions the clock and guard rely on (time.*,
     torch.cuda.synchronize, os.path.realpath, ...)."""
     snap = {}
     prefix = package.__name__ + "."
@@ -84,11 +87,24 @@ def code_snapshot(package: types.ModuleType) -> dict[str, str]:
             if attr.startswith("__") and attr.endswith("__"):
                 continue
             snap[f"{name}.{attr}"] = _identity(obj)
+            snap.update(_class_members(f"{name}.{attr}", obj, mod))
             for key, fn in _functions(f"{name}.{attr}", obj, mod):
                 snap[key] = _code_id(fn)
+    snap.update(_instance_entries(package))
     for key, obj in _outside_functions():
         snap[key] = _identity(obj)
+    snap.update(_builtin_names())
     return snap
+
+
+def _builtin_names() -> dict[str, str]:
+    """every builtin by identity: harness code finds min, len, isinstance there when its module has
+    no global of that name, so `builtins.min = ...` reaches it as a module global would. a builtin
+    added later is not compared (harness code names none that is missing); `_` is the
+    interpreter's last result."""
+    import builtins
+
+    return {f"builtins.{k}": _identity(v) for k, v in vars(builtins).items() if k != "_"}
 
 
 def _outside_functions():
@@ -130,7 +146,85 @@ def _code_id(fn) -> str:
 
 
 def changed_functions(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return sorted(k for k in before if after.get(k) != before[k])
+    """keys replaced or removed since `before`, and keys added to what `before` covered (a method
+    shadowed on a subclass or on the session object, a module global over a builtin)."""
+    changed = [k for k in before if after.get(k) != before[k]]
+    return sorted(changed + [k for k in after if k not in before and _counts_as_added(k, after[k], before, after)])
+
+
+# a class gets these in its own __dict__ when they are first read (python 3.10+), not only when set
+_LAZY_CLASS_ATTRS = {"__annotations__"}
+_INSTANCE = "instance:"   # keys of what the harness's live objects hold (the session, its clock, ...)
+
+
+def _class_members(key, obj, mod):
+    """every attribute in a harness class's own __dict__, by identity: a name added later (a method
+    shadowed on T4Session, a __getattribute__) is a key the snapshot did not hold."""
+    if not (isinstance(obj, type) and obj.__module__ == mod.__name__):
+        return {}
+    return {f"{key}.{a}": _identity(v) for a, v in vars(obj).items() if a not in _LAZY_CLASS_ATTRS}
+
+
+def _harness_classes(package) -> tuple:
+    """every class defined in a harness module (its own module's global)."""
+    prefix, out = package.__name__ + ".", []
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not (name == package.__name__ or name.startswith(prefix)):
+            continue
+        out += [obj for obj in vars(mod).values() if isinstance(obj, type) and obj.__module__ == name]
+    return tuple(out)
+
+
+def _instance_entries(package) -> dict[str, str]:
+    """the harness objects held by module globals (the session) and by their attributes (its
+    clock, stream, event log): the class of each, and any name in the object's own __dict__ that
+    hides a method, property or other descriptor of its class (h.finish = ..., h.evaluate = ...).
+    an honest run holds none of those; a class swapped for one the harness does not define shows
+    as foreign."""
+    known = _harness_classes(package)
+    prefix, out = package.__name__ + ".", {}
+
+    def walk(path, obj, depth):
+        cls = type(obj)
+        mark = "" if cls in known else "foreign:"
+        out[f"{_INSTANCE}{path}.__class__"] = f"{mark}{cls.__qualname__}@{id(cls)}"
+        own = obj.__dict__ if isinstance(getattr(obj, "__dict__", None), dict) else {}
+        for n, v in list(own.items()):
+            if _hides_class_member(cls, n):
+                out[f"{_INSTANCE}{path}.{n}"] = _identity(v)
+            elif depth == 0 and isinstance(v, known) and not isinstance(v, type):
+                walk(f"{path}.{n}", v, 1)
+
+    for name, mod in sorted(sys.modules.items()):
+        if mod is None or not (name == package.__name__ or name.startswith(prefix)):
+            continue
+        for attr, obj in sorted(vars(mod).items()):
+            if isinstance(obj, known) and not isinstance(obj, type):
+                walk(f"{name}.{attr}", obj, 0)
+    return out
+
+
+def _hides_class_member(cls, name: str) -> bool:
+    """whether an instance attribute `name` hides a callable or descriptor of cls (or a base)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            v = vars(klass)[name]
+            return callable(v) or hasattr(type(v), "__get__")
+    return False
+
+
+def _counts_as_added(key: str, value: str, before: dict[str, str], after: dict[str, str]) -> bool:
+    """whether a key absent from `before` is an addition to what the snapshot covered: a harness
+    object's class is not (an object made since, of a harness class) unless foreign; a harness
+    module imported after the snapshot is not, nor any key of it (its name on the package too);
+    a key outside every harness module (torch imported since) is not."""
+    if key.startswith(_INSTANCE):
+        return not key.endswith(".__class__") or value.startswith("foreign:")
+    if key.startswith("sys.modules["):
+        return False
+    modules = {k[len("sys.modules["):-1] for k in (*before, *after) if k.startswith("sys.modules[")}
+    owner = max((m for m in modules if key == m or key.startswith(m + ".")), key=len, default=None)
+    return owner is not None and f"sys.modules[{owner}]" in before
 
 
 def remember_code(package: types.ModuleType) -> None:
@@ -139,7 +233,8 @@ def remember_code(package: types.ModuleType) -> None:
 
 
 def check_code(package: types.ModuleType) -> list[str]:
-    """names of harness internals replaced since remember_code; each is recorded once as a violation."""
+    """names of harness internals replaced, removed or added since remember_code (changed_functions);
+    each is recorded once as a violation."""
     before = _state["code_before"]
     if before is None:
         return []
@@ -148,7 +243,7 @@ def check_code(package: types.ModuleType) -> list[str]:
     fresh = [k for k in changed if k not in reported]
     if fresh:
         reported.update(fresh)
-        add_violation("clock_tamper", f"the record replaced harness code or the clock's time source: {', '.join(fresh[:4])}"
+        add_violation("clock_tamper", f"the record replaced or added harness code or the clock's time source: {', '.join(fresh[:4])}"
                                       + (f" (+{len(fresh) - 4} more)" if len(fresh) > 4 else ""))
     return changed
 

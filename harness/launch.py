@@ -56,6 +56,8 @@ def main(argv: list[str]) -> int:
     found, logged = _violations_found(sess, watch)
     summary = sess.summary
     status, reason = _judge(status, reason, found, summary)
+    if status == "completed":
+        status, reason = _claim_served(watch)
     for v in found:
         if v not in logged:
             sess.events.emit(VIOLATION, **v)
@@ -105,6 +107,7 @@ class Watch:
     files_before: str
     code_before: dict
     flags: list
+    served: Callable   # the data process's own counts (its stats, bound before the record ran)
 
 
 def _arm(sess, script: str, config: dict) -> Watch:
@@ -120,7 +123,25 @@ def _arm(sess, script: str, config: dict) -> Watch:
     files_before = files_digest(harness_dir)
     code_before = snapshot(harness)
     integrity.remember_code(harness)
-    return Watch(**watch_fns, files_before=files_before, code_before=code_before, flags=flags)
+    return Watch(**watch_fns, files_before=files_before, code_before=code_before, flags=flags, served=sess.stream.stats)
+
+
+def _claim_served(watch: Watch) -> tuple[str, str]:
+    """a completed run's claim must have been computed from the val set: the data process, which
+    the record's code cannot reach into, must have served every val batch's targets (and the
+    held-out check's). a finish faked in the record's process, or a summary written by hand, never
+    asked for them."""
+    try:
+        served = watch.served()
+    except Exception as e:  # the data process is gone: it cannot vouch for the claim
+        return "invalid", f"claim: the data process could not report what it served ({type(e).__name__}: {e})"
+    for name in ("val", "check"):
+        got, want = served.get(f"{name}_batches_served"), served.get(f"{name}_batches")
+        if not want or got != want:
+            what = "the val set" if name == "val" else "the held-out check's tokens"
+            return "invalid", (f"claim: the data process served {got} of {want} batches of {what}: the claimed val loss "
+                               "was not computed by the harness's evaluation")
+    return "completed", ""
 
 
 def _run_record(script: str, args: list[str]) -> tuple[str, str, str | None]:
