@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -140,7 +141,10 @@ class Trainer:
         elif self.v3:  # the trunk only, fp16 buckets, compiled around DDP
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-            self.net = DDP(model.trunk, broadcast_buffers=False, **ddp_kwargs)
+            # as the record: the switch torch 2.13 renamed (with the old name, a gloo rank aborts at exit)
+            no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                       else {"broadcast_buffers": False})
+            self.net = DDP(model.trunk, **no_sync, **ddp_kwargs)
             if self.cuda:
                 self.net.register_comm_hook(None, default_hooks.fp16_compress_hook)
             self.fwd = torch.compile(self.net) if compile_model else self.net

@@ -224,7 +224,39 @@ def _counts_as_added(key: str, value: str, before: dict[str, str], after: dict[s
         return False
     modules = {k[len("sys.modules["):-1] for k in (*before, *after) if k.startswith("sys.modules[")}
     owner = max((m for m in modules if key == m or key.startswith(m + ".")), key=len, default=None)
-    return owner is not None and f"sys.modules[{owner}]" in before
+    if owner is None or f"sys.modules[{owner}]" not in before:
+        return False
+    name = key[len(owner) + 1:]
+    if "." in name:  # a name added to a harness class (or to what one holds): always counts
+        return True
+    # a new module global matters only if the module's own code reads that name (it would shadow
+    # a builtin the harness calls, or fill a name it looks up). torch.compile adds globals that
+    # no harness code names (__compiled_fn_*, __import_torch, __builtins_dict_*) to the module of
+    # every function it compiles; those change nothing the harness does.
+    mod = sys.modules.get(owner)
+    return mod is None or name in _names_read(mod)
+
+
+def _names_read(mod: types.ModuleType) -> set[str]:
+    """every name the bytecode of the module's own functions and methods looks up (globals, and
+    attributes too: a superset), nested functions and comprehensions included."""
+    names: set[str] = set()
+
+    def walk(code):
+        names.update(code.co_names)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                walk(c)
+
+    for obj in list(vars(mod).values()):
+        if isinstance(obj, types.FunctionType) and obj.__module__ == mod.__name__:
+            walk(obj.__code__)
+        elif isinstance(obj, type) and obj.__module__ == mod.__name__:
+            for v in list(vars(obj).values()):
+                for f in (getattr(v, "__func__", None), getattr(v, "fget", None), getattr(v, "fset", None), v):
+                    if isinstance(f, types.FunctionType):
+                        walk(f.__code__)
+    return names
 
 
 def remember_code(package: types.ModuleType) -> None:
