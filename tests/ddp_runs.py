@@ -19,13 +19,21 @@ def run_one(out: Path, data: Path, name: str, rec: Path, scale: str, n: int, see
     return result | {"log": (d / "log.txt").read_text(), "events": events}
 
 
-def run_jobs(jobs: dict[str, tuple[Path, str, int]], data: Path, out: Path, seed: int) -> dict[str, dict]:
-    """every job (record, scale, ranks), three at a time, one thread per process as torchrun
-    gives its ranks (speed only: the numbers do not change)."""
-    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=3) as pool:
+def run_jobs(jobs: dict[str, tuple[Path, str, int]], data: Path, out: Path, seed: int, workers: int = 3) -> dict[str, dict]:
+    """every job (record, scale, ranks), `workers` at a time, one thread per process as torchrun
+    gives its ranks (speed only: the numbers do not change; the runner already keeps glibc from
+    unmapping the freed logits on the cpu)."""
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=workers) as pool:
         mp.setenv("OMP_NUM_THREADS", "1")
         futures = {name: pool.submit(run_one, out, data, name, *job, seed) for name, job in jobs.items()}
         return {name: f.result() for name, f in futures.items()}
+
+
+def run_alone(out: Path, data: Path, name: str, rec: Path, scale: str, n: int, seed: int) -> dict:
+    """one run with one thread per process, as run_jobs runs them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        return run_one(out, data, name, rec, scale, n, seed)
 
 
 def assert_identical_replicas(run: dict) -> None:

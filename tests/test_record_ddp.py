@@ -6,14 +6,12 @@ gloo on the cpu) trains like dense_muon_t4 on one process, and its replicas end 
 row each). both see the same 8 rows per optimizer step as one process does."""
 from __future__ import annotations
 
-import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from nanopoor.runner import run_record
+from ddp_runs import assert_identical_replicas, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "records" / "dense_muon_t4_ddp"
@@ -29,26 +27,8 @@ LOSS_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
-    out = tmp_path_factory.mktemp("ddp_record")
-    jobs = {"parent": (PARENT, 1), "one": (RECORD, 1), "two": (RECORD, 2), "four": (RECORD, 4)}
-
-    def go(item):
-        name, (rec, n) = item
-        d = run_record(rec, scale="smoke", seed=SEED, data_dir=tiny_data, out_root=out / name, nproc=n, quiet=True,
-                       timeout_s=300)
-        result = json.loads((d / "result.json").read_text())
-        events = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()]
-        return name, result | {"log": (d / "log.txt").read_text(), "events": events}
-
-    # speed only, the numbers do not change: one thread per process, as torchrun gives its ranks
-    # (four runs share the cores; a one-process run would spin its thread pool against the
-    # others), and glibc keeps freed memory instead of unmapping it: every forward makes
-    # (B, T, 100288) float32 logits, and re-mapping them page by page took over half of a run
-    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("MALLOC_MMAP_MAX_", "0")
-        mp.setenv("MALLOC_TRIM_THRESHOLD_", str(4 << 30))
-        return dict(pool.map(go, jobs.items()))
+    jobs = {"parent": (PARENT, "smoke", 1), "one": (RECORD, "smoke", 1), "two": (RECORD, "smoke", 2), "four": (RECORD, "smoke", 4)}
+    return run_jobs(jobs, tiny_data, tmp_path_factory.mktemp("ddp_record"), SEED, workers=len(jobs))
 
 
 def train_losses(run: dict) -> list[float]:
@@ -87,7 +67,4 @@ def test_ranks_train_like_one_process(runs, name, micro):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["one", "two", "four"])
 def test_replicas_end_identical(runs, name):
-    r = runs[name]
-    line = next(ln for ln in r["log"].splitlines() if ln.startswith("replicas:"))
-    assert line.startswith(f"replicas: {r['nproc']} rank(s)") and line.endswith("-> identical"), line
-    assert r["log"].count("replicas:") == 1  # printed by rank 0 only
+    assert_identical_replicas(runs[name])

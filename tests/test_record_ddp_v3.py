@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ddp_runs import assert_identical_replicas, run_jobs, run_one
+from ddp_runs import assert_identical_replicas, run_alone, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "records" / "dense_muon_t4_ddp_v3"
@@ -73,15 +73,12 @@ def test_ranks_train_like_one_process(runs, name, micro):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["one", "two", "four", "accum_two"])
 def test_replicas_end_identical(runs, name):
-    r = runs[name]
-    assert_identical_replicas(r)
+    assert_identical_replicas(runs[name])
 
 
 @pytest.mark.slow
 def test_compiled_around_ddp_trains_like_eager(runs, tiny_data, tmp_path):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        r = run_one(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2, SEED)
+    r = run_alone(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2, SEED)
     assert r["status"] == "completed", (r["reason"], r["log"][-2000:])
     assert r["compiles_in_timed"] == 0
     assert_identical_replicas(r)

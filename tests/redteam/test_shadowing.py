@@ -3,13 +3,12 @@ method on T4Session or on the session object, a module global over a builtin, a 
 change what the harness does. each is a real run under the harness (tests/redteam/rt_shadow)."""
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import copy_record
-from test_redteam import HERE, make_redteam_dataset
+from test_redteam import HERE, assert_invalid, flags, make_redteam_dataset, result
 
 from nanopoor.runner import run_record
 
@@ -46,23 +45,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return launch(tmp_path_factory.mktemp("shadow"), CASES)
 
 
-def result(runs, name) -> dict:
-    return json.loads((runs[name] / "result.json").read_text())
-
-
-def events(runs, name) -> list[dict]:
-    return [json.loads(line) for line in (runs[name] / "events.jsonl").read_text().splitlines() if line.strip()]
-
-
-def assert_invalid(runs, name, kind, *words) -> dict:
-    r = result(runs, name)
-    assert r["status"] == "invalid", (name, r["status"], r["reason"])
-    assert r["reason"].startswith(kind), (name, r["reason"])
-    for w in words:
-        assert w in r["reason"], (name, w, r["reason"])
-    return r
-
-
 def test_an_honest_run_under_the_t4_limits_completes(runs):
     r = result(runs, "honest_t4")
     assert r["status"] == "completed", r["reason"]
@@ -97,8 +79,7 @@ def test_a_summary_written_without_the_claims_evaluation_is_invalid(runs):
 
 
 def test_a_record_draining_the_val_stream_itself_is_source_flagged(runs):
-    assert "harness_internals" in {f["pattern"] for e in events(runs, "drain_fake") if e["type"] == "source_flags"
-                                   for f in e["flags"]}
+    assert "harness_internals" in flags(runs, "drain_fake")
 
 
 @pytest.mark.xfail(strict=True, reason="the data process counts the batches it served, not the loss computed on them")
