@@ -5,6 +5,7 @@ none of this makes cheating impossible inside one python process; it makes the u
 cheating leave a trace (docs/trust.md lists what a reviewer still has to read for)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -237,9 +238,11 @@ def _counts_as_added(key: str, value: str, before: dict[str, str], after: dict[s
     return mod is None or name in _names_read(mod)
 
 
-def _names_read(mod: types.ModuleType) -> set[str]:
+@functools.cache
+def _names_read(mod: types.ModuleType) -> frozenset[str]:
     """every name the bytecode of the module's own functions and methods looks up (globals, and
-    attributes too: a superset), nested functions and comprehensions included."""
+    attributes too: a superset), nested functions and comprehensions included. read once per
+    module: a function of it replaced later is itself a change the check reports."""
     names: set[str] = set()
 
     def walk(code):
@@ -256,7 +259,7 @@ def _names_read(mod: types.ModuleType) -> set[str]:
                 for f in (getattr(v, "__func__", None), getattr(v, "fget", None), getattr(v, "fset", None), v):
                     if isinstance(f, types.FunctionType):
                         walk(f.__code__)
-    return names
+    return frozenset(names)
 
 
 def remember_code(package: types.ModuleType) -> None:

@@ -16,6 +16,7 @@ from harness.integrity import package_files_digest
 from harness.tracks import get_track
 from nanopoor import hardware
 from nanopoor.errors import UserError
+from nanopoor.jsonio import dumps
 from nanopoor.event_reader import read_events
 from nanopoor.output import DEV_RUNS, RANKED_RUNS, default_runs_dir
 from nanopoor.records import check_frozen, load_record, refuse_uncovered, stage
@@ -180,7 +181,7 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "contract_version": CONTRACT_VERSION, "nproc": nproc, "reproduces": reproduces, "as_t4": bool(as_t4),
     }
     config["guarded_dirs"], config["guarded_files"] = guarded_sources()
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (run_dir / "config.json").write_text(dumps(config) + "\n")
     harness_before = package_files_digest(HARNESS_DIR)
     # the run executes a fresh copy of exactly the digested files, never the record folder itself
     with tempfile.TemporaryDirectory(prefix="nanopoor-record-") as tmp:
