@@ -46,7 +46,8 @@ def build(cfg_kwargs: dict, device: str, rows: int, seq_len: int):
     gains = [p for p in model.parameters() if p.dim() < 2]
     muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=torch.float16 if cuda else torch.float32)
     adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [model.trunk.lm_head.weight], "lr": 0.008},
-                               {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda)
+                               {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda,
+                              capturable=cuda)  # capturable: its step can be replayed as a graph
     scaler = optim_mod.LossScaler(device, enabled=cuda)
     g = torch.Generator().manual_seed(1)
     batch = torch.randint(0, cfg_kwargs["real_vocab_size"], (rows, seq_len + 1), generator=g).to(device)
@@ -82,7 +83,7 @@ def timed(fn, cuda: bool, iters: int) -> dict:
     return {"gpu_ms": gpu_ms, "host_ms": host_ms}
 
 
-def graphed(fn, cuda: bool, iters: int) -> float | None:
+def graphed(fn, cuda: bool, iters: int) -> float | str | None:
     """ms per replay of fn captured once as a cuda graph (None on the cpu)."""
     if not cuda:
         return None
@@ -93,8 +94,12 @@ def graphed(fn, cuda: bool, iters: int) -> float | None:
             fn()
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
+    try:
+        with torch.cuda.graph(g):
+            fn()
+    except Exception as e:  # what cannot be captured is itself the finding
+        torch.cuda.synchronize()
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
     return timed(g.replay, cuda, iters)["gpu_ms"]
 
 
