@@ -16,6 +16,11 @@ runs it (the records themselves only run inside the harness):
                         gradient formed from all-gathered trunk-input gradients, newton-schulz
                         dealt by cost with one gather that runs while AdamW steps, and no
                         readback but at evaluations (its steps are timed 10 at a time)
+  dense_muon_t4_ddp_v4  v3's step with its micro-steps' forward + backward replayed as a cuda
+                        graph (captured after 11 eager steps; the compute-only step has a graph
+                        of its own, without the all-reduce), the gathered embedding rows
+                        unscaled before they are summed, and the embedding's backward beside
+                        newton-schulz
 
 the phases of a step are timed with cuda events on the training stream, so a phase includes
 the time the gpu waited in it (for the host after a sync, or for a collective):
@@ -61,8 +66,10 @@ RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 
     "dense_muon_t4_ddp": (8, 4),
     "dense_muon_t4_ddp_v2": (16, 2),
     "dense_muon_t4_ddp_v3": (16, 2),
+    "dense_muon_t4_ddp_v4": (16, 2),
 }
-BLOCK = {"dense_muon_t4_ddp_v3": 10}  # steps timed together: v3 reads the loss back every 10th step only
+BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10}  # steps timed together: these read the loss back every 10th step only
+EAGER_BEFORE_GRAPH = 11  # v4: DDP times its first 10 iterations, which must not be captured
 
 
 def load(record: str, module: str):
@@ -113,7 +120,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         self.record, self.device, self.world = record, device, world
-        self.v3 = record.endswith("_v3")
+        self.v4 = record.endswith("_v4")
+        self.v3 = record.endswith("_v3") or self.v4  # v4 keeps v3's exchange of gradients
         self.v2 = record.endswith("_v2") or self.v3  # v3 keeps v2's shape of a step
         model_mod, optim_mod = load(record, "model"), load(record, "optim")
         torch.manual_seed(0)  # the same replica on every rank
@@ -134,6 +142,8 @@ class Trainer:
         self.scaler = (optim_mod.LossScaler(device, enabled=self.cuda) if self.v3
                        else torch.amp.GradScaler("cuda", enabled=self.cuda))
         self.side = torch.cuda.Stream() if self.cuda else None
+        self.graphed = self.v4 and self.cuda and compile_model
+        self.graphs, self.eager_iters = {}, 0  # v4: comm (True / False) -> (graph, loss_sum, embed leaves)
         ddp_kwargs = {"device_ids": [torch.device(device).index]} if self.cuda else {}
         if world == 1:
             self.net = model
@@ -144,7 +154,10 @@ class Trainer:
             # as the record: the buffer switch torch 2.13 renamed
             no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
                        else {"broadcast_buffers": False})
-            self.net = DDP(model.trunk, **no_sync, **ddp_kwargs)
+            if self.graphed:  # as the record: DDP built on a side stream before a capture
+                self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side) if self.graphed else nullcontext():
+                self.net = DDP(model.trunk, **no_sync, **ddp_kwargs)
             if self.cuda:
                 self.net.register_comm_hook(None, default_hooks.fp16_compress_hook)
             self.fwd = torch.compile(self.net) if compile_model else self.net
@@ -159,9 +172,30 @@ class Trainer:
         self.batches = [torch.randint(0, vocab, (self.micro_rows, seq_len + 1), generator=g).to(device) for _ in range(self.micro_steps)]
 
     def amp(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.cuda else nullcontext()
+        if not self.cuda:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self.v4)  # v4: no cast cache (graphs)
 
     def micro_steps_run(self, marks: Marks, comm: bool) -> torch.Tensor:
+        if not self.graphed or self.eager_iters < EAGER_BEFORE_GRAPH:
+            self.eager_iters += 1
+            return self.micro_steps_eager(marks, comm)
+        if comm not in self.graphs:  # captured once per kind of step: the gradients it writes stay
+            torch.cuda.synchronize()
+            if not self.graphs:  # the first capture allocates the gradients; a second accumulates into them
+                self.model.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                loss_sum = self.micro_steps_eager(Marks(False), comm)
+            self.graphs[comm] = (graph, loss_sum, list(self.embed_grads))
+            self.embed_grads.clear()
+        graph, loss_sum, leaves = self.graphs[comm]
+        graph.replay()
+        self.embed_grads[:] = leaves
+        marks.mark("forward_backward")
+        return loss_sum
+
+    def micro_steps_eager(self, marks: Marks, comm: bool) -> torch.Tensor:
         loss_sum = torch.zeros((), device=self.device)
         for i, batch in enumerate(self.batches):
             x, y = batch[:, :-1], batch[:, 1:]
@@ -217,6 +251,44 @@ class Trainer:
         for opt in self.optimizers:
             opt.__dict__.pop("found_inf", None)
 
+    def optimizer_step_v4(self, marks: Marks) -> None:
+        """v4's train.py: the rows gathered, unscaled with the trunk's gradients, then newton-schulz on
+        a second stream while the embedding's backward and AdamW run on this one."""
+        import torch.distributed as dist
+
+        weight = self.model.embed.weight
+        if self.world > 1:
+            ids = torch.cat([x.reshape(-1) for x, _ in self.embed_grads])
+            grads = torch.cat([e.grad.reshape(ids.numel(), -1) for _, e in self.embed_grads])
+            self.embed_grads.clear()
+            all_ids = ids.new_empty(self.world * ids.numel())
+            all_grads = grads.new_empty(self.world * ids.numel(), grads.size(1))
+            dist.all_gather_into_tensor(all_ids, ids)
+            dist.all_gather_into_tensor(all_grads, grads)
+            marks.mark("embed_gather")
+            found_inf = self.scaler.unscale([p for p in self.model.parameters() if p is not weight], extra=[all_grads])
+        else:
+            found_inf = self.scaler.unscale(self.model.parameters())
+        marks.mark("unscale_norm")
+        if self.cuda:
+            self.adamw.found_inf = self.muon.found_inf = found_inf
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                pending = self.muon.launch()
+        else:
+            pending = self.muon.launch()
+        if self.world > 1:
+            weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
+        self.adamw.step()
+        marks.mark("adamw_beside_muon_ns")
+        if self.cuda:
+            torch.cuda.current_stream().wait_stream(self.side)
+        self.muon.apply(pending)
+        marks.mark("muon_gather")
+        self.scaler.update(found_inf)
+        for opt in self.optimizers:
+            opt.__dict__.pop("found_inf", None)
+
     def optimizer_step_v1_v2(self, marks: Marks) -> None:
         """GradScaler.unscale_ per optimizer and a norm for the flag, then v2's or v1's steps."""
         for opt in self.optimizers:
@@ -249,14 +321,19 @@ class Trainer:
         marks = Marks(self.cuda)
         marks.mark("start")
         loss_sum = self.micro_steps_run(marks, comm=True)
-        if self.v3 and self.world > 1:
+        if self.v3 and not self.v4 and self.world > 1:
             self.sync_embedding_grad()
             marks.mark("embed_gather")
-        if self.v3:
+        if self.v4:
+            self.optimizer_step_v4(marks)
+        elif self.v3:
             self.optimizer_step_v3(marks)
         else:
             self.optimizer_step_v1_v2(marks)
-        self.model.zero_grad(set_to_none=True)
+        if self.graphs:  # v4: the replays refill the gradients their capture allocated
+            self.model.embed.weight.grad = None
+        else:
+            self.model.zero_grad(set_to_none=True)
         train_loss = loss_sum / self.micro_steps
         if readback:
             if self.world > 1:
@@ -273,7 +350,8 @@ class Trainer:
         self.embed_grads.clear()
         if self.cuda:
             torch.cuda.synchronize()
-        self.model.zero_grad(set_to_none=True)
+        if not self.graphs:
+            self.model.zero_grad(set_to_none=True)
         return marks.phases_ms()["forward_backward"]
 
 
@@ -343,12 +421,13 @@ def profile(args) -> dict:
     else:
         cfg = dict(vocab_size=100352, real_vocab_size=100277, n_layer=6, n_head=6, n_embd=768, max_seq_len=1024)
         seq_len, rounds, warm = 1024, args.rounds or 20, 3
+    warm_graphed = EAGER_BEFORE_GRAPH // 2 + 2  # v4 on cuda: a warm round is 2 eager iterations (step, compute-only)
     result = {"ranks": world, "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
               "dry_run": args.dry_run, "rounds": rounds, "records": {}}
     for record in args.records:
         tr = Trainer(record, cfg, seq_len, device, world, rank, compile_model=cuda)
         block = BLOCK.get(record, 1)
-        for _ in range(warm):  # compiles, first kernel loads, optimizer state
+        for _ in range(warm_graphed if tr.graphed else warm):  # compiles, first kernel loads, optimizer state (v4: its graphs)
             tr.step()
             tr.compute_only()
         phases, walls, compute = [], [], []

