@@ -460,6 +460,8 @@ def profile(args) -> dict:
         for p in tr.muon.param_groups[0]["params"]:
             shapes.setdefault(tuple(p.shape), []).append(p)
         n_gather = sum(math.ceil(len(ps) / world) * world * math.prod(s) for s, ps in shapes.items())
+        for graph, *_ in tr.graphs.values():  # v4: its captured all-reduces released before the group goes
+            graph.reset()
         del tr
         gc.collect()  # the DDP reducer holds the process group: gone before the next record and the teardown
         if cuda:

@@ -385,5 +385,11 @@ verdict = "identical" if gap == 0 else "not bit-identical, within rounding" if g
 if master:
     print(f"replicas: {h.world_size} rank(s), parameter checksum {sums[:, 0].sum().item():.12e}, "
           f"largest relative difference between ranks {gap:.3g} -> {verdict}", flush=True)
+# the graph holds its captured all-reduces: with it alive, the process group's teardown after the
+# record waits forever (a 2- and a 4-gpu run on h200s hung there after completing). release it first
+if graph is not None:
+    torch.cuda.synchronize()
+    graph.reset()
+    graph = None
 if gap > REPLICA_RTOL:
     raise RuntimeError(f"the {h.world_size} replicas ended with different parameters (relative difference {gap:.3g})")
