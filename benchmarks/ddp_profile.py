@@ -177,9 +177,15 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self.v4)  # v4: no cast cache (graphs)
 
     def micro_steps_run(self, marks: Marks, comm: bool) -> torch.Tensor:
-        if not self.graphed or self.eager_iters < EAGER_BEFORE_GRAPH:
-            self.eager_iters += 1
+        if not self.graphed:
             return self.micro_steps_eager(marks, comm)
+        if self.eager_iters < EAGER_BEFORE_GRAPH:  # as the record's warm-up: on the side stream DDP was built on
+            self.eager_iters += comm  # DDP counts the iterations that all-reduce
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                loss_sum = self.micro_steps_eager(marks, comm)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return loss_sum
         if comm not in self.graphs:  # captured once per kind of step: the gradients it writes stay
             torch.cuda.synchronize()
             if not self.graphs:  # the first capture allocates the gradients; a second accumulates into them
@@ -421,7 +427,7 @@ def profile(args) -> dict:
     else:
         cfg = dict(vocab_size=100352, real_vocab_size=100277, n_layer=6, n_head=6, n_embd=768, max_seq_len=1024)
         seq_len, rounds, warm = 1024, args.rounds or 20, 3
-    warm_graphed = EAGER_BEFORE_GRAPH // 2 + 2  # v4 on cuda: a warm round is 2 eager iterations (step, compute-only)
+    warm_graphed = EAGER_BEFORE_GRAPH + 2  # v4 on cuda: 11 eager steps, then a round that captures both graphs, then one replaying them
     result = {"ranks": world, "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
               "dry_run": args.dry_run, "rounds": rounds, "records": {}}
     for record in args.records:
