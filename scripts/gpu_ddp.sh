@@ -26,6 +26,7 @@ t0=$(date +%s)
 source scripts/device_setup.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 runs=gpu-runs prof=gpu-prof
+rm -rf "$runs" "$prof" "$runs-solo" "$runs-check"  # a warm machine keeps them: each invocation starts empty
 mkdir -p "$runs" "$prof" "$runs-solo" "$runs-check"
 gpus=$(nvidia-smi -L | wc -l)
 { nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
