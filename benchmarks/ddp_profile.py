@@ -81,6 +81,18 @@ def load(record: str, module: str):
     return mod
 
 
+def record_optimizers(optim_mod, model, blocks, head, cuda: bool, shard: dict, capturable: bool = False):
+    """the records' muon (lr 0.02 on the blocks' matrices) and AdamW (embedding 0.3, head 0.008,
+    gains 0.04), from the record's own optim.py; capturable: an AdamW whose step a cuda graph can hold."""
+    hidden = [p for p in blocks.parameters() if p.dim() == 2]
+    gains = [p for p in model.parameters() if p.dim() < 2]
+    muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=torch.float16 if cuda else torch.float32, **shard)
+    adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [head.weight], "lr": 0.008},
+                               {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0,
+                              fused=cuda, **({"capturable": True} if capturable else {}))
+    return muon, adamw
+
+
 def layout(record: str, batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
     """(micro_steps, micro_rows) per rank, as the record's train.py cuts a step."""
     local = batch_size // world
@@ -131,13 +143,8 @@ class Trainer:
         self.cuda = device.startswith("cuda")
         batch_size, grad_accum = RECORDS[record]
         self.micro_steps, self.micro_rows = layout(record, batch_size, grad_accum, world)
-        hidden = [p for p in blocks.parameters() if p.dim() == 2]
-        gains = [p for p in model.parameters() if p.dim() < 2]
-        ns_dtype = torch.float16 if self.cuda else torch.float32
         shard = {"rank": rank, "world_size": world} if self.v2 else {}
-        self.muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=ns_dtype, **shard)
-        self.adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [head.weight], "lr": 0.008},
-                                        {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=self.cuda)
+        self.muon, self.adamw = record_optimizers(optim_mod, model, blocks, head, self.cuda, shard)
         self.optimizers = [self.adamw, self.muon]
         self.scaler = (optim_mod.LossScaler(device, enabled=self.cuda) if self.v3
                        else torch.amp.GradScaler("cuda", enabled=self.cuda))
@@ -222,8 +229,8 @@ class Trainer:
         marks.mark("forward_backward")
         return loss_sum
 
-    def sync_embedding_grad(self) -> None:
-        """v3's train.py: everyone's trunk-input gradients and ids gathered, the embedding's gradient formed."""
+    def gather_embedding_rows(self):
+        """v3's and v4's train.py: everyone's token ids and trunk-input gradients, gathered."""
         import torch.distributed as dist
 
         ids = torch.cat([x.reshape(-1) for x, _ in self.embed_grads])
@@ -233,46 +240,25 @@ class Trainer:
         all_grads = grads.new_empty(self.world * ids.numel(), grads.size(1))
         dist.all_gather_into_tensor(all_ids, ids)
         dist.all_gather_into_tensor(all_grads, grads)
+        return all_ids, all_grads
+
+    def form_embedding_grad(self, all_ids, all_grads) -> None:
         weight = self.model.embed.weight
         weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
 
     def optimizer_step_v3(self, marks: Marks) -> None:
-        """one pass to unscale; newton-schulz on a second stream while AdamW steps; the scale updated."""
-        found_inf = self.scaler.unscale(self.model.parameters())
-        marks.mark("unscale_norm")
-        if self.cuda:
-            self.adamw.found_inf = self.muon.found_inf = found_inf
-            self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
-                pending = self.muon.launch()
-        else:
-            pending = self.muon.launch()
-        self.adamw.step()
-        marks.mark("adamw_beside_muon_ns")
-        if self.cuda:
-            torch.cuda.current_stream().wait_stream(self.side)
-        self.muon.apply(pending)
-        marks.mark("muon_gather")
-        self.scaler.update(found_inf)
-        for opt in self.optimizers:
-            opt.__dict__.pop("found_inf", None)
-
-    def optimizer_step_v4(self, marks: Marks) -> None:
-        """v4's train.py: the rows gathered, unscaled with the trunk's gradients, then newton-schulz on
-        a second stream while the embedding's backward and AdamW run on this one."""
-        import torch.distributed as dist
-
-        weight = self.model.embed.weight
+        """one pass to unscale; newton-schulz on a second stream while AdamW steps; the scale updated.
+        under DDP v3 forms the embedding's gradient first; v4 gathers the rows, unscales them with
+        the trunk's gradients and forms the embedding's gradient beside newton-schulz."""
+        rows = None
         if self.world > 1:
-            ids = torch.cat([x.reshape(-1) for x, _ in self.embed_grads])
-            grads = torch.cat([e.grad.reshape(ids.numel(), -1) for _, e in self.embed_grads])
-            self.embed_grads.clear()
-            all_ids = ids.new_empty(self.world * ids.numel())
-            all_grads = grads.new_empty(self.world * ids.numel(), grads.size(1))
-            dist.all_gather_into_tensor(all_ids, ids)
-            dist.all_gather_into_tensor(all_grads, grads)
+            rows = self.gather_embedding_rows()
+            if not self.v4:
+                self.form_embedding_grad(*rows)
             marks.mark("embed_gather")
-            found_inf = self.scaler.unscale([p for p in self.model.parameters() if p is not weight], extra=[all_grads])
+        if self.v4 and rows is not None:
+            weight = self.model.embed.weight
+            found_inf = self.scaler.unscale([p for p in self.model.parameters() if p is not weight], extra=[rows[1]])
         else:
             found_inf = self.scaler.unscale(self.model.parameters())
         marks.mark("unscale_norm")
@@ -283,8 +269,8 @@ class Trainer:
                 pending = self.muon.launch()
         else:
             pending = self.muon.launch()
-        if self.world > 1:
-            weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
+        if self.v4 and rows is not None:
+            self.form_embedding_grad(*rows)
         self.adamw.step()
         marks.mark("adamw_beside_muon_ns")
         if self.cuda:
@@ -327,12 +313,7 @@ class Trainer:
         marks = Marks(self.cuda)
         marks.mark("start")
         loss_sum = self.micro_steps_run(marks, comm=True)
-        if self.v3 and not self.v4 and self.world > 1:
-            self.sync_embedding_grad()
-            marks.mark("embed_gather")
-        if self.v4:
-            self.optimizer_step_v4(marks)
-        elif self.v3:
+        if self.v3:
             self.optimizer_step_v3(marks)
         else:
             self.optimizer_step_v1_v2(marks)

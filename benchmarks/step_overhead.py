@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ddp_profile import load  # a record's own model.py / optim.py
+from ddp_profile import load, record_optimizers  # a record's own model.py / optim.py; its optimizers
 
 RECORD = "dense_muon_t4_ddp_v3"
 
@@ -42,12 +42,8 @@ def build(cfg_kwargs: dict, device: str, rows: int, seq_len: int):
     torch.manual_seed(0)
     model = model_mod.GPT(model_mod.GPTConfig(**cfg_kwargs)).to(device)
     cuda = device.startswith("cuda")
-    hidden = [p for p in model.trunk.blocks.parameters() if p.dim() == 2]
-    gains = [p for p in model.parameters() if p.dim() < 2]
-    muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=torch.float16 if cuda else torch.float32)
-    adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [model.trunk.lm_head.weight], "lr": 0.008},
-                               {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda,
-                              capturable=cuda)  # capturable: its step can be replayed as a graph
+    # capturable: the optimizer step can be replayed as a graph
+    muon, adamw = record_optimizers(optim_mod, model, model.trunk.blocks, model.trunk.lm_head, cuda, {}, capturable=cuda)
     scaler = optim_mod.LossScaler(device, enabled=cuda)
     g = torch.Generator().manual_seed(1)
     batch = torch.randint(0, cfg_kwargs["real_vocab_size"], (rows, seq_len + 1), generator=g).to(device)
