@@ -3,168 +3,37 @@ one process trains like dense_muon_t4_v2; more ranks, which exchange the embeddi
 gathered trunk-input gradients (unscaled and checked for overflow before they are summed), deal
 newton-schulz out by cost and gather the updates in one buffer, train like one within float32
 rounding and end with identical replicas. the cuda graph of its forward + backward runs on cuda
-only; the cpu runs take the eager path it replaces (cuda_graph is ignored there).
-
-smoke (4 rows x 2 slices a step): 2 ranks take one micro-step of 2 x 2 stacked rows, 4 ranks one
-of 2 x 1; smoke_accum (2 rows x 4 slices): 2 ranks take two micro-steps, the first under no_sync,
-so the embedding's gathered gradient spans two micro-batches; smoke_compiled: torch.compile around
-DDP with the warm-up's optimizer step."""
+only; the cpu runs take the eager path it replaces (cuda_graph is ignored there). the cases are
+tests/ddp_record_cases.py's, which v3 shares; the unscaled rows are v4's own."""
 from __future__ import annotations
 
-import importlib.util
-import math
-import sys
-from pathlib import Path
-
-import pytest
-
-from ddp_runs import assert_identical_replicas, run_alone, run_jobs
-
-ROOT = Path(__file__).resolve().parents[1]
-RECORD = ROOT / "records" / "dense_muon_t4_ddp_v4"
-PARENT = ROOT / "records" / "dense_muon_t4_v2"
-SEED = 7
-# as in tests/test_record_ddp_v2.py: the ranks differ from one process by float32 summation
-# order (~1e-6 after 4 smoke steps); another seed moves the losses by ~1e-2
-LOSS_TOLERANCE = 1e-4
-JOBS = {"parent": (PARENT, "smoke", 1), "one": (RECORD, "smoke", 1), "two": (RECORD, "smoke", 2),
-        "four": (RECORD, "smoke", 4), "accum_two": (RECORD, "smoke_accum", 2)}
+from ddp_record_cases import ROOT, DdpRecordCases, load_optim
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
-    return run_jobs(JOBS, tiny_data, tmp_path_factory.mktemp("ddp_v4_record"), SEED)
+class TestDenseMuonT4DdpV4(DdpRecordCases):
+    RECORD = ROOT / "records" / "dense_muon_t4_ddp_v4"
 
+    def unscale(self, scaler, w, e):
+        return scaler.unscale([w], extra=[e.grad])  # e's gradient as a tensor of its own, as train.py's rows
 
-def step_losses(run: dict) -> dict[int, float]:
-    return {e["step"]: e["train_loss"] for e in run["events"] if e["type"] == "step"}
+    def test_rows_unscaled_before_the_sum_give_the_same_gradient(self):
+        """v4 unscales the gathered embedding rows, then sums them into the embedding's gradient; v3
+        summed, then unscaled. the scale is a power of two, so both give the same bits, and an
+        overflowed row raises the flag."""
+        import torch
 
-
-@pytest.mark.slow
-def test_every_rank_count_completes_with_the_same_tokens(runs):
-    for name, r in runs.items():
-        assert r["status"] == "completed", (name, r["reason"], r["log"][-2000:])
-        assert r["causal"] is True, name
-        assert r["tokens"] == r["budget_tokens"] == 64 * 8 * 4, name  # counted once, globally
-    assert [runs[n]["nproc"] for n in ("one", "two", "four", "accum_two")] == [1, 2, 4, 2]
-
-
-@pytest.mark.slow
-def test_one_process_is_dense_muon_t4_v2(runs):
-    """one process: v2's losses at every logged step (eval_every = 2 in smoke: steps 2 and 4)."""
-    parent, one = step_losses(runs["parent"]), step_losses(runs["one"])
-    assert sorted(one) == [2, 4] and len(parent) == 4  # the loss is read back at evaluations only
-    assert max(abs(one[s] - parent[s]) for s in one) < 1e-6, (one, parent)
-    assert abs(runs["one"]["val_loss"] - runs["parent"]["val_loss"]) < 1e-6
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, micro", [("two", "1 micro-steps of 4 x 64"), ("four", "1 micro-steps of 2 x 64"),
-                                         ("accum_two", "2 micro-steps of 2 x 64")])
-def test_ranks_train_like_one_process(runs, name, micro):
-    one, many = runs["one"], runs[name]
-    assert f"{many['nproc']} rank(s), {micro} per rank per step" in many["log"]  # the path this run takes
-    a, b = step_losses(one), step_losses(many)
-    assert sorted(a) == sorted(b) == [2, 4]
-    assert max(abs(a[s] - b[s]) for s in a) < LOSS_TOLERANCE, (a, b)
-    assert abs(one["val_loss"] - many["val_loss"]) < LOSS_TOLERANCE
-    assert one["val_loss"] < math.log(100277)  # and it did learn something
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["one", "two", "four", "accum_two"])
-def test_replicas_end_identical(runs, name):
-    assert_identical_replicas(runs[name])
-
-
-@pytest.mark.slow
-def test_compiled_around_ddp_trains_like_eager(runs, tiny_data, tmp_path):
-    r = run_alone(tmp_path, tiny_data, "compiled", RECORD, "smoke_compiled", 2, SEED)
-    assert r["status"] == "completed", (r["reason"], r["log"][-2000:])
-    assert r["compiles_in_timed"] == 0
-    assert_identical_replicas(r)
-    a, b = step_losses(runs["one"]), step_losses(r)
-    assert max(abs(a[s] - b[s]) for s in a) < LOSS_TOLERANCE, (a, b)
-
-
-def _optim():
-    spec = importlib.util.spec_from_file_location("ddp_v4_optim", RECORD / "optim.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_newton_schulz_is_dealt_by_cost():
-    """the full model's 24 matrices: every rank gets work, the largest load within 6% of even
-    (v2's equal shares of each shape left one of 4 ranks idle and another at 4/3 of even)."""
-    optim = _optim()
-    shapes = [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 6  # c_qkv, attn c_proj, c_fc, mlp c_proj
-    cost = [min(s) ** 2 * max(s) for s in shapes]
-    for world in (1, 2, 4):
-        owner = optim.plan(shapes, world)
-        load = [sum(c for c, o in zip(cost, owner) if o == r) for r in range(world)]
-        assert min(load) > 0 and max(load) <= 1.06 * sum(cost) / world, (world, load)
-        assert owner == optim.plan(shapes, world)  # every rank computes the same plan
-
-
-def test_the_gpu_optimizer_step_runs_on_the_cpu():
-    """the cuda path's pieces, run on the cpu where torch has them: the enabled LossScaler, fused
-    AdamW and muon reading one flag. a clean step moves the weights and keeps the scale; an
-    overflowed step moves nothing, leaves muon's momentum and AdamW's step count alone, and halves
-    the scale, as GradScaler would."""
-    import torch
-
-    optim = _optim()
-    torch.manual_seed(0)
-    w, e = torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(16, 4))
-    muon = optim.Muon([w], lr=0.02)
-    adamw = torch.optim.AdamW([e], lr=0.1, fused=True)
-    scaler = optim.LossScaler("cpu", enabled=True)
-
-    def step(poison: bool):
-        loss = (w.sum() + e.square().sum()) * (float("inf") if poison else 1.0)
-        scaler.scale(loss).backward()
-        found = scaler.unscale([w], extra=[e.grad])  # e's gradient as a tensor of its own, as train.py's rows
-        assert found.dim() == 0
-        for opt in (adamw, muon):
-            opt.found_inf = found
-        muon.apply(muon.launch())
-        adamw.step()
-        scaler.update(found)
-        for opt in (adamw, muon):
-            del opt.found_inf
-        w.grad = e.grad = None
-        return found.item()
-
-    w0, e0 = w.detach().clone(), e.detach().clone()
-    assert step(poison=False) == 0.0
-    assert not torch.equal(w, w0) and not torch.equal(e, e0) and scaler.scale_t.item() == 2.0 ** 16
-    w1, e1 = w.detach().clone(), e.detach().clone()
-    buf, count = muon.state[w]["momentum_buffer"].clone(), adamw.state[e]["step"].item()
-    assert step(poison=True) == 1.0
-    assert torch.equal(w, w1) and torch.equal(e, e1) and torch.equal(muon.state[w]["momentum_buffer"], buf)
-    assert adamw.state[e]["step"].item() == count and scaler.scale_t.item() == 2.0 ** 15
-
-
-def test_rows_unscaled_before_the_sum_give_the_same_gradient():
-    """v4 unscales the gathered embedding rows, then sums them into the embedding's gradient; v3
-    summed, then unscaled. the scale is a power of two, so both give the same bits, and an
-    overflowed row raises the flag."""
-    import torch
-
-    optim = _optim()
-    torch.manual_seed(0)
-    vocab, n, width = 50, 400, 8
-    ids = torch.randint(0, vocab, (n,))
-    rows = torch.randn(n, width) * 2.0 ** 16 * 1e-3  # loss-scaled trunk-input gradients
-    scaler = optim.LossScaler("cpu", enabled=True)
-    summed_first = torch.ops.aten.embedding_dense_backward(rows, ids, vocab, -1, False)
-    weight = torch.nn.Parameter(torch.zeros(vocab, width))
-    weight.grad = summed_first.clone()
-    assert scaler.unscale([weight]).item() == 0.0  # v3: the sum, unscaled
-    unscaled_rows = rows.clone()
-    assert scaler.unscale([], extra=[unscaled_rows]).item() == 0.0  # v4: the rows, unscaled
-    assert torch.equal(torch.ops.aten.embedding_dense_backward(unscaled_rows, ids, vocab, -1, False), weight.grad)
-    rows[7, 3] = float("inf")
-    assert scaler.unscale([], extra=[rows]).item() == 1.0
+        optim = load_optim(self.RECORD)
+        torch.manual_seed(0)
+        vocab, n, width = 50, 400, 8
+        ids = torch.randint(0, vocab, (n,))
+        rows = torch.randn(n, width) * 2.0 ** 16 * 1e-3  # loss-scaled trunk-input gradients
+        scaler = optim.LossScaler("cpu", enabled=True)
+        summed_first = torch.ops.aten.embedding_dense_backward(rows, ids, vocab, -1, False)
+        weight = torch.nn.Parameter(torch.zeros(vocab, width))
+        weight.grad = summed_first.clone()
+        assert scaler.unscale([weight]).item() == 0.0  # v3: the sum, unscaled
+        unscaled_rows = rows.clone()
+        assert scaler.unscale([], extra=[unscaled_rows]).item() == 0.0  # v4: the rows, unscaled
+        assert torch.equal(torch.ops.aten.embedding_dense_backward(unscaled_rows, ids, vocab, -1, False), weight.grad)
+        rows[7, 3] = float("inf")
+        assert scaler.unscale([], extra=[rows]).item() == 1.0
