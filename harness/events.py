@@ -72,11 +72,14 @@ def fmt_tokens(tokens: int | None) -> str:
 
 def eval_line(step: int, steps: int, train_loss: float | None, val_loss: float,
               train_time_ms: float, tokens: int, full: bool) -> str:
-    """e.g. `step: 160/160 train_loss: 3.2074 val_loss: 3.1957 train_time: 891.6s tokens: 5.24M`"""
+    """e.g. `step: 160/160 train_loss: 3.2074 val_loss: 3.1957 train_time: 891.623s tokens: 5.24M`.
+
+    the train time is printed to the millisecond: nanopoor verify compares it with result.json, and
+    at 0.1 s a forged halving of a run shorter than ~0.1 s hid in the rounding (harness < 0.3.2)."""
     tl = f"{train_loss:.4f}" if train_loss is not None else "n/a"
     tag = "" if full else " (progress)"
     return (f"step: {step}/{steps} train_loss: {tl} val_loss: {val_loss:.4f}{tag} "
-            f"train_time: {train_time_ms / 1000:.1f}s tokens: {fmt_tokens(tokens)}")
+            f"train_time: {train_time_ms / 1000:.3f}s tokens: {fmt_tokens(tokens)}")
 
 
 def say(line: str, enabled: bool = True) -> None:

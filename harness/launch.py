@@ -12,6 +12,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from harness.session import ContractViolation, session
 from harness.source_scan import scan_record
 
 EXIT = {"completed": 0, "failed": 1, "invalid": 3, "aborted": 130, "killed": 137}
+TEARDOWN_TIMEOUT_S = 20.0  # the longest a rank waits for the process group's teardown after run_end
 
 
 class Killed(BaseException):
@@ -69,10 +71,7 @@ def main(argv: list[str]) -> int:
     say(f"run_end: {status}" + (f" ({reason})" if reason else ""), sess.is_main)
     sess.events.close()
     if sess.world_size > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group(TEARDOWN_TIMEOUT_S)
     return EXIT[status]
 
 
@@ -235,6 +234,26 @@ def _logged_violations(path) -> list[dict]:
         except OSError:
             pass
     return out
+
+
+def end_process_group(timeout_s: float) -> bool:
+    """tear the process group down, waiting at most timeout_s; True when it finished.
+
+    run_end is written, so nothing after this changes the run: a teardown that blocks (a record
+    that keeps a cuda graph with captured collectives alive makes nccl's wait forever) must not
+    turn a completed run into a killed one. the process ends with os._exit either way."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return True
+    worker = threading.Thread(target=dist.destroy_process_group, name="pg-teardown", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        print(f"harness: the process group's teardown did not finish in {timeout_s:.0f} s; "
+              "the run is already recorded, the process ends without it", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 from harness.evaluate import num_windows
 from harness.events import CAUSALITY, EVAL, RUN_END, RUN_START, STEP
 
-# the harness prints the claim's evaluation as `step: N/M train_loss: … val_loss: X.XXXX train_time: T.Ts …`
+# the harness prints the claim's evaluation as `step: N/M train_loss: … val_loss: X.XXXX train_time: T.TTTs …`
+# (harness < 0.3.2 printed `T.Ts`: the tolerance follows the digits printed)
 _CLAIM_LINE = re.compile(r"^step: (\d+)/\d+ train_loss: \S+ val_loss: ([-\d.naif]+) train_time: ([\d.]+)s tokens: \S+\s*$")
 
 
@@ -102,6 +103,13 @@ def folder_findings(run_dir: Path, result: dict) -> list[str]:
     return out
 
 
+def printed_tolerance_ms(seconds: str) -> float:
+    """how far a time printed in seconds as `seconds` may be from the exact milliseconds it rounds:
+    half its last digit ('12.3' -> 50 ms, '12.345' -> 0.5 ms), plus float slack."""
+    decimals = len(seconds.partition(".")[2])
+    return 0.5 * 10 ** (3 - decimals) + 1e-3
+
+
 def _log_findings(log: Path, result: dict, end: dict) -> list[str]:
     """log.txt is what the record's process printed: its claim line and run_end line must match."""
     try:
@@ -120,6 +128,6 @@ def _log_findings(log: Path, result: dict, end: dict) -> list[str]:
     m = claim[-1]
     if not same(float(m.group(2)), result["val_loss"], 6e-5):
         out.append(f"val_loss: log.txt prints {m.group(2)}, result.json {result['val_loss']:.6f}")
-    if not same(float(m.group(3)) * 1000, result.get("train_time_ms"), 60.0 + 0.001 * (result.get("train_time_ms") or 0)):
+    if not same(float(m.group(3)) * 1000, result.get("train_time_ms"), printed_tolerance_ms(m.group(3))):
         out.append(f"train_time_ms: log.txt prints {m.group(3)} s, result.json {result.get('train_time_ms')} ms")
     return out
