@@ -1,5 +1,5 @@
-"""the cpu tests that dense_muon_t4_ddp_v3 and its successor v4 share, as a class each record's
-test module subclasses (tests/test_record_ddp_v3.py, tests/test_record_ddp_v4.py): both records
+"""the cpu tests that dense_muon_t4_ddp_v3 and its successors v4 and v5 share, as a class each
+record's test module subclasses (tests/test_record_ddp_v3.py, _v4.py, _v5.py): the records
 run through the runner on 1, 2 and 4 gloo ranks (torchrun on the cpu). one process trains like
 dense_muon_t4_v2; more ranks train like one within float32 rounding and end with identical
 replicas; newton-schulz is dealt by cost; the gpu path's optimizer step runs on the cpu.
@@ -45,6 +45,7 @@ class DdpRecordCases:
     a second gradient e (`unscale`)."""
 
     RECORD: Path
+    EXTRA_JOBS: dict = {}  # more runs for the class's own tests: name -> (scale, nproc)
 
     def unscale(self, scaler, w, e):
         return scaler.unscale([w, e])
@@ -55,6 +56,7 @@ class DdpRecordCases:
         rec = cls.RECORD
         jobs = {"parent": (PARENT, "smoke", 1), "one": (rec, "smoke", 1), "two": (rec, "smoke", 2),
                 "four": (rec, "smoke", 4), "accum_two": (rec, "smoke_accum", 2)}
+        jobs |= {name: (rec, scale, nproc) for name, (scale, nproc) in cls.EXTRA_JOBS.items()}
         return run_jobs(jobs, tiny_data, tmp_path_factory.mktemp(f"{rec.name}_record"), SEED)
 
     @pytest.mark.slow
