@@ -21,6 +21,10 @@ runs it (the records themselves only run inside the harness):
                         of its own, without the all-reduce), the gathered embedding rows
                         unscaled before they are summed, and the embedding's backward beside
                         newton-schulz
+  dense_muon_t4_ddp_v5  v4's step with the embedding's rows shared by the ranks (each forms the
+                        gradient of its rows and steps them, then the rows are all-gathered) and
+                        DDP's gradients as views into its buckets; --v5-knobs profiles variants
+                        with either switched off (shard_embed=0, bucket_view=0)
 
 the phases of a step are timed with cuda events on the training stream, so a phase includes
 the time the gpu waited in it (for the host after a sync, or for a collective):
@@ -67,8 +71,9 @@ RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 
     "dense_muon_t4_ddp_v2": (16, 2),
     "dense_muon_t4_ddp_v3": (16, 2),
     "dense_muon_t4_ddp_v4": (16, 2),
+    "dense_muon_t4_ddp_v5": (16, 2),
 }
-BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10}  # steps timed together: these read the loss back every 10th step only
+BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10, "dense_muon_t4_ddp_v5": 10}  # steps timed together: these read the loss back every 10th step only
 EAGER_BEFORE_GRAPH = 11  # v4: DDP times its first 10 iterations, which must not be captured
 
 
@@ -128,11 +133,14 @@ class Marks:
 class Trainer:
     """one record's model, optimizers and step, on this rank."""
 
-    def __init__(self, record: str, cfg_kwargs: dict, seq_len: int, device: str, world: int, rank: int, compile_model: bool):
+    def __init__(self, record: str, cfg_kwargs: dict, seq_len: int, device: str, world: int, rank: int, compile_model: bool,
+                 knobs: dict | None = None):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         self.record, self.device, self.world = record, device, world
-        self.v4 = record.endswith("_v4")
+        self.v5 = record.endswith("_v5")
+        knobs = {"shard_embed": 1, "bucket_view": 1} | (knobs or {}) if self.v5 else {}
+        self.v4 = record.endswith("_v4") or self.v5  # v5 keeps v4's graph
         self.v3 = record.endswith("_v3") or self.v4  # v4 keeps v3's exchange of gradients
         self.v2 = record.endswith("_v2") or self.v3  # v3 keeps v2's shape of a step
         model_mod, optim_mod = load(record, "model"), load(record, "optim")
@@ -146,6 +154,21 @@ class Trainer:
         shard = {"rank": rank, "world_size": world} if self.v2 else {}
         self.muon, self.adamw = record_optimizers(optim_mod, model, blocks, head, self.cuda, shard)
         self.optimizers = [self.adamw, self.muon]
+        # v5: the embedding's rows this rank steps (a view of the embedding), with an AdamW of their own
+        self.shard_embed = bool(knobs.get("shard_embed")) and world > 1
+        vocab_rows = cfg_kwargs["vocab_size"]
+        self.shard_rows = vocab_rows // world if self.shard_embed else vocab_rows
+        self.shard_lo = rank * self.shard_rows if self.shard_embed else 0
+        self.embed_param = model.embed.weight
+        self.adamw_embed = None
+        if self.v5:
+            if self.shard_embed:
+                self.embed_param = torch.nn.Parameter(model.embed.weight.detach()[self.shard_lo: self.shard_lo + self.shard_rows])
+            kw = {"betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0, "fused": self.cuda}
+            self.adamw_embed = torch.optim.AdamW([{"params": [self.embed_param], "lr": 0.3}], **kw)
+            self.adamw = torch.optim.AdamW([{"params": [head.weight], "lr": 0.008},
+                                            {"params": [p for p in model.parameters() if p.dim() < 2], "lr": 0.04}], **kw)
+            self.optimizers = [self.adamw_embed, self.adamw, self.muon]
         self.scaler = (optim_mod.LossScaler(device, enabled=self.cuda) if self.v3
                        else torch.amp.GradScaler("cuda", enabled=self.cuda))
         self.side = torch.cuda.Stream() if self.cuda else None
@@ -164,7 +187,8 @@ class Trainer:
             if self.graphed:  # as the record: DDP built on a side stream before a capture
                 self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side) if self.graphed else nullcontext():
-                self.net = DDP(model.trunk, **no_sync, **ddp_kwargs)
+                self.net = DDP(model.trunk, **no_sync, **ddp_kwargs,
+                               **({"gradient_as_bucket_view": bool(knobs["bucket_view"])} if self.v5 else {}))
             if self.cuda:
                 self.net.register_comm_hook(None, default_hooks.fp16_compress_hook)
             self.fwd = torch.compile(self.net) if compile_model else self.net
@@ -243,8 +267,24 @@ class Trainer:
         return all_ids, all_grads
 
     def form_embedding_grad(self, all_ids, all_grads) -> None:
-        weight = self.model.embed.weight
-        weight.grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
+        """v3, v4: the whole embedding's gradient; v5: its shard's, other rows' tokens sent to a spare row."""
+        if not self.shard_embed:
+            weight = self.model.embed.weight
+            grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
+            (self.embed_param if self.v5 else weight).grad = grad
+            return
+        ids = all_ids - self.shard_lo
+        ids = torch.where((ids >= 0) & (ids < self.shard_rows), ids, self.shard_rows)
+        grad = torch.ops.aten.embedding_dense_backward(all_grads, ids, self.shard_rows + 1, -1, False)
+        self.embed_param.grad = grad[:self.shard_rows].div_(self.world)
+
+    def step_embedding(self) -> None:
+        """v5: AdamW on this rank's rows, then every rank's rows gathered into every embedding."""
+        import torch.distributed as dist
+
+        self.adamw_embed.step()
+        if self.shard_embed:
+            dist.all_gather_into_tensor(self.model.embed.weight.data, self.embed_param.detach().clone())
 
     def optimizer_step_v3(self, marks: Marks) -> None:
         """one pass to unscale; newton-schulz on a second stream while AdamW steps; the scale updated.
@@ -263,7 +303,8 @@ class Trainer:
             found_inf = self.scaler.unscale(self.model.parameters())
         marks.mark("unscale_norm")
         if self.cuda:
-            self.adamw.found_inf = self.muon.found_inf = found_inf
+            for opt in self.optimizers:
+                opt.found_inf = found_inf
             self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side):
                 pending = self.muon.launch()
@@ -271,6 +312,8 @@ class Trainer:
             pending = self.muon.launch()
         if self.v4 and rows is not None:
             self.form_embedding_grad(*rows)
+        if self.v5:
+            self.step_embedding()
         self.adamw.step()
         marks.mark("adamw_beside_muon_ns")
         if self.cuda:
@@ -319,6 +362,7 @@ class Trainer:
             self.optimizer_step_v1_v2(marks)
         if self.graphs:  # v4: the replays refill the gradients their capture allocated
             self.model.embed.weight.grad = None
+            self.embed_param.grad = None
         else:
             self.model.zero_grad(set_to_none=True)
         train_loss = loss_sum / self.micro_steps
@@ -411,8 +455,12 @@ def profile(args) -> dict:
     warm_graphed = EAGER_BEFORE_GRAPH + 2  # v4 on cuda: 11 eager steps, then a round that captures both graphs, then one replaying them
     result = {"ranks": world, "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
               "dry_run": args.dry_run, "rounds": rounds, "records": {}}
-    for record in args.records:
-        tr = Trainer(record, cfg, seq_len, device, world, rank, compile_model=cuda)
+    runs = [(r, None) for r in args.records if not (r.endswith("_v5") and args.v5_knobs)]
+    if "dense_muon_t4_ddp_v5" in args.records:
+        runs += [("dense_muon_t4_ddp_v5", parse_knobs(k)) for k in args.v5_knobs or []]
+    for record, knobs in runs:
+        tr = Trainer(record, cfg, seq_len, device, world, rank, compile_model=cuda, knobs=knobs)
+        label = record + (" " + ",".join(f"{k}={v}" for k, v in knobs.items()) if knobs else "")
         block = BLOCK.get(record, 1)
         for _ in range(warm_graphed if tr.graphed else warm):  # compiles, first kernel loads, optimizer state (v4: its graphs)
             tr.step()
@@ -427,7 +475,7 @@ def profile(args) -> dict:
             phases += [m.phases_ms() for m in marks]
             compute.append(tr.compute_only())
         if args.trace:  # every rank steps (the collectives need them all); rank 0 writes
-            write_trace(tr, block, Path(args.out).with_suffix(f".{record}.trace.txt") if rank == 0 else None, cuda)
+            write_trace(tr, block, Path(args.out).with_suffix(f".{label.replace(' ', '.')}.trace.txt") if rank == 0 else None, cuda)
         mine = {"step_ms": statistics.median(walls), "compute_ms": statistics.median(compute),
                 "phases_ms": {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[-1]}}
         everyone = [None] * world
@@ -436,7 +484,7 @@ def profile(args) -> dict:
         phases_ms = {k: max(r["phases_ms"][k] for r in everyone) for k in mine["phases_ms"]}
         compute_ms = max(r["compute_ms"] for r in everyone)
         tokens = RECORDS[record][0] * RECORDS[record][1] * seq_len
-        result["records"][record] = {
+        result["records"][label] = {
             "micro_steps": tr.micro_steps, "micro_rows": tr.micro_rows, "steps_timed_together": block,
             "step_ms": step_ms, "tokens_per_s": tokens / step_ms * 1000,
             "phases_ms": phases_ms, "compute_only_ms": compute_ms,
@@ -464,6 +512,17 @@ def profile(args) -> dict:
     dist.barrier()
     dist.destroy_process_group()
     return result
+
+
+def parse_knobs(text: str) -> dict:
+    """'shard_embed=0,bucket_view=1' -> {'shard_embed': 0, 'bucket_view': 1} (v5's switches)."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in ("shard_embed", "bucket_view") or value not in ("0", "1"):
+            raise SystemExit(f"--v5-knobs: {part!r} is not shard_embed=0|1 or bucket_view=0|1")
+        out[key] = int(value)
+    return out
 
 
 def summary(files: list[str], runs_dir: str | None) -> str:
@@ -512,6 +571,8 @@ def main() -> None:
     ap.add_argument("--out", default="ddp-profile.json", help="JSON written by rank 0")
     ap.add_argument("--rounds", type=int, default=0, help="timed steps per record (default 20; 2 with --dry-run)")
     ap.add_argument("--records", nargs="+", default=list(RECORDS), choices=list(RECORDS))
+    ap.add_argument("--v5-knobs", nargs="+", metavar="KNOBS",
+                    help="profile dense_muon_t4_ddp_v5 once per KNOBS, e.g. shard_embed=1,bucket_view=1 shard_embed=0")
     ap.add_argument("--trace", action="store_true", help="also write a torch.profiler kernel table per record (rank 0)")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the cpu (gloo): tests the script")
     ap.add_argument("--summary", nargs="+", metavar="JSON", help="print markdown tables from profile JSONs instead of profiling")

