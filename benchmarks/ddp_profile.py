@@ -73,7 +73,8 @@ RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 
     "dense_muon_t4_ddp_v4": (16, 2),
     "dense_muon_t4_ddp_v5": (16, 2),
 }
-BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10, "dense_muon_t4_ddp_v5": 10}  # steps timed together: these read the loss back every 10th step only
+# steps timed together: these read the loss back every 10th step only
+BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10, "dense_muon_t4_ddp_v5": 10}
 EAGER_BEFORE_GRAPH = 11  # v4: DDP times its first 10 iterations, which must not be captured
 
 
