@@ -548,7 +548,7 @@ def summary(files: list[str], runs_dir: str | None) -> str:
             lines.append(f"| {r['record']} | {r['nproc']} | {r['hardware_label']} | {r['class']} | {r['status']} | {t / 1000:.2f} | "
                          f"{(r['tokens'] or 0) / t * 1000:,.0f} | {up:.2f}× | {up / r['nproc']:.0%} | {r['val_loss']} | {r['tokens']} | {r['replicas']} |")
         lines.append("")
-    profs = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda p: p["ranks"])
+    profs = sorted((json.loads(Path(f).read_text()) for f in files if Path(f).is_file()), key=lambda p: p["ranks"])
     one = {name: r["step_ms"] for p in profs if p["ranks"] == 1 for name, r in p["records"].items()}
     order = ["forward_backward", "embed_gather", "unscale_norm", "adamw", "muon", "muon_ns", "adamw_beside_muon_ns", "muon_gather", "rest"]
     seen = {k for p in profs for r in p["records"].values() for k in r["phases_ms"]}
@@ -557,10 +557,11 @@ def summary(files: list[str], runs_dir: str | None) -> str:
               "|---|---|---|---|---|---|---|" + "---|" * (len(phase_names) + 1)]
     for p in profs:
         for name, r in p["records"].items():
-            up = one.get(name, float("nan")) / r["step_ms"]
+            up = one[name] / r["step_ms"] if name in one else None  # no 1-rank profile of it: no speed-up
+            speed = f"{up:.2f}× | {up / p['ranks']:.0%}" if up else "— | —"
             cells = " | ".join(f"{r['phases_ms'][k]:.2f}" if k in r["phases_ms"] else "" for k in phase_names)
             lines.append(f"| {name} | {p['ranks']} | {r['micro_steps']} × {r['micro_rows']} | {r['step_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
-                         f"{up:.2f}× | {up / p['ranks']:.0%} | {cells} | {r['exposed_comm_ms']:.2f} |")
+                         f"{speed} | {cells} | {r['exposed_comm_ms']:.2f} |")
     for p in profs:
         for name, c in (p.get("comm_alone") or {}).items():
             lines.append(f"\n{p['ranks']} ranks, {name} alone: {c['bytes'] / 1e6:.0f} MB in {c['ms']:.2f} ms")

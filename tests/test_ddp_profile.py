@@ -1,0 +1,74 @@
+"""benchmarks/ddp_profile.py, the data-parallel step profile: its cpu dry run on two gloo ranks
+(each record's phases, v5's switches as labelled variants), its summary tables, and the layout of
+a step it shares with the records' train.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "benchmarks" / "ddp_profile.py"
+V5 = "dense_muon_t4_ddp_v5"
+
+
+def _profile_module():
+    sys.path.insert(0, str(PROFILE.parent))
+    import ddp_profile
+
+    return ddp_profile
+
+
+def test_profile_layout_is_each_records_own():
+    """the profile cuts a step as each record's train.py does (their logs print the same numbers)."""
+    layout = _profile_module().layout
+    assert [layout("dense_muon_t4_ddp_v2", 16, 2, n) for n in (1, 2, 4)] == [(2, 16), (1, 16), (1, 8)]
+    assert [layout(V5, 16, 2, n) for n in (1, 2, 4)] == [(2, 16), (1, 16), (1, 8)]
+    assert [layout("dense_muon_t4_ddp", 8, 4, n) for n in (1, 2, 4, 8)] == [(4, 8), (2, 8), (1, 8), (4, 1)]
+
+
+@pytest.mark.parametrize("text, knobs", [("shard_embed=0,bucket_view=1", {"shard_embed": 0, "bucket_view": 1}), ("", {})])
+def test_v5_knobs_parse(text, knobs):
+    assert _profile_module().parse_knobs(text) == knobs
+
+
+@pytest.mark.parametrize("text", ["shard=1", "shard_embed=2", "bucket_view"])
+def test_a_wrong_knob_is_one_clear_line(text):
+    with pytest.raises(SystemExit, match="--v5-knobs: .* is not shard_embed=0|1 or bucket_view=0|1"):
+        _profile_module().parse_knobs(text)
+
+
+@pytest.mark.slow
+def test_profile_dry_run_on_two_gloo_ranks(tmp_path):
+    out = tmp_path / "prof.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(PROFILE),
+                           "--dry-run", "--out", str(out), "--records", "dense_muon_t4_ddp", "dense_muon_t4_ddp_v2", V5,
+                           "--v5-knobs", "shard_embed=1,bucket_view=1", "shard_embed=0,bucket_view=0"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prof = json.loads(out.read_text())
+    assert prof["ranks"] == 2 and prof["dry_run"] is True
+    assert sorted(prof["records"]) == ["dense_muon_t4_ddp", "dense_muon_t4_ddp_v2",
+                                       f"{V5} shard_embed=0,bucket_view=0", f"{V5} shard_embed=1,bucket_view=1"]
+    v2, parent = prof["records"]["dense_muon_t4_ddp_v2"], prof["records"]["dense_muon_t4_ddp"]
+    v5 = prof["records"][f"{V5} shard_embed=1,bucket_view=1"]
+    assert set(v2["phases_ms"]) == {"forward_backward", "unscale_norm", "adamw", "muon_ns", "muon_gather", "rest"}
+    assert set(parent["phases_ms"]) == {"forward_backward", "unscale_norm", "adamw", "muon", "rest"}
+    assert set(v5["phases_ms"]) == {"forward_backward", "embed_gather", "unscale_norm", "adamw_beside_muon_ns", "muon_gather", "rest"}
+    for r in prof["records"].values():
+        assert len(r["per_rank"]) == 2 and r["step_ms"] > 0 and r["compute_only_ms"] > 0
+        assert sum(r["phases_ms"].values()) <= r["step_ms"] * 2  # the phases lie inside the step (max over ranks)
+    assert (v2["micro_steps"], v2["micro_rows"]) == (1, 16) and (parent["micro_steps"], parent["micro_rows"]) == (2, 8)
+    assert prof["comm_alone"]["allreduce_grads"]["bytes"] > 0
+    # a 2-rank profile alone: no 1-rank row to take a speed-up from, and a missing file is left out
+    table = subprocess.run([sys.executable, str(PROFILE), "--summary", str(out), str(tmp_path / "ddp-profile-n1.json")],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "| dense_muon_t4_ddp_v2 | 2 | 1 × 16 |" in table.stdout
+    assert f"| {V5} shard_embed=0,bucket_view=0 | 2 | 1 × 16 |" in table.stdout
+    assert "nan" not in table.stdout and "| — | — |" in table.stdout
