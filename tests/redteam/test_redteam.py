@@ -228,8 +228,10 @@ def test_an_honest_record_completes(runs, name):
     assert ("warmup_end" in kinds) == (name == "clean")
     causality = next(e for e in events(runs, name) if e["type"] == "causality")
     # val (255 windows) and the held-out half (87) both end in a batch of 3: each evaluation probes a
-    # random batch and its short last one (the two may coincide), cut at random positions of every row
-    assert 3 <= causality["probed_batches"] <= 4 and len(causality["positions"]) >= 8
+    # random batch and its short last one, cut at random positions of every row. the random one is
+    # the last one too in 1 of 64 val and 1 of 22 held-out evaluations (in both: 2 batches, as a CI
+    # run once drew); the shapes below show the short batches were probed either way
+    assert 2 <= causality["probed_batches"] <= 4 and len(causality["positions"]) >= 8
     assert causality["deterministic"] is True and [3, 32] in causality["shapes"] and [4, 32] in causality["shapes"]
     assert result(runs, name)["data_watch"] is True     # the kernel watch ran (root in this sandbox)
 
