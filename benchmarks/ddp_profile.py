@@ -25,6 +25,9 @@ runs it (the records themselves only run inside the harness):
                         gradient of its rows and steps them, then the rows are all-gathered) and
                         DDP's gradients as views into its buckets; --v5-knobs profiles variants
                         with either switched off (shard_embed=0, bucket_view=0)
+  dense_muon_t4_ddp_v6  v5's step with the embedding's rows all-gathered asynchronously, queued on
+                        the nccl stream before newton-schulz's gather (its "AdamW beside
+                        Newton–Schulz" phase ends when the rows have arrived)
 
 the phases of a step are timed with cuda events on the training stream, so a phase includes
 the time the gpu waited in it (for the host after a sync, or for a collective):
@@ -72,9 +75,10 @@ RECORDS = {  # name -> (batch_size, grad_accum): each record's full scale, 32 x 
     "dense_muon_t4_ddp_v3": (16, 2),
     "dense_muon_t4_ddp_v4": (16, 2),
     "dense_muon_t4_ddp_v5": (16, 2),
+    "dense_muon_t4_ddp_v6": (16, 2),
 }
 # steps timed together: these read the loss back every 10th step only
-BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10, "dense_muon_t4_ddp_v5": 10}
+BLOCK = {"dense_muon_t4_ddp_v3": 10, "dense_muon_t4_ddp_v4": 10, "dense_muon_t4_ddp_v5": 10, "dense_muon_t4_ddp_v6": 10}
 EAGER_BEFORE_GRAPH = 11  # v4: DDP times its first 10 iterations, which must not be captured
 
 
@@ -139,7 +143,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         self.record, self.device, self.world = record, device, world
-        self.v5 = record.endswith("_v5")
+        self.v6 = record.endswith("_v6")
+        self.v5 = record.endswith("_v5") or self.v6  # v6 keeps v5's shared embedding rows
         knobs = {"shard_embed": 1, "bucket_view": 1} | (knobs or {}) if self.v5 else {}
         self.v4 = record.endswith("_v4") or self.v5  # v5 keeps v4's graph
         self.v3 = record.endswith("_v3") or self.v4  # v4 keeps v3's exchange of gradients
@@ -279,13 +284,15 @@ class Trainer:
         grad = torch.ops.aten.embedding_dense_backward(all_grads, ids, self.shard_rows + 1, -1, False)
         self.embed_param.grad = grad[:self.shard_rows].div_(self.world)
 
-    def step_embedding(self) -> None:
-        """v5: AdamW on this rank's rows, then every rank's rows gathered into every embedding."""
+    def step_embedding(self, async_op: bool = False):
+        """v5, v6: AdamW on this rank's rows, then every rank's rows gathered into every embedding
+        (v6: asynchronously; the work is returned, or None)."""
         import torch.distributed as dist
 
         self.adamw_embed.step()
         if self.shard_embed:
-            dist.all_gather_into_tensor(self.model.embed.weight.data, self.embed_param.detach().clone())
+            return dist.all_gather_into_tensor(self.model.embed.weight.data, self.embed_param.detach().clone(), async_op=async_op)
+        return None
 
     def optimizer_step_v3(self, marks: Marks) -> None:
         """one pass to unscale; newton-schulz on a second stream while AdamW steps; the scale updated.
@@ -303,19 +310,24 @@ class Trainer:
         else:
             found_inf = self.scaler.unscale(self.model.parameters())
         marks.mark("unscale_norm")
+        crossing = None  # v6: the embedding's rows, all-gathering
         if self.cuda:
             for opt in self.optimizers:
                 opt.found_inf = found_inf
             self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
-                pending = self.muon.launch()
-        else:
+        if self.v6:  # the rows' gather queued on the nccl stream before newton-schulz's
+            if rows is not None:
+                self.form_embedding_grad(*rows)
+            crossing = self.step_embedding(async_op=True)
+        with torch.cuda.stream(self.side) if self.cuda else nullcontext():
             pending = self.muon.launch()
-        if self.v4 and rows is not None:
+        if self.v4 and not self.v6 and rows is not None:
             self.form_embedding_grad(*rows)
-        if self.v5:
+        if self.v5 and not self.v6:
             self.step_embedding()
         self.adamw.step()
+        if crossing is not None:
+            crossing.wait()
         marks.mark("adamw_beside_muon_ns")
         if self.cuda:
             torch.cuda.current_stream().wait_stream(self.side)

@@ -1,5 +1,5 @@
-"""the cpu tests that dense_muon_t4_ddp_v3 and its successors v4 and v5 share, as a class each
-record's test module subclasses (tests/test_record_ddp_v3.py, _v4.py, _v5.py): the records
+"""the cpu tests that dense_muon_t4_ddp_v3 and its successors v4, v5 and v6 share, as a class
+each record's test module subclasses (tests/test_record_ddp_v3.py to _v6.py): the records
 run through the runner on 1, 2 and 4 gloo ranks (torchrun on the cpu). one process trains like
 dense_muon_t4_v2; more ranks train like one within float32 rounding and end with identical
 replicas; newton-schulz is dealt by cost; the gpu path's optimizer step runs on the cpu.

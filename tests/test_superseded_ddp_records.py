@@ -14,7 +14,7 @@ from ddp_runs import assert_identical_replicas, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SUPERSEDED = ["dense_muon_t4_ddp", "dense_muon_t4_ddp_v2", "dense_muon_t4_ddp_v3", "dense_muon_t4_ddp_v4"]
+SUPERSEDED = ["dense_muon_t4_ddp", "dense_muon_t4_ddp_v2", "dense_muon_t4_ddp_v3", "dense_muon_t4_ddp_v4", "dense_muon_t4_ddp_v5"]
 
 
 @pytest.fixture(scope="module")
