@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # one device call on a multi-gpu machine: the scaling of two data-parallel records, the newest
-# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v4 and
-# dense_muon_t4_ddp_v5).
+# and its parent side by side (DDP_RECORDS="parent newest", default dense_muon_t4_ddp_v5 and
+# dense_muon_t4_ddp_v6).
 #   1. harness runs (full scale, docs track, seed 1234) of both on 1, 2 and (with 4 gpus) 4
 #      ranks, into gpu-runs/;
 #   2. benchmarks/ddp_profile.py under torchrun on 1, 2 and 4 ranks: where a step's time goes;
@@ -65,7 +65,7 @@ teardown_check() {  # teardown_check GPU_PAIR: the bounded teardown with a graph
     echo "check_teardown ${mode:-(graph kept)}: exit $? at $(elapsed) s"
   done > "$prof/teardown-check.log" 2>&1
 }
-read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v4 dense_muon_t4_ddp_v5}"
+read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v5 dense_muon_t4_ddp_v6}"
 t4_check=${DDP_T4_CHECK-dense_muon_t4_v4}
 
 if phase runs-1; then
