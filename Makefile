@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q -m "not archive"
 
-# every test, the archive included (about 2.5 more minutes on 2 cores): before a harness release
+# every test, the archive included (3 more minutes on 2 cores): before a harness release
 test-all: setup
 	$(BIN)/python -m pytest -q
 
