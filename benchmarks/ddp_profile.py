@@ -426,9 +426,11 @@ def comm_alone(n_grad: int, n_gather: int, device: str, repeats: int) -> dict:
     return out
 
 
-def write_trace(tr: Trainer, block: int, path: Path | None, cuda: bool) -> None:
+def write_trace(tr: Trainer, block: int, path: Path | None, cuda: bool, timeline: bool = False) -> dict | None:
     """torch.profiler over one block of steps on this rank: the kernels by device time, and how
-    busy the device was (sum of kernel time over the wall time)."""
+    busy the device was (sum of kernel time over the wall time). timeline: also the chrome trace
+    (gzipped, next to the table) and how much of the collectives' time other kernels overlapped
+    (benchmarks/trace_overlap.py), which is returned."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -442,11 +444,24 @@ def write_trace(tr: Trainer, block: int, path: Path | None, cuda: bool) -> None:
             torch.cuda.synchronize()
         wall_ms = (time.perf_counter() - t0) * 1000
     if path is None:
-        return
+        return None
+    found = None
+    if timeline:
+        import gzip
+
+        from trace_overlap import overlap, read_trace
+
+        raw = path.with_suffix(".timeline.json")
+        prof.export_chrome_trace(str(raw))
+        with open(raw, "rb") as src, gzip.open(f"{raw}.gz", "wb") as dst:
+            dst.write(src.read())
+        raw.unlink()
+        found = overlap(read_trace(Path(f"{raw}.gz")), steps)
     events = prof.key_averages()
     busy_ms = sum(e.self_device_time_total for e in events) / 1000 if cuda else float("nan")
     head = f"{steps} steps, wall {wall_ms:.2f} ms, kernels {busy_ms:.2f} ms ({busy_ms / wall_ms:.0%} busy, streams summed)\n"
     path.write_text(head + events.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=45) + "\n")
+    return found
 
 
 def profile(args) -> dict:
@@ -487,8 +502,10 @@ def profile(args) -> dict:
             walls.append((time.perf_counter() - t0) * 1000 / block)
             phases += [m.phases_ms() for m in marks]
             compute.append(tr.compute_only())
-        if args.trace:  # every rank steps (the collectives need them all); rank 0 writes
-            write_trace(tr, block, Path(args.out).with_suffix(f".{label.replace(' ', '.')}.trace.txt") if rank == 0 else None, cuda)
+        timeline = None
+        if args.trace or args.timeline:  # every rank steps (the collectives need them all); rank 0 writes
+            timeline = write_trace(tr, block, Path(args.out).with_suffix(f".{label.replace(' ', '.')}.trace.txt") if rank == 0 else None,
+                                   cuda, timeline=args.timeline)
         mine = {"step_ms": statistics.median(walls), "compute_ms": statistics.median(compute),
                 "phases_ms": {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[-1]}}
         everyone = [None] * world
@@ -502,6 +519,7 @@ def profile(args) -> dict:
             "step_ms": step_ms, "tokens_per_s": tokens / step_ms * 1000,
             "phases_ms": phases_ms, "compute_only_ms": compute_ms,
             "exposed_comm_ms": max(0.0, phases_ms["forward_backward"] - compute_ms) if world > 1 else 0.0,
+            "timeline_rank0": timeline,  # --timeline: comm, hidden, exposed, compute, idle ms a step on rank 0's gpu
             "per_rank": everyone}
         n_grad = sum(p.numel() for p in tr.model.parameters())
         shapes = {}
@@ -574,6 +592,13 @@ def summary(files: list[str], runs_dir: str | None) -> str:
             cells = " | ".join(f"{r['phases_ms'][k]:.2f}" if k in r["phases_ms"] else "" for k in phase_names)
             lines.append(f"| {name} | {p['ranks']} | {r['micro_steps']} × {r['micro_rows']} | {r['step_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
                          f"{speed} | {cells} | {r['exposed_comm_ms']:.2f} |")
+    for p in profs:  # --timeline: rank 0's gpu, from its chrome trace
+        for name, r in p["records"].items():
+            t = r.get("timeline_rank0")
+            if t:
+                lines.append(f"\n{p['ranks']} ranks, {name}, rank 0's gpu a step: communication {t['comm_ms']:.2f} ms "
+                             f"({t['hidden_ms']:.2f} beside other kernels, {t['exposed_ms']:.2f} alone), "
+                             f"compute {t['compute_ms']:.2f} ms, idle {t['idle_ms']:.2f} ms")
     for p in profs:
         for name, c in (p.get("comm_alone") or {}).items():
             lines.append(f"\n{p['ranks']} ranks, {name} alone: {c['bytes'] / 1e6:.0f} MB in {c['ms']:.2f} ms")
@@ -588,6 +613,8 @@ def main() -> None:
     ap.add_argument("--v5-knobs", nargs="+", metavar="KNOBS",
                     help="profile dense_muon_t4_ddp_v5 once per KNOBS, e.g. shard_embed=1,bucket_view=1 shard_embed=0")
     ap.add_argument("--trace", action="store_true", help="also write a torch.profiler kernel table per record (rank 0)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also a chrome trace per record (rank 0, gzipped) and how much communication it overlapped with compute")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the cpu (gloo): tests the script")
     ap.add_argument("--summary", nargs="+", metavar="JSON", help="print markdown tables from profile JSONs instead of profiling")
     ap.add_argument("--runs", help="with --summary: a folder of run folders (result.json) to tabulate too")

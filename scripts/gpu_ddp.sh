@@ -13,7 +13,8 @@
 # 1-rank run of the newest record alone shows what its neighbour cost the shared 1-rank runs.
 # with 4 gpus, gpu 2 meanwhile runs one compiled one-gpu record under --as-t4 (DDP_T4_CHECK,
 # default dense_muon_t4_v4; empty: none) into gpu-runs-check/, to check the harness's code check
-# passes a compiled record's honest run. with DDP_TEARDOWN_CHECK=1 and 4 gpus, gpus 2 and 3
+# passes a compiled record's honest run. DDP_TIMELINE=1: each profile also writes rank 0's chrome
+# trace per record and how much communication other kernels overlapped (benchmarks/trace_overlap.py). with DDP_TEARDOWN_CHECK=1 and 4 gpus, gpus 2 and 3
 # meanwhile run scripts/check_teardown.py (with 2 gpus: after the runs) (the harness's bounded teardown, with a graph's captured
 # all-reduce left alive).
 # run from the repo root on the gpu machine with .carry/ holding the docs corpus and the
@@ -37,7 +38,11 @@ gpus=$(nvidia-smi -L | wc -l)
   echo "gpus $gpus, started $(date -u +%FT%TZ)"; } > "$prof/machine.txt" 2>&1
 cat "$prof/machine.txt"
 
-pack() { tar czf "$out/ddp.tgz.part" "$runs" "$runs-solo" "$runs-check" "$prof" 2>/dev/null && mv "$out/ddp.tgz.part" "$out/ddp.tgz"; }
+pack() {  # the chrome traces (DDP_TIMELINE) travel apart: a call returns files of 16 MiB at most
+  tar czf "$out/ddp.tgz.part" --exclude='*.timeline.json.gz' "$runs" "$runs-solo" "$runs-check" "$prof" 2>/dev/null &&
+    mv "$out/ddp.tgz.part" "$out/ddp.tgz"
+  ls "$prof"/*.timeline.json.gz >/dev/null 2>&1 && tar cf "$out/timelines.tar" "$prof"/*.timeline.json.gz 2>/dev/null
+}
 ( while sleep 15; do pack; done ) &
 packer=$!
 
@@ -55,7 +60,7 @@ run() {  # run GPU_LIST RECORD NPROC [OUT]: one harness run on the listed gpus
 }
 profile() {  # profile GPU_LIST NPROC: both records' step phases
   CUDA_VISIBLE_DEVICES=$1 timeout "$(cap 200)" python3 -m torch.distributed.run --standalone --nproc_per_node "$2" \
-    benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
+    benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} ${DDP_TIMELINE:+--timeline} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
 teardown_check() {  # teardown_check GPU_PAIR: the bounded teardown with a graph's all-reduce kept, then released
