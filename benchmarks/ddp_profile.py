@@ -91,16 +91,19 @@ def load(record: str, module: str):
     return mod
 
 
-def record_optimizers(optim_mod, model, blocks, head, cuda: bool, shard: dict, capturable: bool = False):
+def record_optimizers(optim_mod, model, blocks, head, cuda: bool, shard: dict, capturable: bool = False, embed_apart=None):
     """the records' muon (lr 0.02 on the blocks' matrices) and AdamW (embedding 0.3, head 0.008,
-    gains 0.04), from the record's own optim.py; capturable: an AdamW whose step a cuda graph can hold."""
+    gains 0.04), from the record's own optim.py: (muon, adamw, None). capturable: an AdamW whose
+    step a cuda graph can hold. embed_apart (v5, v6: this rank's embedding rows): stepped by an
+    AdamW of its own, returned third; the other keeps the head and gains (AdamW is elementwise)."""
     hidden = [p for p in blocks.parameters() if p.dim() == 2]
     gains = [p for p in model.parameters() if p.dim() < 2]
     muon = optim_mod.Muon(hidden, lr=0.02, momentum=0.95, ns_dtype=torch.float16 if cuda else torch.float32, **shard)
-    adamw = torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, {"params": [head.weight], "lr": 0.008},
-                               {"params": gains, "lr": 0.04}], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0,
-                              fused=cuda, **({"capturable": True} if capturable else {}))
-    return muon, adamw
+    kw = {"betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0, "fused": cuda, **({"capturable": True} if capturable else {})}
+    rest = [{"params": [head.weight], "lr": 0.008}, {"params": gains, "lr": 0.04}]
+    if embed_apart is None:
+        return muon, torch.optim.AdamW([{"params": [model.embed.weight], "lr": 0.3}, *rest], **kw), None
+    return muon, torch.optim.AdamW(rest, **kw), torch.optim.AdamW([{"params": [embed_apart], "lr": 0.3}], **kw)
 
 
 def layout(record: str, batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
@@ -158,23 +161,17 @@ class Trainer:
         batch_size, grad_accum = RECORDS[record]
         self.micro_steps, self.micro_rows = layout(record, batch_size, grad_accum, world)
         shard = {"rank": rank, "world_size": world} if self.v2 else {}
-        self.muon, self.adamw = record_optimizers(optim_mod, model, blocks, head, self.cuda, shard)
-        self.optimizers = [self.adamw, self.muon]
-        # v5: the embedding's rows this rank steps (a view of the embedding), with an AdamW of their own
+        # the embedding's rows this rank forms the gradient of: all of them, or (v5, sharded) a
+        # contiguous 1/world, a view of the embedding with an AdamW of its own
         self.shard_embed = bool(knobs.get("shard_embed")) and world > 1
-        vocab_rows = cfg_kwargs["vocab_size"]
-        self.shard_rows = vocab_rows // world if self.shard_embed else vocab_rows
+        self.shard_rows = cfg_kwargs["vocab_size"] // (world if self.shard_embed else 1)
         self.shard_lo = rank * self.shard_rows if self.shard_embed else 0
         self.embed_param = model.embed.weight
-        self.adamw_embed = None
-        if self.v5:
-            if self.shard_embed:
-                self.embed_param = torch.nn.Parameter(model.embed.weight.detach()[self.shard_lo: self.shard_lo + self.shard_rows])
-            kw = {"betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0, "fused": self.cuda}
-            self.adamw_embed = torch.optim.AdamW([{"params": [self.embed_param], "lr": 0.3}], **kw)
-            self.adamw = torch.optim.AdamW([{"params": [head.weight], "lr": 0.008},
-                                            {"params": [p for p in model.parameters() if p.dim() < 2], "lr": 0.04}], **kw)
-            self.optimizers = [self.adamw_embed, self.adamw, self.muon]
+        if self.shard_embed:
+            self.embed_param = torch.nn.Parameter(model.embed.weight.detach()[self.shard_lo: self.shard_lo + self.shard_rows])
+        self.muon, self.adamw, self.adamw_embed = record_optimizers(optim_mod, model, blocks, head, self.cuda, shard,
+                                                                   embed_apart=self.embed_param if self.v5 else None)
+        self.optimizers = [o for o in (self.adamw_embed, self.adamw, self.muon) if o is not None]
         self.scaler = (optim_mod.LossScaler(device, enabled=self.cuda) if self.v3
                        else torch.amp.GradScaler("cuda", enabled=self.cuda))
         self.side = torch.cuda.Stream() if self.cuda else None
@@ -273,22 +270,25 @@ class Trainer:
         return all_ids, all_grads
 
     def form_embedding_grad(self, all_ids, all_grads) -> None:
-        """v3, v4: the whole embedding's gradient; v5: its shard's, other rows' tokens sent to a spare row."""
-        if not self.shard_embed:
-            weight = self.model.embed.weight
-            grad = torch.ops.aten.embedding_dense_backward(all_grads, all_ids, weight.size(0), -1, False).div_(self.world)
-            (self.embed_param if self.v5 else weight).grad = grad
-            return
-        ids = all_ids - self.shard_lo
-        ids = torch.where((ids >= 0) & (ids < self.shard_rows), ids, self.shard_rows)
-        grad = torch.ops.aten.embedding_dense_backward(all_grads, ids, self.shard_rows + 1, -1, False)
+        """the gradient of this rank's embedding rows (v3, v4: all of them); v5 sharded: other
+        rows' tokens go to a spare row past the shard, which is dropped."""
+        ids = all_ids
+        if self.shard_embed:
+            ids = all_ids - self.shard_lo
+            ids = torch.where((ids >= 0) & (ids < self.shard_rows), ids, self.shard_rows)
+        grad = torch.ops.aten.embedding_dense_backward(all_grads, ids, self.shard_rows + self.shard_embed, -1, False)
         self.embed_param.grad = grad[:self.shard_rows].div_(self.world)
 
-    def step_embedding(self, async_op: bool = False):
-        """v5, v6: AdamW on this rank's rows, then every rank's rows gathered into every embedding
-        (v6: asynchronously; the work is returned, or None)."""
+    def update_embedding(self, rows, async_op: bool = False):
+        """v4 on: the embedding's gradient formed from the gathered rows (None on one rank); v5 on:
+        AdamW on this rank's rows, then every rank's rows gathered into every embedding (v6:
+        asynchronously, the collective's work returned; else None)."""
         import torch.distributed as dist
 
+        if rows is not None:
+            self.form_embedding_grad(*rows)
+        if not self.v5:
+            return None  # v4: the embedding steps with the head and gains
         self.adamw_embed.step()
         if self.shard_embed:
             return dist.all_gather_into_tensor(self.model.embed.weight.data, self.embed_param.detach().clone(), async_op=async_op)
@@ -316,15 +316,11 @@ class Trainer:
                 opt.found_inf = found_inf
             self.side.wait_stream(torch.cuda.current_stream())
         if self.v6:  # the rows' gather queued on the nccl stream before newton-schulz's
-            if rows is not None:
-                self.form_embedding_grad(*rows)
-            crossing = self.step_embedding(async_op=True)
+            crossing = self.update_embedding(rows, async_op=True)
         with torch.cuda.stream(self.side) if self.cuda else nullcontext():
             pending = self.muon.launch()
-        if self.v4 and not self.v6 and rows is not None:
-            self.form_embedding_grad(*rows)
-        if self.v5 and not self.v6:
-            self.step_embedding()
+        if self.v4 and not self.v6:  # v4, v5: beside newton-schulz, after it was queued
+            self.update_embedding(rows)
         self.adamw.step()
         if crossing is not None:
             crossing.wait()
@@ -374,8 +370,7 @@ class Trainer:
         else:
             self.optimizer_step_v1_v2(marks)
         if self.graphs:  # v4: the replays refill the gradients their capture allocated
-            self.model.embed.weight.grad = None
-            self.embed_param.grad = None
+            self.embed_param.grad = None  # formed afresh each step
         else:
             self.model.zero_grad(set_to_none=True)
         train_loss = loss_sum / self.micro_steps
@@ -449,14 +444,14 @@ def write_trace(tr: Trainer, block: int, path: Path | None, cuda: bool, timeline
     if timeline:
         import gzip
 
-        from trace_overlap import overlap, read_trace
+        from trace_overlap import overlap, trace_events
 
         raw = path.with_suffix(".timeline.json")
         prof.export_chrome_trace(str(raw))
-        with open(raw, "rb") as src, gzip.open(f"{raw}.gz", "wb") as dst:
-            dst.write(src.read())
+        data = raw.read_bytes()  # read once: kept gzipped, measured from memory
         raw.unlink()
-        found = overlap(read_trace(Path(f"{raw}.gz")), steps)
+        Path(f"{raw}.gz").write_bytes(gzip.compress(data))
+        found = overlap(trace_events(json.loads(data)), steps)
     events = prof.key_averages()
     busy_ms = sum(e.self_device_time_total for e in events) / 1000 if cuda else float("nan")
     head = f"{steps} steps, wall {wall_ms:.2f} ms, kernels {busy_ms:.2f} ms ({busy_ms / wall_ms:.0%} busy, streams summed)\n"

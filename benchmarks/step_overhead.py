@@ -43,7 +43,7 @@ def build(cfg_kwargs: dict, device: str, rows: int, seq_len: int):
     model = model_mod.GPT(model_mod.GPTConfig(**cfg_kwargs)).to(device)
     cuda = device.startswith("cuda")
     # capturable: the optimizer step can be replayed as a graph
-    muon, adamw = record_optimizers(optim_mod, model, model.trunk.blocks, model.trunk.lm_head, cuda, {}, capturable=cuda)
+    muon, adamw, _ = record_optimizers(optim_mod, model, model.trunk.blocks, model.trunk.lm_head, cuda, {}, capturable=cuda)
     scaler = optim_mod.LossScaler(device, enabled=cuda)
     g = torch.Generator().manual_seed(1)
     batch = torch.randint(0, cfg_kwargs["real_vocab_size"], (rows, seq_len + 1), generator=g).to(device)

@@ -22,7 +22,7 @@ import gzip
 import json
 from pathlib import Path
 
-NCCL_PREFIXES = ("nccl", "ncclDevKernel", "ncclKernel")
+NCCL_PREFIX = "nccl"  # ncclDevKernel_*, ncclKernel_*: the collectives' kernels
 
 
 def intervals_union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -57,8 +57,10 @@ def intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> lis
 def overlap(events: list[dict], steps: int = 1) -> dict:
     """the trace's device kernels -> ms per step of comm, hidden comm, exposed comm, compute, idle."""
     kernels = [e for e in events if e.get("cat") == "kernel" and e.get("ph") == "X" and "dur" in e]
-    comm = intervals_union([(e["ts"], e["ts"] + e["dur"]) for e in kernels if str(e.get("name", "")).startswith(NCCL_PREFIXES)])
-    compute = intervals_union([(e["ts"], e["ts"] + e["dur"]) for e in kernels if not str(e.get("name", "")).startswith(NCCL_PREFIXES)])
+    spans = {True: [], False: []}  # is a collective -> [(start, end)] in microseconds
+    for e in kernels:
+        spans[str(e.get("name", "")).startswith(NCCL_PREFIX)].append((e["ts"], e["ts"] + e["dur"]))
+    comm, compute = intervals_union(spans[True]), intervals_union(spans[False])
     busy = intervals_union(comm + compute)
     window = (busy[-1][1] - busy[0][0]) if busy else 0.0
     hidden = length(intersect(comm, compute))
@@ -69,11 +71,15 @@ def overlap(events: list[dict], steps: int = 1) -> dict:
             "idle_ms": (window - length(busy)) * us_to_ms}
 
 
+def trace_events(data) -> list[dict]:
+    """a parsed chrome trace's events (an object with traceEvents, or the bare list)."""
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
 def read_trace(path: Path) -> list[dict]:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
-        data = json.load(f)
-    return data["traceEvents"] if isinstance(data, dict) else data
+        return trace_events(json.load(f))
 
 
 def main() -> None:

