@@ -89,7 +89,7 @@ def worker(method: str, paths: list[Path], threads: int, shard_tokens: int) -> d
         elif method in ("naive", "naive-np", "naive-batch"):
             import numpy as np
 
-            from harness.shards import pack_header
+            from supervisor.shards import pack_header
             texts = _load_texts(paths)  # timed: an import reads its input
             every: list[int] = []
             if method in ("naive", "naive-np"):

@@ -6,7 +6,7 @@ in-process stream.
 the data process (harness/dataserver.py) keeps the train shards out of the record's process, so
 a record cannot read tokens the stream never counted. every batch then crosses a pipe. this
 measures what that costs per batch at the full-scale shape (8 × 1025 int64 tokens = 64 KiB):
-  - inprocess: harness.stream.TrainStream.next_numpy on memory-mapped shards (the old path);
+  - inprocess: supervisor.stream.TrainStream.next_numpy on memory-mapped shards (the old path);
   - dataserver: harness.dataserver.StreamClient.next_numpy (request, child cuts the window, pipe).
 both read the same synthetic shards; rounds alternate the two (the machine may be shared) and the
 median per-batch time of each is printed with their ratio. target: the added time per batch is
@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.dataserver import StreamClient
-from harness.shards import open_shard, write_shard
-from harness.stream import TrainStream, heldout_tokens_for
+from supervisor.shards import open_shard, write_shard
+from supervisor.stream import TrainStream, heldout_tokens_for
 
 VOCAB, SEQ, BATCH = 100277, 1024, 8
 

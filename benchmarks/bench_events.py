@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_events.py [--events 2000] [--rounds 5]
 
-harness.events.EventLog flushes every line and fsyncs all but `step` lines (which run inside
+supervisor.events.EventLog flushes every line and fsyncs all but `step` lines (which run inside
 the timed region once per optimizer step). this times both policies side by side on the same
 disk, interleaved round by round, and prints the median µs per event and their ratio."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import events
+from supervisor import events
 
 
 def per_event_us(n: int, fsync_steps: bool) -> float:

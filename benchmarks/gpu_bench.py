@@ -231,7 +231,7 @@ def make_session(data: Path, track: str, seq_len: int, batch_size: int, steps: i
     """a harness session outside a run (no launcher): the same stream, clock and evaluation. unlike
     a record's, its eval plan can be set between measurements (`h.eval_plan = (seq_len, batch)`)."""
     from harness.session import Session
-    from harness.tracks import get_track
+    from supervisor.tracks import get_track
 
     class BenchSession(Session):
         eval_plan: tuple[int, int] | None = None   # when set, in place of the config's
@@ -402,7 +402,7 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
 
     import harness
     from harness import integrity
-    from harness.evaluate import ce_sum, cross_entropy_sum
+    from supervisor.evaluate import ce_sum, cross_entropy_sum
     from harness.watch import all_parameter_sums, live_parameters
 
     with torch.no_grad():
@@ -464,7 +464,7 @@ def _forward_only_ms(forward, windows, batch_size: int, sync) -> float:
 # -- 4. dry-run data, goals, output -----------------------------------------------------------
 def synthetic_dataset(root: Path, val_tokens: int, train_tokens: int, vocab_size: int = 100277) -> Path:
     """a tiny 'demo' dataset of random ids (timing only: the loss means nothing)."""
-    from harness.shards import write_shard
+    from supervisor.shards import write_shard
 
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,12 @@ import math
 
 import harness
 from harness import integrity
-from harness.causality import Probe
+from supervisor.causality import Probe
 from harness.clock import check_ns, now_ns
 from harness.contract_violation import ContractViolation
 from harness.device_facts import device_ms_since, scan_dtypes
 from harness.eval_pause import charge_pauses, emit_eval
-from harness.evaluate import StreamWindows
+from supervisor.evaluate import StreamWindows
 
 HELDOUT_MARGIN = 0.25  # nats: val this far below never-served train tokens means the model saw val
 SPAN_TOLERANCE = 0.01  # train time + eval pauses must match the monotonic span within 1% ...

@@ -35,8 +35,8 @@ def serve(spec: dict, inp, out) -> None:
 
 def _open_dataset(spec: dict):
     """the manifest, the train and val shards, the held-out size and the train stream."""
-    from harness.shards import ShardFile
-    from harness.stream import TrainStream, heldout_tokens_for
+    from supervisor.shards import ShardFile
+    from supervisor.stream import TrainStream, heldout_tokens_for
 
     data_dir = Path(spec["data_dir"])
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -57,7 +57,7 @@ class _Server:
 
     def __init__(self, spec: dict, data_dir: Path, manifest: dict, shards, val_shards, heldout: int, stream):
         from harness.filewatch import DataWatch
-        from harness.stream import SegmentTokens, tail_segments
+        from supervisor.stream import SegmentTokens, tail_segments
 
         # every file of the dataset (and its sources) is watched from here on: none is opened again by
         # this process, so any open the kernel reports is someone else's
@@ -90,7 +90,7 @@ class _Server:
 
     def prepare_batch(self):
         """the reply to the next B: (status, payload, counters after it is sent)."""
-        from harness.stream import BudgetExceeded
+        from supervisor.stream import BudgetExceeded
 
         stream = self.stream
         try:
@@ -155,7 +155,7 @@ class _EvalStream:
     holds a token the record is about to be scored on before it asks for it."""
 
     def __init__(self, tokens, seq_len: int, batch_size: int, spec: dict):
-        from harness.evaluate import window_plan
+        from supervisor.evaluate import window_plan
 
         self.tokens, self.seq_len = tokens, seq_len
         self.plan = window_plan(len(tokens), seq_len, batch_size, int(spec["rank"]), int(spec["world_size"]))

@@ -12,13 +12,13 @@ import math
 
 import harness
 from harness import integrity
-from harness.causality import Probe
+from supervisor.causality import Probe
 from harness.clock import check_ns, device_sync, now_ns
 from harness.contract_violation import ContractViolation
 from harness.dataserver import DataServerError
 from harness.device_facts import device_ms_since
-from harness.evaluate import TensorWindows, val_loss
-from harness.events import eval_line, say
+from supervisor.evaluate import TensorWindows, val_loss
+from supervisor.events import eval_line, say
 from harness.watch import all_parameter_sums, autograd_nodes, changed_since, live_parameters
 
 MAX_UNTIMED_PROGRESS_EVALS = 100  # progress evals past this many run on the train clock
@@ -82,7 +82,7 @@ def emit_eval(sess, step: int, loss: float, n: int, split: str, ms: float, forwa
 
 
 def run_eval(sess, forward, source, probe: Probe | None) -> tuple[float, int, float, int]:
-    """Session._run_eval's body: harness.evaluate.val_loss in eval mode, watching for training work
+    """Session._run_eval's body: supervisor.evaluate.val_loss in eval mode, watching for training work
     inside the pause: parameters, gradients and optimizer state must come out unchanged, and no
     train batch may be served. returns (loss, predicted tokens, forward ms, autograd nodes made on
     this thread)."""

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-import harness.causality  # every module the harness runs, imported before the snapshot
+import supervisor.causality  # every module the harness runs, imported before the snapshot
 import harness.dataserver
-import harness.evaluate
-import harness.stream
+import supervisor.evaluate
+import supervisor.stream
 from harness import integrity, t4_limits
-from harness.events import RUN_END, SOURCE_FLAGS, VIOLATION, EventLog, say
+from supervisor.events import RUN_END, SOURCE_FLAGS, VIOLATION, EventLog, say
 from harness.session import ContractViolation, session
-from harness.source_scan import scan_record
+from supervisor.source_scan import scan_record
 
 EXIT = {"completed": 0, "failed": 1, "invalid": 3, "aborted": 130, "killed": 137}
 TEARDOWN_TIMEOUT_S = 20.0  # the longest a rank waits for the process group's teardown after run_end

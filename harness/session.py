@@ -20,15 +20,15 @@ from types import MappingProxyType
 import numpy as np
 
 from harness import CONTRACT_VERSION, __version__, claim, integrity
-from harness.causality import Probe
+from supervisor.causality import Probe
 from harness.clock import Clock, check_ns, device_sync
 from harness.contract_violation import ContractViolation
 from harness.dataserver import DataServerError, StreamClient
 from harness.device_facts import compile_count, torch_facts
 from harness.eval_pause import progress_eval, run_eval
-from harness.evaluate import num_windows
-from harness.events import EventLog
-from harness.tracks import Track
+from supervisor.evaluate import num_windows
+from supervisor.events import EventLog
+from supervisor.tracks import Track
 from harness.warmup_section import warmup_section
 from harness.watch import capture_autograd_counter
 

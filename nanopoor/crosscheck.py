@@ -12,8 +12,8 @@ import math
 import re
 from pathlib import Path
 
-from harness.evaluate import num_windows
-from harness.events import CAUSALITY, EVAL, RUN_END, RUN_START, STEP
+from supervisor.evaluate import num_windows
+from supervisor.events import CAUSALITY, EVAL, RUN_END, RUN_START, STEP
 
 # the harness prints the claim's evaluation as `step: N/M train_loss: … val_loss: X.XXXX train_time: T.TTTs …`
 # (harness < 0.3.2 printed `T.Ts`: the tolerance follows the digits printed)

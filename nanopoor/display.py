@@ -8,7 +8,7 @@ from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
 
-from harness.events import CAUSALITY, EVAL, HELDOUT, RUN_END, STEP, TRAIN_START, WARMUP_END, WARMUP_START, fmt_tokens
+from supervisor.events import CAUSALITY, EVAL, HELDOUT, RUN_END, STEP, TRAIN_START, WARMUP_END, WARMUP_START, fmt_tokens
 
 
 class RunState:

@@ -1,4 +1,4 @@
-"""reading a run's events.jsonl (written by harness.events), tolerant of a torn last line."""
+"""reading a run's events.jsonl (written by supervisor.events), tolerant of a torn last line."""
 from __future__ import annotations
 
 import json

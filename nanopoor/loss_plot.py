@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.events import EVAL, STEP
+from supervisor.events import EVAL, STEP
 from nanopoor.logs.model import ParsedRun
 
 

@@ -16,7 +16,7 @@ import sys
 from enum import Enum
 from pathlib import Path
 
-from harness.events import fmt_tokens  # the harness's own (it never imports the tool); shown here too
+from supervisor.events import fmt_tokens  # the harness's own (it never imports the tool); shown here too
 from nanopoor.jsonio import dumps
 
 __all__ = ["DEV_RUNS", "PLOTS", "RANKED_RUNS", "Format", "Scale", "default_runs_dir", "fmt_loss", "fmt_mean_sd",

@@ -116,7 +116,7 @@ def _version_target(track, version: int) -> float | None:
 @functools.lru_cache(maxsize=1)
 def _tracks() -> dict:
     """tracks.toml read once: a board migrates every committed run."""
-    from harness.tracks import load_tracks
+    from supervisor.tracks import load_tracks
     return load_tracks()
 
 

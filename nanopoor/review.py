@@ -9,7 +9,7 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
-from harness.events import fmt_tokens
+from supervisor.events import fmt_tokens
 from nanopoor.output import fmt_ms
 from nanopoor.logs.model import ParsedLog, ParsedRun, StepPoint
 
@@ -267,9 +267,9 @@ LOG_RULES = [rule_missing_provenance, rule_harness_verdicts]
 
 
 def review_config(track, target: float | None = None) -> ReviewConfig:
-    """thresholds for a track (a harness.tracks.Track or its name)."""
+    """thresholds for a track (a supervisor.tracks.Track or its name)."""
     if isinstance(track, str):
-        from harness.tracks import get_track   # lazy: harness pulls numpy, review may not need it
+        from supervisor.tracks import get_track   # lazy: harness pulls numpy, review may not need it
         track = get_track(track)
     official = f"{track.official_gpu_count}× {track.official_gpu}" if track.official_gpu else ""
     return ReviewConfig(target=track.target_val_loss if target is None else float(target), track_name=track.name,

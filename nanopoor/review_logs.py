@@ -14,7 +14,7 @@ from nanopoor.review import DEFAULT_TRACK, SEVERITIES, review_config, review_par
 @functools.cache
 def resolve_track(name: str):
     """a track by name, once per process (a many-log review asks for it per log)."""
-    from harness.tracks import UnknownTrack, get_track
+    from supervisor.tracks import UnknownTrack, get_track
 
     from nanopoor.errors import UserError
     try:

@@ -10,8 +10,10 @@ from datetime import datetime, UTC
 from pathlib import Path
 
 import harness
-from harness import CONTRACT_VERSION, t4_limits
-from harness.events import RUN_END, RUN_START, T4_LIMITS, VIOLATION
+import supervisor
+from harness import t4_limits
+from supervisor import CONTRACT_VERSION
+from supervisor.events import RUN_END, RUN_START, T4_LIMITS, VIOLATION
 from harness.integrity import package_files_digest
 from nanopoor import hardware
 from nanopoor.crosscheck import event_findings
@@ -97,7 +99,7 @@ def build_result(rec, trk, config, events, outcome, started, harness_before, man
         "run_id": config["run_id"], "record": rec.name, "record_sha256": config["record_sha256"],
         "record_title": rec.title, "author": rec.author, "track": trk.name, "dataset": trk.dataset,
         "dataset_fingerprint": end.get("dataset_fingerprint") or manifest.get("fingerprint"),
-        "harness_version": harness.__version__, "contract_version": CONTRACT_VERSION,
+        "harness_version": supervisor.__version__, "contract_version": CONTRACT_VERSION,
         "seed": config["seed"], "scale": config["scale"], "hardware": hw, "class": klass, "hardware_label": hw_label,
         "nproc": config["nproc"], "status": status, "reason": reason,
         "train_time_ms": train_ms, "eval_time_ms": eval_ms, "warmup_time_ms": warm_ms,

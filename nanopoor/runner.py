@@ -10,10 +10,10 @@ import tempfile
 from datetime import datetime, UTC
 from pathlib import Path
 
-from harness import CONTRACT_VERSION
-from harness.events import STEP, fmt_tokens
+from supervisor import CONTRACT_VERSION
+from supervisor.events import STEP, fmt_tokens
 from harness.integrity import package_files_digest
-from harness.tracks import get_track
+from supervisor.tracks import get_track
 from nanopoor import hardware
 from nanopoor.errors import UserError
 from nanopoor.jsonio import dumps

@@ -132,7 +132,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
                                         timeout_s=timeout_s, track=track, quiet=quiet, as_t4=as_t4)
             new_runs.append(runs_dir / Path(run_dir).name)
 
-    from harness.tracks import load_tracks
+    from supervisor.tracks import load_tracks
     tracks = load_tracks()
     digests = RecordDigests(records_dir)
     checks = [check_run(p, tracks, digests) for p in new_runs]

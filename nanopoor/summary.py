@@ -6,7 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.events import fmt_tokens
+from supervisor.events import fmt_tokens
 from nanopoor.output import print_json
 from nanopoor.result import load_result, select
 

@@ -219,7 +219,7 @@ def _resolve(target: str, runs_dir: Path, records_dir: Path) -> Path:
 def verify_target(target: str, runs_dir: Path = Path("runs"), records_dir: Path = Path("records"),
                   tracks: Mapping | None = None) -> list[Check]:
     """checks for a run folder, a record (itself and its runs in runs_dir), or a folder of runs."""
-    from harness.tracks import load_tracks
+    from supervisor.tracks import load_tracks
     tracks = load_tracks() if tracks is None else tracks
     runs_dir, records_dir = Path(runs_dir), Path(records_dir)
     path = _resolve(target, runs_dir, records_dir)

@@ -4,7 +4,7 @@
 #            three seeds on gpus 0-2) and, on gpu 3, one run of dense_muon_t4_v2 on docs at each
 #            of $RACE_STEPS steps (scratch records, never committed);
 #   phase 2: target = the calibration runs' mean final val loss rounded up to two decimals, written
-#            into harness/tracks.toml (scripts/set_target.py); the fewest swept steps whose val
+#            into supervisor/tracks.toml (scripts/set_target.py); the fewest swept steps whose val
 #            loss is at least 0.03 below it become records/dense_muon_t4_v3 (frozen), submitted
 #            with --parallel on gpus 0-2.
 # everything to commit (runs/, the new record, tracks.toml, the leaderboard, the sweep's summary)
@@ -30,7 +30,7 @@ if [ "$dry" = 1 ]; then
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   py=${PYTHON:-python3}
   # a slice: one corpus file, and a docs track whose val split fits it (this copy only)
-  sed -i 's/^val_tokens = 524288$/val_tokens = 8192/' harness/tracks.toml
+  sed -i 's/^val_tokens = 524288$/val_tokens = 8192/' supervisor/tracks.toml
   $py -m nanopoor data files corpus/docs/postgresql-docs.jsonl.xz --dataset docs --out data/docs > "$out/data.log" 2>&1 || { cat "$out/data.log"; exit 1; }
 else
   scale=full
@@ -47,7 +47,7 @@ mkdir -p "$scratch/runs"
 echo "race: scale $scale, sweep steps: $steps, work tree $PWD"
 
 pack() {
-  local items=(runs harness/tracks.toml leaderboard.md leaderboard.json leaderboard.csv leaderboard.png "$scratch/sweep.json")
+  local items=(runs supervisor/tracks.toml leaderboard.md leaderboard.json leaderboard.csv leaderboard.png "$scratch/sweep.json")
   [ -d ab ] && items+=(ab)
   [ -d records/dense_muon_t4_v3 ] && items+=(records/dense_muon_t4_v3)
   tar czf "$out/race.tgz.part" --ignore-failed-read "${items[@]}" 2>/dev/null

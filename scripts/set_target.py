@@ -1,4 +1,4 @@
-"""write a calibrating track's target into harness/tracks.toml from its calibration runs.
+"""write a calibrating track's target into supervisor/tracks.toml from its calibration runs.
 
 the target is the mean final val loss of the calibration record's runs (every completed run of it
 on the track's current version, judged against no target: made while the version was
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.tracks import TRACKS_FILE, load_tracks  # noqa: E402
+from supervisor.tracks import TRACKS_FILE, load_tracks  # noqa: E402
 
 MIN_RUNS = 3
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.stream import TrainStream, heldout_tokens_for
-from harness.tracks import get_track
+from supervisor.stream import TrainStream, heldout_tokens_for
+from supervisor.tracks import get_track
 from nanopoor.records import check_frozen, load_record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@ import importlib
 
 import torch
 
-from harness.tracks import get_track
+from supervisor.tracks import get_track
 
 hs = importlib.import_module("harness.session")  # the module (the package's `session` is the function)
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness.shards import MODDED_MAGIC, open_shard, write_shard
+from supervisor.shards import MODDED_MAGIC, open_shard, write_shard
 from nanopoor.cli import data as cli_data
 from nanopoor.data.audit import audit
 from nanopoor.data.demo import build_demo, demo_document

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from harness.shards import open_shard, write_shard
-from harness.tracks import get_track
+from supervisor.shards import open_shard, write_shard
+from supervisor.tracks import get_track
 from nanopoor.data.demo import DEMO_FINGERPRINT, TRAIN_TOKENS, build_demo, demo_document
 from nanopoor.data.manifest import ensure_dataset, load_manifest
 from nanopoor.errors import UserError

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from harness.shards import write_shard
+from supervisor.shards import write_shard
 from nanopoor.data import sources
 from nanopoor.data.sources import build_files, build_fineweb_edu
 from nanopoor.errors import UserError

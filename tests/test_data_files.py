@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.shards import open_shard
+from supervisor.shards import open_shard
 from nanopoor.data import sources, tokenizer
 from nanopoor.data.audit import audit
 from nanopoor.data.manifest import load_manifest
@@ -128,7 +128,7 @@ def test_val_size_defaults_to_the_track(inputs, tmp_path):
     # the docs track wants 524,288 val tokens, far more than these files hold
     with pytest.raises(UserError, match="524,288 val tokens"):
         build_files(paths, tmp_path / "docs", dataset="docs", shard_tokens=1000)
-    from harness.tracks import get_track
+    from supervisor.tracks import get_track
     m = build_files(paths, tmp_path / "demo", dataset="demo", shard_tokens=100_000)
     assert m["val_tokens"] == get_track("demo").val_tokens and m["train_tokens"] > 0
     # a name that is no track gets 524,288 unless --val-tokens says otherwise
@@ -175,7 +175,7 @@ def test_interrupted_while_tokenizing_resumes(inputs, built, tmp_path, monkeypat
 def test_interrupted_while_writing_resumes(inputs, built, tmp_path):
     paths, _ = inputs
     out, m = built
-    from harness.shards import write_shard
+    from supervisor.shards import write_shard
     calls = {"n": 0}
 
     def flaky(path, tokens, vocab):

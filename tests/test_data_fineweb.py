@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.shards import open_shard
+from supervisor.shards import open_shard
 from nanopoor.data import sources
 from nanopoor.data.manifest import fingerprint, load_manifest
 from nanopoor.data.sources import build_fineweb_edu

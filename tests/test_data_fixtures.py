@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_dataset
-from harness.shards import write_shard
+from supervisor.shards import write_shard
 from nanopoor.data.manifest import MANIFEST, PROGRESS, fingerprint
 from nanopoor.data.writer import Build, BuildSpec, build_token_documents, token_batches
 from nanopoor.errors import UserError

@@ -1,4 +1,4 @@
-"""the shard format (harness/shards.py): header fields, size checks, modded-nanogpt shards, atomic writes."""
+"""the shard format (supervisor/shards.py): header fields, size checks, modded-nanogpt shards, atomic writes."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from harness import shards
-from harness.shards import (
+from supervisor import shards
+from supervisor.shards import (
     HEADER_BYTES, MAGIC, MODDED_MAGIC, ShardError, open_shard, pack_header, read_header, write_shard,
 )
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from harness.dataserver import DataServerError, StreamClient
-from harness.shards import open_shard
-from harness.stream import TrainStream, heldout_tokens_for
+from supervisor.shards import open_shard
+from supervisor.stream import TrainStream, heldout_tokens_for
 
 SEQ, BATCH = 32, 4
 

@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from harness.causality import max_diff
-from harness.evaluate import ce_sum, cross_entropy_sum
+from supervisor.causality import max_diff
+from supervisor.evaluate import ce_sum, cross_entropy_sum
 
 
 def logits_and_targets(B=3, T=16, V=200, pad=56, dtype=torch.float16):

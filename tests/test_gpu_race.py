@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import race  # noqa: E402
 import set_target  # noqa: E402
 from fixtures_runs import make_record, make_run  # noqa: E402
-from harness.tracks import TRACKS_FILE, load_tracks  # noqa: E402
+from supervisor.tracks import TRACKS_FILE, load_tracks  # noqa: E402
 from nanopoor.records import load_record  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def test_the_whole_race_dry_runs_on_the_cpu(tmp_path):
     assert "chosen:" in res.stdout and "speed-up:" in res.stdout
     with tarfile.open(tmp_path / "race.tgz") as tar:
         names = tar.getnames()
-        tracks = tar.extractfile("harness/tracks.toml").read().decode()
+        tracks = tar.extractfile("supervisor/tracks.toml").read().decode()
     assert "records/dense_muon_t4_v3/record.toml" in names and "race-scratch/sweep.json" in names
     assert sum("baseline_adamw_epoch" in n and n.endswith("result.json") for n in names) == 3
     assert sum("dense_muon_t4_v3" in n and n.endswith("result.json") for n in names) == 3

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.tracks import get_track
+from supervisor.tracks import get_track
 from nanopoor import hardware
 
 FIX = Path(__file__).parent / "fixtures" / "hardware"

@@ -1,7 +1,7 @@
 """the tool's layout: one module per name, the leaderboard as a package, one loss-plot module."""
 from pathlib import Path
 
-from harness.events import EVAL, STEP
+from supervisor.events import EVAL, STEP
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -269,7 +269,7 @@ def test_official_track_comes_first_and_the_rest_is_ordered_by_val_loss(tmp_path
 
 
 def test_runs_are_grouped_and_judged_by_track_version(tmp_path, monkeypatch, app):
-    from harness import tracks as tracks_mod
+    from supervisor import tracks as tracks_mod
 
     monkeypatch.chdir(tmp_path)
     # a tracks.toml where fineweb-edu has moved to a version 2 with target 3.5 (version 1 kept 3.28)

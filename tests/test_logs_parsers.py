@@ -180,7 +180,7 @@ def test_folder_without_events_is_one_clear_error(tmp_path):
 
 
 def test_runlog_lines_as_the_harness_prints_them(tmp_path):
-    from harness.events import eval_line
+    from supervisor.events import eval_line
 
     lines = ["loading model...", eval_line(80, 160, 3.9, 3.95, 445_800.0, 80 * 32768, full=False),
              eval_line(160, 160, 3.2074, 3.1957, 891_600.0, 160 * 32768, full=True), "run_end: completed"]

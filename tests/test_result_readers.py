@@ -1,11 +1,11 @@
 """the readers of result.json read it through the schema (nanopoor.result.RunResult), and nanopoor
-names event types only through harness.events' constants."""
+names event types only through supervisor.events' constants."""
 import ast
 from pathlib import Path
 
 import pytest
 
-from harness.events import EVENT_TYPES
+from supervisor.events import EVENT_TYPES
 from nanopoor import reproduce, stats, summary
 from nanopoor.result import RunResult, migrate, select
 

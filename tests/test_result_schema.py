@@ -1,11 +1,11 @@
-"""one schema for result.json (nanopoor.result.RunResult) and one name per event type (harness.events):
+"""one schema for result.json (nanopoor.result.RunResult) and one name per event type (supervisor.events):
 the runner writes exactly the schema's keys, the contract lists them, and the log parser knows every type."""
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import events as ev
-from harness.tracks import get_track
+from supervisor import events as ev
+from supervisor.tracks import get_track
 from nanopoor import runner
 from nanopoor.logs.nanopoor_events import _SIGNATURE_RE
 from nanopoor.records import load_record

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness.events import eval_line
+from supervisor.events import eval_line
 from harness.launch import end_process_group
 from nanopoor.crosscheck import _log_findings, printed_tolerance_ms
 

@@ -11,7 +11,7 @@ import pytest
 
 import harness
 from harness.clock import Clock
-from harness.source_scan import HARNESS_DIR, UNDOCUMENTED_SESSION_ATTRIBUTES, harness_private_names, scan_record
+from supervisor.source_scan import HARNESS_DIR, UNDOCUMENTED_SESSION_ATTRIBUTES, harness_private_names, scan_record
 
 REDTEAM = Path(__file__).parent / "redteam"
 
@@ -75,10 +75,10 @@ def test_a_function_local_is_not_a_reachable_name():
     ("x = h.eval_seq_len, h.eval_batch_size, h.local_batch_size", False),
     ("self._step = 0  # the record's own private name", False),
     ("from harness import clock", True),
-    ("from harness.evaluate import cross_entropy_sum", True),
+    ("from supervisor.evaluate import cross_entropy_sum", True),
     ("import harness.watch", True),
     ("harness.session.Session", True),
-    ("harness.tracks.load_tracks()", True),
+    ("supervisor.tracks.load_tracks()", True),
     ("h.stream.client", True),
     ("h.clock.start()", True),
     ("h._eval_plan = (64, 1)", True),

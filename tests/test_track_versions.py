@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from fixtures_runs import make_record, make_run, make_submission
-from harness.tracks import TRACKS_FILE, load_tracks
+from supervisor.tracks import TRACKS_FILE, load_tracks
 from nanopoor import leaderboard, stats
 from nanopoor.result import load_result, migrate
 from nanopoor.verify import RecordDigests, check_run

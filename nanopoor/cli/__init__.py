@@ -40,8 +40,8 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except Exception as e:
             # imported only on the error path: every command's start-up stays light
-            from harness.shards import ShardError
-            from harness.tracks import UnknownTrack
+            from supervisor.shards import ShardError
+            from supervisor.tracks import UnknownTrack
 
             if not isinstance(e, (UserError, ShardError, UnknownTrack)) or os.environ.get("NANOPOOR_DEBUG") == "1":
                 raise

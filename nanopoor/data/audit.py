@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.shards import ShardError, read_header
+from supervisor.shards import ShardError, read_header
 from nanopoor.data.manifest import MANIFEST, fingerprint, load_manifest
 from nanopoor.data.shard_scan import CHUNK_TOKENS, DocHashes, ShardScan, merge_scan, scan_shard
 from nanopoor.data.tokenizer import EOT_ID, TOKENIZER_NAME, VOCAB_SIZE

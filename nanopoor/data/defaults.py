@@ -13,8 +13,8 @@ VOCAB_SIZE = 100277  # largest id + 1, special tokens included
 
 
 def track_val_tokens(dataset: str) -> int | None:
-    """the val split size of the track for `dataset` (harness/tracks.toml), or None when no track names it."""
-    from harness.tracks import load_tracks
+    """the val split size of the track for `dataset` (supervisor/tracks.toml), or None when no track names it."""
+    from supervisor.tracks import load_tracks
 
     for t in load_tracks().values():
         if t.dataset == dataset:

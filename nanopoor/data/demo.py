@@ -18,7 +18,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.shards import write_shard
+from supervisor.shards import write_shard
 from nanopoor.data.defaults import track_val_tokens
 from nanopoor.data.manifest import MANIFEST, ensure_dataset
 from nanopoor.data.writer import BuildSpec, WriteShard

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.shards import ShardError, read_header
+from supervisor.shards import ShardError, read_header
 from nanopoor.errors import UserError
 from nanopoor.jsonio import write_atomic
 

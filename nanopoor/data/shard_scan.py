@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.shards import ShardError, ShardHeader
+from supervisor.shards import ShardError, ShardHeader
 
 CHUNK_TOKENS = 8 << 20          # even, so positions keep their parity across chunks
 

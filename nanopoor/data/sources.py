@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.shards import write_shard
+from supervisor.shards import write_shard
 from nanopoor.data.defaults import (
     DEFAULT_FINEWEB_TRAIN_TOKENS, DEFAULT_LOCAL_VAL_TOKENS, DEFAULT_SHARD_TOKENS, DEFAULT_SHUFFLE_SEED,
     track_val_tokens,
@@ -241,7 +241,7 @@ def build_files(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike |
                 threads: int | None = None, command: str = "") -> dict:
     """import local .parquet / .jsonl / .jsonl.xz / .txt files as a shuffled dataset.
 
-    val_tokens defaults to the track's when `dataset` names one (harness/tracks.toml), else 524,288."""
+    val_tokens defaults to the track's when `dataset` names one (supervisor/tracks.toml), else 524,288."""
     files = expand_inputs(paths)
     for p in files:
         check_input(p)

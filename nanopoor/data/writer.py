@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.shards import DTYPES, ShardError, bytes_per_token_for, pack_header, read_header, write_shard
+from supervisor.shards import DTYPES, ShardError, bytes_per_token_for, pack_header, read_header, write_shard
 from nanopoor.data.manifest import (
     MANIFEST, PROGRESS, SCHEMA_VERSION, fingerprint, write_error, write_json_atomic,
 )

@@ -25,7 +25,7 @@ from nanopoor import stats
 from nanopoor.jsonio import write_atomic
 from nanopoor.result import RunResult
 from nanopoor.leaderboard import claims, render
-from harness.events import fmt_tokens
+from supervisor.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
 CLASS_ORDER = {"official": 0, "unofficial": 1, "dev": 2}
@@ -222,7 +222,7 @@ def in_order(frame: pd.DataFrame) -> pd.DataFrame:
 
 def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None = None) -> Board:
     """the whole board in memory: the frame, the run checks, and the bytes of each file."""
-    from harness.tracks import load_tracks
+    from supervisor.tracks import load_tracks
     from nanopoor import records as records_mod
 
     tracks = load_tracks() if tracks is None else tracks

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.events import EVAL, fmt_tokens
+from supervisor.events import EVAL, fmt_tokens
 from nanopoor.event_reader import read_events
 from nanopoor.result import RunResult
 from nanopoor.stats import judged_target

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from harness.events import CAUSALITY, EVAL, EVENT_TYPES, RUN_END, RUN_START, STEP, TRAIN_START, VIOLATION, WARMUP_END
+from supervisor.events import CAUSALITY, EVAL, EVENT_TYPES, RUN_END, RUN_START, STEP, TRAIN_START, VIOLATION, WARMUP_END
 from nanopoor.logs.common import RunBuilder
 from nanopoor.logs.model import ParsedLog, StepPoint
 

@@ -286,7 +286,7 @@ def test_training_work_inside_the_eval_pause_is_invalid(runs, name, words):
 @pytest.mark.parametrize("name, words", [
     ("clock_now_ns", ["harness.clock._now_ns"]),
     # one run rebinds four things; the snapshot names each of them
-    ("clock_rebind", ["harness.clock.Clock.elapsed_ms", "time.perf_counter_ns", "harness.causality.ABS_TOLERANCE",
+    ("clock_rebind", ["harness.clock.Clock.elapsed_ms", "time.perf_counter_ns", "supervisor.causality.ABS_TOLERANCE",
                       "torch.cuda.synchronize"]),
     ("clock_rewind", ["independent clock"]),
     ("clock_temporary", ["independent clock"]),
@@ -529,8 +529,8 @@ def test_a_shard_opened_where_the_audit_hook_cannot_see_is_caught_by_the_kernel_
 
 
 def test_the_data_process_memory_holds_no_train_tokens_beyond_those_served(runs):
-    from harness.shards import ShardFile
-    from harness.stream import TrainStream, heldout_tokens_for
+    from supervisor.shards import ShardFile
+    from supervisor.stream import TrainStream, heldout_tokens_for
 
     r = result(runs, "around_proc_mem")
     assert r["status"] == "completed", r["reason"]

@@ -67,7 +67,7 @@ def test_swapping_the_sessions_class_for_a_subclass_is_invalid(runs):
 
 
 def test_a_module_global_over_a_builtin_the_probe_calls_is_invalid(runs):
-    assert_invalid(runs, "builtin_min", "clock_tamper", "harness.causality.min")
+    assert_invalid(runs, "builtin_min", "clock_tamper", "supervisor.causality.min")
 
 
 def test_a_summary_written_without_the_claims_evaluation_is_invalid(runs):

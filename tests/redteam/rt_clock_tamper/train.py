@@ -5,13 +5,13 @@
 #   rewind        sets the clock's private counter back to zero before h.finish
 #   temporary     shifts harness.clock._now_ns back 400 ms just for the clock stop at the start
 #                 of an evaluation; the forward puts the real one back before the harness looks
-#   tolerance     loosens the causality tolerance (harness.causality.ABS_TOLERANCE)
+#   tolerance     loosens the causality tolerance (supervisor.causality.ABS_TOLERANCE)
 #   sync          makes torch.cuda.synchronize a no-op (on a gpu the clock would stop before
 #                 the queued kernels ran)
 # several modes may be given, comma-separated.
 import time
 
-import harness.causality
+import supervisor.causality
 import harness.clock
 
 import torch
@@ -61,7 +61,7 @@ if "elapsed_ms" in modes:
 if "perf_counter" in modes:
     time.perf_counter_ns = lambda: 0
 if "tolerance" in modes:
-    harness.causality.ABS_TOLERANCE = 1e9
+    supervisor.causality.ABS_TOLERANCE = 1e9
 if "sync" in modes:
     torch.cuda.synchronize = lambda device=None: None
 

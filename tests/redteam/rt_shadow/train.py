@@ -6,7 +6,7 @@
 #   instance_eval    h.evaluate = an evaluate that trains a step with the clock stopped, then evaluates
 #   instance_batch   h.next_batch = Session.next_batch bound to h (skips T4Session's checks)
 #   class_swap       h.__class__ = a subclass made here, whose finish is the fake one
-#   builtin_min      harness.causality.min = a function (the probe's tolerance calls min; a module
+#   builtin_min      supervisor.causality.min = a function (the probe's tolerance calls min; a module
 #                    global shadows the builtin), so any leak passes the probe
 #   summary_only     no shadow: h.summary = the fake summary, and finish is never called
 #   drain_fake       like summary_only, after asking the data process for every val and check
@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import harness
-import harness.causality
+import supervisor.causality
 from harness.session import Session
 
 h = harness.session()
@@ -97,7 +97,7 @@ if "instance_batch" in modes:
 if "class_swap" in modes:
     h.__class__ = type(type(h).__name__, (type(h),), {"finish": fake_finish})
 if "builtin_min" in modes:
-    harness.causality.min = lambda *args: 1e9
+    supervisor.causality.min = lambda *args: 1e9
 
 with h.warmup(model, opt):   # trains for real when warmup has no reset
     for _ in range(int(a.get("warmup_steps", 0))):

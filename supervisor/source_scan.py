@@ -13,7 +13,7 @@ import functools
 import re
 from pathlib import Path
 
-HARNESS_DIR = Path(__file__).resolve().parent
+HARNESS_DIR = Path(__file__).resolve().parent.parent / "harness"  # the client a record imports
 # the session's public attributes that docs/contract.md does not offer a record (a test checks
 # that each is still an attribute of the session); its private ones are found in the source
 UNDOCUMENTED_SESSION_ATTRIBUTES = ("clock", "stream", "events", "summary")

@@ -4,7 +4,7 @@ the record hands over forward(x) -> logits; the harness cuts the val tokens into
 non-overlapping windows of eval_seq_len inputs (targets shifted by one), runs them in file
 order, and takes float32 cross-entropy over the real vocabulary (padding columns dropped).
 the mean is over every predicted token, so the number does not depend on the batch size.
-a full evaluation also hands one of its batches to the causality probe (harness.causality),
+a full evaluation also hands one of its batches to the causality probe (supervisor.causality),
 whose calls go through the same line as the evaluation's own."""
 from __future__ import annotations
 
