@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-import supervisor.causality  # every module the harness runs, imported before the snapshot
 import harness.dataserver
-import supervisor.evaluate
-import supervisor.stream
 from harness import integrity, t4_limits
 from supervisor.events import RUN_END, SOURCE_FLAGS, VIOLATION, EventLog, say
 from harness.session import ContractViolation, session

@@ -9,7 +9,6 @@ import signal
 from datetime import datetime, UTC
 from pathlib import Path
 
-import harness
 import supervisor
 from harness import t4_limits
 from supervisor import CONTRACT_VERSION
