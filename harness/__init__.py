@@ -1,10 +1,15 @@
-"""the harness: what a record imports to get its data, its clock and its evaluation.
+"""the harness client: what a record imports (`import harness; h = harness.session()`).
 
-it owns everything that decides whether two results are comparable. it never imports nanopoor."""
-CONTRACT_VERSION = 2  # 2: h.evaluate reads the progress slice; val only in h.finish; h.args read-only
-__version__ = "0.3.2"  # 0.3.2: the eval line prints the train time to the ms; the teardown after run_end is bounded
-# 0.3.1: the code check sees added and shadowing names; a claim needs every val and check batch served
-# 0.3: the claim's tokens served once at finish; data watch; probe ceiling; pause rules
-# 0.2: data process prefetches, int32 batches into pinned buffers; fused eval loss
+it runs inside the record's own (isolated) process and holds no authority: it asks the
+supervisor for batches, reports steps, and hands over the final weights. the clock, the token
+count, the event log and the claim's val loss are the supervisor's (`supervisor/`, which this
+package never imports). docs/contract.md is the api."""
+CONTRACT_VERSION = 3  # 3: the supervisor keeps the clock and computes the claim from the handed-over weights
+# 2: h.evaluate reads the progress slice; val only in h.finish; h.args read-only
 
-from harness.session import Session, session  # noqa: E402,F401
+
+def session():
+    """the running session (made by harness.boot before the record's code runs)."""
+    from harness.session_api import current
+
+    return current()

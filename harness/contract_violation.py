@@ -1,10 +1,9 @@
-"""the one exception the harness raises when a record breaks the contract.
+"""the one exception the client raises when a record breaks the contract.
 
-it lives apart from the session so that every part of the session (warm-up, evaluation pause,
-finish) and harness.launch can raise and catch it without importing one another."""
+it ends the record's run `invalid` with its kind and detail. the client also tells the supervisor
+at once, so a record that swallows the exception is still reported; a record that silences the
+client gains nothing by it, since nothing it says becomes a number on the board."""
 from __future__ import annotations
-
-from harness import integrity
 
 
 class ContractViolation(RuntimeError):
@@ -13,4 +12,6 @@ class ContractViolation(RuntimeError):
     def __init__(self, kind: str, detail: str):
         super().__init__(detail)
         self.kind, self.detail = kind, detail
-        integrity.add_violation(kind, detail)  # a record that swallows the exception is still invalid
+        from harness.session_api import report_violation  # late: raised while the session is being built too
+
+        report_violation(kind, detail)

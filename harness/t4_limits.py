@@ -2,22 +2,24 @@
 
 a T4 (compute capability 7.5) has 15 GiB for a process, fp16 tensor cores and no TF32, bf16 or
 fp8, and none of the flash or cuDNN attention kernels torch picks on newer GPUs. under --as-t4
-the harness sets the same limits before the record runs and checks at every batch, evaluation
-and at finish that they still hold: a record that breaks one ends `invalid` with a violation of
-kind `t4_limits` that names the limit, instead of a "T4 fit: no" read off afterwards.
+the client sets the same limits before the record runs and checks at every batch, progress
+evaluation and at finish that they still hold: a record that breaks one ends `invalid` with a
+violation of kind `t4_limits` that names the limit. these checks run in the record's own process,
+so they catch mistakes, not a record set on hiding: the supervisor's scorer checks the dtypes of
+the exported forward outside it, and only a run on a real T4 proves the fit (docs/trust.md).
 
 what is set:
 - memory: torch.cuda.set_per_process_memory_fraction(15 GiB / the gpu's total); the caching
   allocator then raises out-of-memory past the cap (the runner names the cap in the reason);
 - TF32 off for matmuls and cuDNN, float32 matmul precision "highest";
 - scaled dot-product attention: flash and cuDNN backends off (memory-efficient and math stay);
-- bf16 and fp8: torch.autocast refuses them on entry; parameters and buffers of the models the
-  harness watches, the autocast state when a batch is taken, and the dtypes of finish()'s eager
-  forward are checked too.
+- bf16 and fp8: torch.autocast refuses them on entry; the autocast state when a batch is taken
+  and the parameters of the forward's modules at finish are checked too.
 """
 from __future__ import annotations
 
-from harness.session import ContractViolation, Session
+from harness.contract_violation import ContractViolation
+from harness.session_api import Session
 
 T4_MEMORY_BYTES = 15 * 2**30
 T4_CAPABILITY = "7.5"
@@ -106,7 +108,7 @@ def _refuse_bf16_autocast() -> None:
 
 
 class T4Session(Session):
-    """the session with the T4's limits checked at each batch, evaluation and at finish."""
+    """the session with the T4's limits checked at each batch, progress evaluation and at finish."""
 
     def next_batch(self):
         import torch
@@ -115,13 +117,6 @@ class T4Session(Session):
         if torch.is_autocast_enabled(kind) and refused(torch.get_autocast_dtype(kind)):
             raise ContractViolation(KIND, f"bf16/fp8: autocast to {torch.get_autocast_dtype(kind)} was on when a batch "
                                           "was taken; a T4 computes in fp16 or fp32")
-        if not self._started:   # before the clock starts: every parameter alive, once
-            from harness.watch import live_parameters
-
-            bad = sorted({str(p.dtype) for p in live_parameters() if refused(p.dtype)})
-            if bad:
-                raise ContractViolation(KIND, f"bf16/fp8: the record's parameters are {', '.join(bad)} at the first batch; "
-                                              "a T4 computes in fp16 or fp32")
         return super().next_batch()
 
     def evaluate(self, forward, step=None, val_tokens=None) -> float:
@@ -130,11 +125,12 @@ class T4Session(Session):
         return loss
 
     def finish(self, forward) -> dict:
-        summary = super().finish(forward)
-        self.check_t4_limits(summary.get("dtypes"))
-        return summary
+        from harness.handover import forward_modules
 
-    def check_t4_limits(self, dtypes=None) -> None:
+        self.check_t4_limits(forward_modules(forward, self.config.get("record_dir"))[0])
+        return super().finish(forward)
+
+    def check_t4_limits(self, modules=()) -> None:
         """every limit that can be read from the process now; the first broken one ends the run."""
         import torch
 
@@ -143,15 +139,11 @@ class T4Session(Session):
         if fast := fast_attention_on():
             raise ContractViolation(KIND, f"attention: the record re-enabled the {' and '.join(fast)} attention "
                                           f"backend(s), which a T4 (capability {T4_CAPABILITY}) does not have")
-        for m in self._watched:
+        for m in modules:
             for name, t in [*m.named_parameters(), *m.named_buffers()]:
                 if refused(t.dtype):
                     raise ContractViolation(KIND, f"bf16/fp8: {type(m).__name__}.{name} is {t.dtype}; "
                                                   "a T4 computes in fp16 or fp32")
-        bad = sorted(d for d in (dtypes or []) if refused(d))
-        if bad:
-            raise ContractViolation(KIND, f"bf16/fp8: the model's forward computes in {', '.join(bad)}; "
-                                          "a T4 computes in fp16 or fp32")
         if self.device.startswith("cuda"):
             reserved = torch.cuda.max_memory_reserved(self.device)
             if reserved > T4_MEMORY_BYTES:
@@ -159,19 +151,8 @@ class T4Session(Session):
                                               f"{T4_MEMORY_BYTES / 2**30:.0f} GiB a T4 has (the cap was lifted)")
 
 
-def apply(sess: Session, config: dict) -> None:
-    """called by harness.launch before the record runs: the T4's limits when config asks for them."""
-    if not config.get("as_t4"):
-        return
+def apply(sess: Session) -> None:
+    """called by harness.boot before the record runs, when the config asks for a T4's limits."""
     applied = set_limits(sess.device)
     sess.__class__ = T4Session   # the same object the record gets from harness.session(), now checked
-    sess.events.emit("t4_limits", **applied)
-
-
-def oom_reason(reason: str) -> str:
-    """an out-of-memory under --as-t4 names the cap (the runner's reason for a failed run)."""
-    if "OutOfMemoryError" in reason or "out of memory" in reason.lower():
-        first = reason.splitlines()[0][:300]
-        return (f"{KIND}: memory: out of memory under the {T4_MEMORY_BYTES / 2**30:.0f} GiB a T4 has "
-                f"(--as-t4 caps the process there): {first}")
-    return reason
+    sess.tell("t4_limits", **applied)

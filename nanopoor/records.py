@@ -144,6 +144,52 @@ def uncovered(path: str | Path) -> list[str]:
     return out
 
 
+# a record is source text: what it ships can carry knowledge past its token budget (weights, tokens),
+# so a record folder holds text files of these kinds only, in all at most RECORD_SOURCE_CAP_BYTES,
+# and no literal long enough to be data (supervisor.source_scan.data_literals). the largest record
+# today is 53 KB; the cap leaves five times that.
+TEXT_SUFFIXES = {".py", ".toml", ".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".cfg"}
+RECORD_SOURCE_CAP_BYTES = 256 * 1024
+
+
+def shipped_data(path: str | Path) -> list[str]:
+    """what in a record folder is data rather than source: one line each (empty: nothing)."""
+    from supervisor.source_scan import data_literals
+
+    path = Path(path)
+    out, total = [], 0
+    for f in _files(path):
+        rel = f.relative_to(path).as_posix()
+        raw = f.read_bytes()
+        total += len(raw)
+        if f.suffix not in TEXT_SUFFIXES:
+            out.append(f"{rel} is not source text ({f.suffix or 'no suffix'}; a record ships {', '.join(sorted(TEXT_SUFFIXES))} files only)")
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append(f"{rel} is not UTF-8 text")
+            continue
+        if f.suffix == ".py":
+            try:
+                compile(text, rel, "exec")
+            except SyntaxError as e:
+                out.append(f"{rel}:{e.lineno}: {e.msg} (a record that cannot be compiled cannot run)")
+                continue
+            out += [f"{rel}:{line}: {what}, which is data, not source" for line, what in data_literals(text)]
+    if total > RECORD_SOURCE_CAP_BYTES:
+        out.append(f"the record's files hold {total:,} bytes, over the {RECORD_SOURCE_CAP_BYTES // 1024} KiB a record's source may hold")
+    return out
+
+
+def refuse_data(path: str | Path, verb: str) -> None:
+    bad = shipped_data(path)
+    if bad:
+        extra = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{verb}: {Path(path).as_posix()}: {bad[0]}{extra}; a record ships source only "
+                        "(docs/contract.md, record folders)")
+
+
 def refuse_uncovered(path: str | Path, verb: str) -> None:
     bad = uncovered(path)
     if bad:
@@ -189,6 +235,7 @@ def freeze(path: str | Path) -> str:
     """write the current digest into record.toml's [frozen] table (replacing an old one)."""
     rec = load_record(path)
     refuse_uncovered(rec.path, "freeze")
+    refuse_data(rec.path, "freeze")
     digest = compute_digest(rec.path)
     toml_path = rec.path / "record.toml"
     text = _FROZEN.sub("", toml_path.read_text()).rstrip()

@@ -189,7 +189,7 @@ REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lan
 
 
 def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout_s=None, quiet: bool = False,
-                  as_t4: bool = False) -> dict:
+                  as_t4: bool = False, isolated: bool = True) -> dict:
     """re-run a committed run's record with its scale, seed, track and ranks, and record the new
     run as a reproduction of it (result `reproduces`). a run folder proves nothing against the
     machine that made it; a second run by someone else, within seed noise, does."""
@@ -200,7 +200,8 @@ def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout
     record = Path("records") / str(original["record"])
     new_dir = runner.run_record(record, scale=original["scale"], seed=original["seed"], data_dir=data, out_root=out,
                                 timeout_s=timeout_s, track=original["track"], nproc=int(original.get("nproc") or 1),
-                                quiet=quiet, reproduces=original["run_id"], as_t4=as_t4 or bool(original.get("t4_limits")))
+                                quiet=quiet, reproduces=original["run_id"], as_t4=as_t4 or bool(original.get("t4_limits")),
+                                isolated=isolated)
     new = load_result(new_dir / "result.json")
     a, b = original.get("val_loss"), new.get("val_loss")
     gap = None if a is None or b is None else b - a
@@ -217,7 +218,7 @@ def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout
 def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, scale: str = "full",
                     seed: int | None = None, runs_dir: Path | None = None, timeout_s: float | None = None,
                     plot: Path | None = None, allow_cpu: bool = False, as_t4: bool = False, quiet: bool = False,
-                    on_note=None) -> Comparison:
+                    on_note=None, isolated: bool = True) -> Comparison:
     """run a record as its published claim describes and compare the run with the claim (and its
     log's curve, when the peer logs are here). preflight notes go to on_note(text) before the run
     starts; the claim-vs-harness overlay png is written only where plot (a file or a folder) says."""
@@ -229,14 +230,14 @@ def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, 
 
     rec = load_record(record)
     chosen = pick_claim(rec.claims, claim, rec.name)
-    for note in runner.preflight(rec.path, scale, data_dir=data, allow_cpu=allow_cpu, verb="reproduce"):
+    for note in runner.preflight(rec.path, scale, data_dir=data, allow_cpu=allow_cpu, verb="reproduce", isolated=isolated):
         if on_note is not None:
             on_note(note)
     runs_dir = runs_dir or default_runs_dir(scale, runner.has_gpu())
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale, seed=seed, data_dir=data, out_root=runs_dir,
-                                timeout_s=timeout_s, track=None, quiet=quiet, as_t4=as_t4)
+                                timeout_s=timeout_s, track=None, quiet=quiet, as_t4=as_t4, isolated=isolated)
     cmp = compare_to_claim(run_dir, chosen, claim_log, record=rec.name)
     curves = [(f"claim ({log_path.name})", r) for r in (claim_log.runs[-1:] if claim_log else [])]
     events = Path(run_dir) / "events.jsonl"

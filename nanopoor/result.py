@@ -13,7 +13,7 @@ from typing import Any, NotRequired, TypedDict
 
 from nanopoor.errors import UserError
 
-RESULT_SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 3  # 3: isolated, setup_ms and the claim's path (harness 0.4)
 
 
 # "class" is a python keyword, so the schema is written in TypedDict's functional form
@@ -34,6 +34,8 @@ RunResult = TypedDict("RunResult", {
     # the claim, and what it is judged against (for good: a later target is a new track version)
     "val_loss": float | None, "val_loss_full": bool, "track_version": int, "target_val_loss": float | None,
     "progress_evals": int | None, "progress_eval_tokens": int | None,
+    # how the record was held: its sandbox, its untimed setup, how its claim was computed
+    "isolated": bool, "setup_ms": float | None, "claim": dict | None,
     # what the harness checked
     "causal": bool | None, "max_leak": float | None, "heldout_gap": float | None, "compiles_in_timed": int | None,
     "violations": list, "data_watch": Any, "source_flags": int | None,
@@ -87,11 +89,12 @@ def write_result(run_dir: Path, result: dict) -> Path:
 def migrate(result: dict) -> dict:
     """bring an older result up to the current schema. schema 0 was the draft without `class`
     and `files`; schema 1 had no `track_version`: those runs were judged against version 1 of
-    their track, and one without `target_val_loss` gets version 1's target from tracks.toml."""
+    their track, and one without `target_val_loss` gets version 1's target from tracks.toml.
+    schema 2 (harness before 0.4) ran the record in the harness's own process: isolated false."""
     version = result.get("schema_version", 0)
     if version > RESULT_SCHEMA_VERSION:
         raise UserError(f"result {result.get('run_id')} has schema {version}, newer than this nanopoor ({RESULT_SCHEMA_VERSION}): upgrade nanopoor")
-    if version == RESULT_SCHEMA_VERSION and "track_version" in result:
+    if version == RESULT_SCHEMA_VERSION and "track_version" in result and "isolated" in result:
         return result
     result = {**result}
     if isinstance(result.get("track"), dict):   # drafts named the track as config.json does: a table
@@ -100,6 +103,9 @@ def migrate(result: dict) -> dict:
         result.setdefault("class", "dev")
         result.setdefault("files", {})
     result.setdefault("track_version", 1)
+    result.setdefault("isolated", False)
+    result.setdefault("setup_ms", None)
+    result.setdefault("claim", None)
     if "target_val_loss" not in result:
         result["target_val_loss"] = _version_target(result.get("track"), result["track_version"])
     if version < RESULT_SCHEMA_VERSION:

@@ -10,28 +10,16 @@ from datetime import datetime, UTC
 from pathlib import Path
 
 import supervisor
-from harness import t4_limits
 from supervisor import CONTRACT_VERSION
-from supervisor.events import RUN_END, RUN_START, T4_LIMITS, VIOLATION
-from harness.integrity import package_files_digest
+from supervisor.digest import package_files_digest
+from supervisor.events import RECORD_START, RUN_END, T4_LIMITS, VIOLATION
 from nanopoor import hardware
 from nanopoor.crosscheck import event_findings
 from nanopoor.event_reader import first
 from nanopoor.jsonio import finite_or_none
 from nanopoor.records import compute_digest, record_files
 from nanopoor.result import git_info
-from nanopoor.run_process import HARNESS_DIR
-
-
-def rank_failures(run_dir: Path) -> list[dict]:
-    """what ranks other than 0 wrote when they failed (rank<N>_error.json, from harness.launch)."""
-    out = []
-    for p in sorted(Path(run_dir).glob("rank*_error.json")):
-        try:
-            out.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
-            out.append({"rank": p.stem, "reason": f"unreadable {p.name}"})
-    return out
+from nanopoor.run_process import HARNESS_DIRS
 
 
 def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
@@ -40,18 +28,13 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
         return "aborted", "interrupted (Ctrl-C)"
-    failed = [f for f in outcome.get("rank_failures", []) if f.get("status") in ("failed", "invalid", None)]
-    if failed and (end is None or end["status"] != "invalid"):
-        # torchrun stops the other ranks when one fails: the root cause is the failed rank
-        f = failed[0]
-        return f.get("status") or "failed", f"rank {f.get('rank')}: {f.get('reason')}"
     if end is not None:
         after = events.index(end) < len(events) - 1
         violation = next((e for e in events if e.get("type") == VIOLATION), None)
         if end["status"] == "completed" and violation is not None:
             return "invalid", f"{violation.get('kind')}: {violation.get('detail')}"
         if end["status"] == "completed" and after:
-            return "invalid", "events: lines were written after run_end (only the harness writes the event log)"
+            return "invalid", "events: lines were written after run_end (only the supervisor writes the event log)"
         findings = event_findings(config, events) if end["status"] == "completed" else []
         if findings:
             return "invalid", findings[0]
@@ -59,20 +42,16 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
     rc = outcome["returncode"]
     if rc is not None and rc < 0:
         return "killed", f"the record's process was killed by signal {-rc} ({signal.Signals(-rc).name})"
-    return "failed", f"the record's process exited with code {rc} without a run_end event (see log.txt)"
+    return "failed", f"the run's supervisor exited with code {rc} without a run_end event (see log.txt)"
 
 
 def build_result(rec, trk, config, events, outcome, started, harness_before, manifest: dict) -> dict:
     """the run's result: every key of nanopoor.result.RunResult but files, schema_version and result_sha256
     (run_record and write_result add those; tests/test_result_schema.py holds the two together)."""
-    outcome["rank_failures"] = rank_failures(Path(config["run_dir"]))
     status, reason = _status(events, outcome, config)
     under_t4 = bool(config.get("as_t4")) and first(events, T4_LIMITS) is not None
-    if config.get("as_t4") and status == "failed":
-        reason = t4_limits.oom_reason(reason)
     end = first(events, RUN_END) or {}
-    start = first(events, RUN_START) or {}
-    torch_facts = start.get("torch") or {}
+    torch_facts = (first(events, RECORD_START) or {}).get("torch") or {}
     smi = hardware.query_smi(outcome.get("devices")) if torch_facts.get("device", "cpu") != "cpu" else None
     hw = hardware.describe(smi, torch_facts)
     used = config["nproc"] if torch_facts.get("device", "cpu") != "cpu" else 0
@@ -82,7 +61,7 @@ def build_result(rec, trk, config, events, outcome, started, harness_before, man
         inside = train_ms + eval_ms + warm_ms
         if inside > outcome["wallclock_ms"]:
             status, reason = "invalid", f"clock: train + eval + warm-up ({inside:.0f} ms) exceed the outside wall-clock ({outcome['wallclock_ms']:.0f} ms)"
-        elif package_files_digest(HARNESS_DIR) != harness_before:
+        elif package_files_digest(HARNESS_DIRS) != harness_before:
             status, reason = "invalid", "harness: the installed harness files changed during the run"
         elif compute_digest(rec.path) != config["record_sha256"]:
             status, reason = "invalid", "frozen digest: the record's files changed during the run"
@@ -115,6 +94,7 @@ def build_result(rec, trk, config, events, outcome, started, harness_before, man
         "progress_evals": end.get("progress_evals"), "progress_eval_tokens": end.get("progress_eval_tokens"),
         "eval_charged_ms": end.get("eval_charged_ms"), "data_watch": end.get("data_watch"),
         "source_flags": end.get("source_flags"), "train_span_ms": end.get("train_span_ms"),
+        "isolated": bool(end.get("isolated")), "setup_ms": end.get("setup_ms"), "claim": end.get("claim"),
         "harness_sha256": harness_before, "record_files": record_files(rec.path),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -10,33 +10,30 @@ import tempfile
 from datetime import datetime, UTC
 from pathlib import Path
 
-from supervisor import CONTRACT_VERSION
+from supervisor import CONTRACT_VERSION, sandbox
+from supervisor.digest import package_files_digest
 from supervisor.events import STEP, fmt_tokens
-from harness.integrity import package_files_digest
 from supervisor.tracks import get_track
 from nanopoor import hardware
 from nanopoor.errors import UserError
 from nanopoor.jsonio import dumps
 from nanopoor.event_reader import read_events
 from nanopoor.output import DEV_RUNS, RANKED_RUNS, default_runs_dir
-from nanopoor.records import check_frozen, load_record, refuse_uncovered, stage
+from nanopoor.records import check_frozen, load_record, refuse_data, refuse_uncovered, stage
 from nanopoor.result import files_digest, write_result
-from nanopoor.run_process import HARNESS_DIR, launch_record
+from nanopoor.run_process import HARNESS_DIRS, launch_record
 from nanopoor.run_result import build_result
 
 _result = build_result  # the name tests/test_result_schema.py calls
 
-# the text the project's datasets are built from: a record that read it would get val and train
-# tokens around the stream, so it is guarded like the dataset folder itself
-CORPUS_DIR = HARNESS_DIR.parent / "corpus"
 
-
-def guarded_sources() -> tuple[list[str], list[str]]:
-    """(folders, files) of the project's corpus, guarded in the record's process and watched."""
-    if not CORPUS_DIR.is_dir():
-        return [], []
-    files = sorted(str(p.resolve()) for p in CORPUS_DIR.rglob("*") if p.is_file())
-    return [str(CORPUS_DIR.resolve())], files
+def check_isolation(isolated: bool) -> None:
+    """a run is isolated unless the user asked otherwise; where isolation cannot start, say so
+    in one line before anything is written."""
+    if isolated:
+        why = sandbox.probe()
+        if why is not None:
+            raise UserError(f"isolation: {why}")
 
 
 def new_seed() -> int:
@@ -109,7 +106,7 @@ def cpu_cost(rec, scale: str, tokens: int) -> str:
 
 
 def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, data_dir=None, n_runs: int = 1,
-              allow_cpu: bool = False, verb: str = "run") -> list[str]:
+              allow_cpu: bool = False, verb: str = "run", isolated: bool = True) -> list[str]:
     """what a run needs, said before anything starts: a gpu for a full-scale run (refused on a cpu
     unless allow_cpu) and its dataset (fineweb-edu: built over the network). raises one UserError
     naming every missing need; returns notes to print when it may go ahead."""
@@ -134,36 +131,44 @@ def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, d
     if needs:
         raise UserError(f"{verb} {rec.path.as_posix()} --scale {scale} needs " + "; and ".join(needs)
                         + (". Next: " + ", or ".join(nxt) if nxt else ""))
+    check_isolation(isolated)
+    if not isolated:
+        notes.append("unisolated as asked: the record runs with the machine's files and processes in reach; "
+                     "its result says isolated: false, and the board shows it")
     return notes
 
 
 def run_seeds(record_dir: str | Path, n: int = 1, *, scale: str = "smoke", seed: int | None = None,
               data_dir=None, runs_dir: str | Path | None = None, track: str | None = None, allow_cpu: bool = False,
-              on_note=None, **kw) -> list[Path]:
+              isolated: bool = True, on_note=None, **kw) -> list[Path]:
     """`nanopoor run`: the preflight (its notes to on_note before anything starts), then n runs of a
     record one after another, each with its own harness-assigned seed unless seed fixes the one run's.
     runs_dir [default: runs/ for a full-scale run on a gpu, else dev-runs/]."""
-    for note in preflight(record_dir, scale, track=track, data_dir=data_dir, n_runs=n, allow_cpu=allow_cpu):
+    for note in preflight(record_dir, scale, track=track, data_dir=data_dir, n_runs=n, allow_cpu=allow_cpu,
+                          isolated=isolated):
         if on_note is not None:
             on_note(note)
     runs_dir = runs_dir or default_runs_dir(scale, has_gpu())
-    return [run_record(record_dir, scale=scale, seed=seed, data_dir=data_dir, out_root=runs_dir, track=track, **kw)
-            for _ in range(n)]
+    return [run_record(record_dir, scale=scale, seed=seed, data_dir=data_dir, out_root=runs_dir, track=track,
+                       isolated=isolated, **kw) for _ in range(n)]
 
 
 def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None = None, data_dir=None,
                out_root: str | Path = "runs", timeout_s: float | None = None, track: str | None = None,
                nproc: int = 1, quiet: bool = False, env: dict[str, str] | None = None,
-               reproduces: str | None = None, as_t4: bool = False) -> Path:
+               reproduces: str | None = None, as_t4: bool = False, isolated: bool = True) -> Path:
     """run one seed of a record; returns the run folder (always written, whatever the status).
 
     env: variables set for the record's process only (submit --parallel gives each run its gpu
     through CUDA_VISIBLE_DEVICES this way, since runs in threads share os.environ).
     reproduces: the run_id of a committed run this one re-runs (`nanopoor reproduce RUN_FOLDER`).
-    as_t4: the harness holds the run to one T4's limits (harness/t4_limits.py) on any device."""
+    as_t4: the harness holds the run to one T4's limits (harness/t4_limits.py) on any device.
+    isolated: the record runs in a bubblewrap sandbox (supervisor/sandbox.py); False only when asked."""
     rec = load_record(record_dir)
     record_sha = check_frozen(rec)
     refuse_uncovered(rec.path, "run")  # before the run folder exists: a refused run leaves nothing behind
+    refuse_data(rec.path, "run")
+    check_isolation(isolated)
     sc = rec.scale(scale)
     trk = get_track(track or sc["track"])
     data, manifest = resolve_data(trk, data_dir)
@@ -179,14 +184,15 @@ def run_record(record_dir: str | Path, *, scale: str = "smoke", seed: int | None
         "budget_tokens": sc["budget_tokens"], "formula": sc["formula"], "args": sc["args"],
         "warmup_cap_s": sc.get("warmup_cap_s", 900), "run_dir": str(run_dir.resolve()),
         "contract_version": CONTRACT_VERSION, "nproc": nproc, "reproduces": reproduces, "as_t4": bool(as_t4),
+        "isolation": "bwrap" if isolated else "none", "entrypoint": rec.entrypoint,
     }
-    config["guarded_dirs"], config["guarded_files"] = guarded_sources()
-    (run_dir / "config.json").write_text(dumps(config) + "\n")
-    harness_before = package_files_digest(HARNESS_DIR)
+    harness_before = package_files_digest(HARNESS_DIRS)
     # the run executes a fresh copy of exactly the digested files, never the record folder itself
     with tempfile.TemporaryDirectory(prefix="nanopoor-record-") as tmp:
         staged = stage(rec, Path(tmp) / rec.path.name)
-        outcome = launch_record(rec, run_dir, config, timeout_s, nproc, quiet, staged / rec.entrypoint, env or {})
+        config["staged_dir"] = str(staged.resolve())
+        (run_dir / "config.json").write_text(dumps(config) + "\n")
+        outcome = launch_record(rec, run_dir, config, timeout_s, quiet, env or {})
     events = read_events(run_dir / "events.jsonl")
     result = build_result(rec, trk, config, events, outcome, started, harness_before, manifest)
     from nanopoor.loss_plot import loss_curve

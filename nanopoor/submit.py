@@ -93,7 +93,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
            track: str | None = None, scale: str = "full", runs_dir: str | Path | None = None,
            timeout_s: float | None = None, out: str | Path | None = None, quiet: bool = False,
            parallel: bool = False, gpus: list[str] | None = None, on_done=None, as_t4: bool = False,
-           allow_cpu: bool = False, on_note=None) -> SubmitOutcome:
+           allow_cpu: bool = False, isolated: bool = True, on_note=None) -> SubmitOutcome:
     """run the record's seeds (one after another, or with `parallel` one per gpu at a time), verify
     them and regenerate the leaderboard. n_runs: the number of runs [default: the record's `seeds`];
     runs_dir [default: runs/ for a full-scale submission on a gpu, else dev-runs/]; out: the
@@ -109,6 +109,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     if n < 1:
         raise UserError(f"--seeds must be at least 1, not {n}")
     for note in runner.preflight(record_path, scale, track=track, data_dir=data_dir, n_runs=n, allow_cpu=allow_cpu,
+                                 isolated=isolated,
                                  verb="submit"):
         if on_note is not None:
             on_note(note)
@@ -123,13 +124,14 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
 
     if parallel:
         dirs = run_parallel(rec, n, parallel_gpus(gpus), on_done=on_done, scale=scale, data_dir=data_dir, out_root=runs_dir,
-                            timeout_s=timeout_s, track=track, as_t4=as_t4)
+                            timeout_s=timeout_s, track=track, as_t4=as_t4, isolated=isolated)
         new_runs = [runs_dir / d.name for d in dirs]
     else:
         new_runs = []
         for _ in range(n):   # seed=None: the harness assigns a fresh seed to every run
             run_dir = runner.run_record(rec.path, scale=scale, seed=None, data_dir=data_dir, out_root=runs_dir,
-                                        timeout_s=timeout_s, track=track, quiet=quiet, as_t4=as_t4)
+                                        timeout_s=timeout_s, track=track, quiet=quiet, as_t4=as_t4,
+                                        isolated=isolated)
             new_runs.append(runs_dir / Path(run_dir).name)
 
     from supervisor.tracks import load_tracks

@@ -5,5 +5,5 @@ record's process, and computes the claim from the weights the record hands over.
 side is the small client in `harness/`, which never imports this package; this package never
 imports nanopoor."""
 
-__version__ = "0.3.2"  # the harness's version (client and supervisor together), written into every run
-CONTRACT_VERSION = 2   # the record contract the client speaks (docs/contract.md)
+__version__ = "0.4.0"  # the harness's version (client and supervisor together), written into every run
+CONTRACT_VERSION = 3   # the record contract the client speaks (docs/contract.md)

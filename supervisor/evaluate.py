@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import math
 
-# the compiled loss, one per process (filled on the first cuda evaluation; None: compiling failed)
-_COMPILED: dict = {}
-
 
 def num_windows(tokens: int, seq_len: int) -> int:
     return max(0, (tokens - 1) // seq_len)
@@ -58,78 +55,47 @@ class TensorWindows:
         return self.tokens
 
 
-class StreamWindows:
-    """an evaluation whose tokens stay in the data process: each batch's inputs are served when it
-    is evaluated and its targets only once the forward has returned, so no token the model is
-    about to be scored on is anywhere in this process while the record's code runs."""
+def claim_loss(model, source, vocab_size: int, probe=None, keep=None, device=None) -> tuple[float, int, float]:
+    """(mean loss, predicted tokens, forward ms) of the claim's model over an evaluation source,
+    its batches in the source's plan order (the scorer shuffles it).
 
-    def __init__(self, client, kind: str, tokens: int, seq_len: int, batch_size: int, device, rank: int = 0,
-                 world_size: int = 1):
-        self.client, self.kind, self.device = client, kind, device
-        self.plan = window_plan(tokens, seq_len, batch_size, rank, world_size)
-        self._seen: list = []
-        self.first_row = None
-
-    def inputs(self, i: int):
-        import torch
-
-        x = torch.from_numpy(self.client.eval_inputs(self.kind)).to(self.device)   # (B, T)
-        self._seen.append(x.flatten())
-        if self.first_row is None:
-            self.first_row = x[:1]
-        return x
-
-    def targets(self, i: int):
-        import torch
-
-        return torch.from_numpy(self.client.eval_targets(self.kind)).to(self.device)
-
-    def pool(self):
-        import torch
-
-        return torch.cat(self._seen)   # only tokens already shown: replacement tokens for the probe
-
-
-def val_loss(forward, source, vocab_size: int, world_size: int = 1, probe=None, device=None) -> tuple[float, int]:
-    """(mean loss, predicted tokens) of forward over an evaluation source (TensorWindows or
-    StreamWindows), batch by batch in order.
-
-    under torchrun each rank's source holds windows rank::world_size and the sums are all-reduced.
     probe (a causality.Probe): the batches it picks (one at random, the last if shorter) are also
-    run through the probe calls, from the same line as the evaluation's own calls."""
+    run through the probe calls. keep: a dict the scorer passes to remember a few batches' logits
+    at sampled positions ({batch index: positions}), filled with those logits, so the same
+    batches can be asked for again later and compared (a forward that keeps state between calls
+    answers differently)."""
+    import time
+
     import torch
 
     batches = source.plan
     probe_at = probe.pick(len(batches), len(batches[-1]) < len(batches[0])) if probe is not None and batches else set()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
+    forward_ns = 0
     with torch.no_grad():
         for i in range(len(batches)):
             x = source.inputs(i)                      # (B, T)
             calls = [("eval", x, None)] + (probe.calls(x, source.pool()) if i in probe_at else [])
             base = None
             for kind, xin, cuts in calls:
-                logits = forward(xin)                 # (B, T, V_padded); one call site for eval and probe
+                t0 = time.perf_counter_ns()
+                logits = model(xin)                   # (B, T, V_padded)
+                forward_ns += time.perf_counter_ns() - t0
                 if logits.shape[:2] != x.shape or logits.shape[-1] < vocab_size:
                     raise ValueError(f"forward returned logits of shape {tuple(logits.shape)}; expected ({x.shape[0]}, {x.shape[1]}, >= {vocab_size})")
                 if kind != "eval":
                     probe.observe(kind, cuts, base, logits)
                     continue
-                if len(calls) > 1:  # a copy: compiled graphs may reuse the output buffer on the next call
+                if len(calls) > 1:  # a copy: the next call may reuse the output buffer
                     base = logits[..., :vocab_size].clone()
-                y = source.targets(i)                 # (B, T): served after the forward returned
-                loss_sum += cross_entropy_sum(logits, y, vocab_size)
-                count += y.numel()
+                if keep is not None and i in keep:
+                    keep[i] = (keep[i][0], logits[:, keep[i][0], :vocab_size].float().cpu())
+                loss_sum += cross_entropy_sum(logits, source.targets(i), vocab_size)
+                count += x.numel()
             del base
-    if world_size > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(loss_sum)
-        dist.all_reduce(count)
-    if probe is not None:
-        probe.reduce(world_size, device)
     mean = (loss_sum / count).item()
-    return (mean if math.isfinite(mean) else float("nan")), int(count.item())
+    return (mean if math.isfinite(mean) else float("nan")), int(count.item()), forward_ns / 1e6
 
 
 def ce_sum(logits, y, vocab_size: int):
@@ -142,26 +108,13 @@ def ce_sum(logits, y, vocab_size: int):
 def cross_entropy_sum(logits, y, vocab_size: int):
     """sum over every position of float32 cross-entropy over the real vocabulary, as a float64 scalar.
 
-    logits (B, T, V_padded), y (B, T). on cuda the loss is compiled, so the float32 upcast happens
-    inside one fused reduction instead of as a float32 copy of the logits (100k columns: the copy,
-    log-softmax and gather moved ~8× the bytes of the fp16 logits and took most of an eval's time
-    beyond the forward). elsewhere, and if compiling fails, rows go through eagerly in chunks of at
-    most ~64M logits so the float32 copy stays small (a T4 has 15 GiB)."""
+    logits (B, T, V_padded), y (B, T). rows go through in chunks of at most ~128M logits, so the
+    float32 copy stays small (a T4 has 15 GiB): a whole batch's float32 logits would be gigabytes."""
     import torch
 
     flat, targets = logits.flatten(0, 1), y.flatten()     # (B·T, V_padded), (B·T,)
-    if flat.is_cuda:
-        fn = _COMPILED.get("ce", ...)
-        if fn is ...:
-            fn = _COMPILED["ce"] = torch.compile(ce_sum, dynamic=True)
-        if fn is not None:
-            try:
-                return fn(flat, targets, vocab_size).double()
-            except Exception as e:  # no triton, an old gpu: the eager path gives the same number
-                _COMPILED["ce"] = None
-                print(f"harness: compiled loss unavailable ({type(e).__name__}); evaluating eagerly", flush=True)
     total = torch.zeros((), dtype=torch.float64, device=flat.device)
-    rows = max(1, (1 << 26) // flat.shape[-1])
+    rows = max(1, (1 << 27) // flat.shape[-1])
     for r in range(0, flat.shape[0], rows):
         total += ce_sum(flat[r:r + rows], targets[r:r + rows], vocab_size).double()
     return total

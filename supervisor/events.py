@@ -1,4 +1,8 @@
-"""the append-only event log (events.jsonl) and the one readable line per eval on stdout."""
+"""the append-only event log (events.jsonl) and log.txt, both written by the supervisor alone.
+
+the record's own output reaches log.txt through the supervisor too, each line prefixed `record| `,
+so a line the record prints can never be mistaken for one of the harness's (an eval line, a
+run_end line): those have no prefix."""
 from __future__ import annotations
 
 import json
@@ -13,8 +17,10 @@ from pathlib import Path
 RUN_START, WARMUP_START, WARMUP_END, TRAIN_START = "run_start", "warmup_start", "warmup_end", "train_start"
 STEP, EVAL, EVAL_CHARGE, CAUSALITY, HELDOUT = "step", "eval", "eval_charge", "causality", "heldout"
 SOURCE_FLAGS, T4_LIMITS, VIOLATION, RUN_END = "source_flags", "t4_limits", "violation", "run_end"
-EVENT_TYPES = (RUN_START, WARMUP_START, WARMUP_END, TRAIN_START, STEP, EVAL, EVAL_CHARGE, CAUSALITY, HELDOUT,
-               SOURCE_FLAGS, T4_LIMITS, VIOLATION, RUN_END)
+HANDOVER, EXPORT, RECORD_START = "handover", "export", "record_start"
+EVENT_TYPES = (RUN_START, RECORD_START, WARMUP_START, WARMUP_END, TRAIN_START, STEP, EVAL, EVAL_CHARGE, CAUSALITY, HELDOUT,
+               SOURCE_FLAGS, T4_LIMITS, VIOLATION, HANDOVER, EXPORT, RUN_END)
+RECORD_PREFIX = "record| "   # a line of the record's own output in log.txt
 
 def _clean(value):
     # json has no nan/inf: write them as strings so the log stays valid json lines
@@ -33,23 +39,25 @@ UNSYNCED = frozenset({STEP})
 
 
 class EventLog:
-    """appends one json object per line and flushes it, so a crash loses nothing already said.
-
-    only rank 0 writes; other ranks get a log that discards."""
+    """appends one json object per line and flushes it, so a crash loses nothing already said."""
 
     def __init__(self, path: Path | None, enabled: bool = True):
         self.path = path
         self.enabled = enabled and path is not None
         self._f = open(path, "a", encoding="utf-8") if self.enabled else None
+        import threading
+
+        self._lock = threading.Lock()   # one writer at a time: each rank's connection has its thread
 
     def emit(self, type_: str, **fields) -> dict:
-        event = {"type": type_, "time": time.time(), **_clean(fields)}
-        if self._f is not None:
-            self._f.write(json.dumps(event, sort_keys=False) + "\n")
-            self._f.flush()
-            if type_ not in UNSYNCED:
-                os.fsync(self._f.fileno())
-        return event
+        with self._lock:
+            event = {"type": type_, "time": time.time(), **_clean(fields)}
+            if self._f is not None:
+                self._f.write(json.dumps(event, sort_keys=False) + "\n")
+                self._f.flush()
+                if type_ not in UNSYNCED:
+                    os.fsync(self._f.fileno())
+            return event
 
     def close(self) -> None:
         if self._f is not None:
@@ -85,3 +93,32 @@ def eval_line(step: int, steps: int, train_loss: float | None, val_loss: float,
 def say(line: str, enabled: bool = True) -> None:
     if enabled:
         print(line, file=sys.stdout, flush=True)
+
+
+class RunLog:
+    """log.txt: the harness's lines as they are, the record's (and the scorer's) behind a prefix;
+    each line is also echoed to stdout, where the runner shows it."""
+
+    def __init__(self, path: Path, echo: bool = True):
+        import threading
+
+        self._f = open(path, "a", encoding="utf-8")
+        self._echo = echo
+        self._lock = threading.Lock()
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            self._f.write(line + "\n")
+            self._f.flush()
+            if self._echo:
+                print(line, flush=True)
+
+    def harness(self, line: str) -> None:
+        self._write(line)
+
+    def record(self, line: str, prefix: str = RECORD_PREFIX) -> None:
+        self._write(prefix + line.rstrip("\n"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()

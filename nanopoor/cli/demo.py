@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nanopoor.cli.options import runs_option
+from nanopoor.cli.options import no_isolation_option, runs_option
 from nanopoor.output import DEV_RUNS, fmt_loss
 
 DEMO_RECORD = Path("records/demo_gpt")
@@ -20,18 +20,20 @@ def register(app: typer.Typer) -> None:
 def demo(
     runs: Path = runs_option(DEV_RUNS, "where the demo's run folder goes (not runs/: demo runs are never ranked)"),
     data: Path = typer.Option(Path("data/demo"), help="demo dataset folder (built if missing)"),
+    no_isolation: bool = no_isolation_option(),
 ) -> None:
     """Build the embedded demo dataset, run the reference record's smoke scale, show the result."""
     from nanopoor.data.demo import build_demo
     from nanopoor.leaderboard import build
-    from nanopoor.runner import run_record
+    from nanopoor.runner import check_isolation, run_record
     from nanopoor.summary import print_summaries, summary
 
     console = Console()
+    check_isolation(not no_isolation)   # before anything is built: one line when a sandbox cannot start here
     console.print(f"[bold]1/3[/] demo dataset → {data}")
     build_demo(data)
     console.print(f"[bold]2/3[/] running {DEMO_RECORD} (smoke scale, cpu) under the harness")
-    run_dir = run_record(DEMO_RECORD, scale="smoke", data_dir=data, out_root=runs)
+    run_dir = run_record(DEMO_RECORD, scale="smoke", data_dir=data, out_root=runs, isolated=not no_isolation)
     print_summaries([summary(run_dir)], "table", console)
     console.print("[bold]3/3[/] leaderboard preview of", runs)
     board = build(runs, Path("records"), runs / "leaderboard-preview.md")

@@ -5,6 +5,7 @@
 --out PATH   an output that is not the runs folder (leaderboard.md, a dataset folder)
 --format     table or json (nanopoor.output.Format)
 --as-t4      one T4's limits on any gpu
+--no-isolation  run the record without its bubblewrap sandbox (the result says isolated: false)
 """
 from __future__ import annotations
 
@@ -46,3 +47,11 @@ def as_t4_option():
 def say_note(text: str) -> None:
     """what the preflight wants the user to know before a long run: on stderr, json stays clean."""
     typer.echo(f"note: {text}", err=True)
+
+
+NO_ISOLATION_HELP = ("run the record without its bubblewrap sandbox, where one cannot start (a notebook's container); "
+                     "the result says isolated: false and the board shows it")
+
+
+def no_isolation_option():
+    return typer.Option(False, "--no-isolation", help=NO_ISOLATION_HELP)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import typer
 
-from nanopoor.cli.options import as_t4_option, format_option, runs_option, say_note, seeds_option
+from nanopoor.cli.options import (as_t4_option, format_option, no_isolation_option, runs_option, say_note,
+                                  seeds_option)
 from nanopoor.errors import UserError
 from nanopoor.output import Format, Scale
 
@@ -27,6 +28,7 @@ def run(
     nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     as_t4: bool = as_t4_option(),
+    no_isolation: bool = no_isolation_option(),
     fmt: Format = format_option(),
 ) -> None:
     """Run a frozen record under the harness and write one run folder per run."""
@@ -37,7 +39,7 @@ def run(
         raise UserError("--seed fixes one run's seed; with --seeds N the harness assigns N distinct seeds: drop --seed")
     dirs = run_seeds(record, seeds, scale=scale.value, seed=seed, data_dir=data, runs_dir=runs, timeout_s=timeout,
                      track=track, nproc=nproc, quiet=fmt == Format.json, as_t4=as_t4, allow_cpu=allow_cpu,
-                     on_note=say_note)
+                     isolated=not no_isolation, on_note=say_note)
     rows = [summary(d) for d in dirs]
     print_summaries(rows, fmt.value)
     if any(r["status"] != "completed" for r in rows):

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from nanopoor.cli.options import as_t4_option, format_option, runs_option, say_note, seeds_option
+from nanopoor.cli.options import (as_t4_option, format_option, no_isolation_option, runs_option, say_note,
+                                  seeds_option)
 from nanopoor.errors import UserError
 from nanopoor.output import Format, Scale, fmt_loss, print_json
 
@@ -31,6 +32,7 @@ def submit(
     parallel: bool = typer.Option(False, "--parallel", help="run the seeds at once, one per visible gpu"),
     gpus: str = typer.Option(None, "--gpus", help="with --parallel: the device ids to use, e.g. 0,1,2 [default: CUDA_VISIBLE_DEVICES, else every gpu]"),
     as_t4: bool = as_t4_option(),
+    no_isolation: bool = no_isolation_option(),
     fmt: Format = format_option(),
 ) -> None:
     """Run a record's seeds, verify them, regenerate the leaderboard, print the verdict and the files to commit."""
@@ -42,7 +44,7 @@ def submit(
     outcome = do_submit(record, n_runs=seeds, data_dir=data, track=track, scale=scale.value, runs_dir=runs,
                         timeout_s=timeout, out=out, quiet=fmt == Format.json, parallel=parallel, gpus=device_ids,
                         on_done=_say_done if fmt == Format.table else None, as_t4=as_t4, allow_cpu=allow_cpu,
-                        on_note=say_note)
+                        isolated=not no_isolation, on_note=say_note)
     if fmt == Format.json:
         print_json(outcome.to_dict())
     else:

@@ -1,0 +1,107 @@
+"""a run's status, decided by the supervisor from what it saw, and run_end's numbers.
+
+the record's own account (its `ended` message: a traceback, a contract violation it found in
+itself) can only make a run worse: it explains a failure, it never completes a run. a run is
+completed only when rank 0 handed over its weights, the forward reached the scorer, the scorer
+scored it, the probe found it causal and stateless, the held-out check passed, and nobody
+reported a violation."""
+from __future__ import annotations
+
+import math
+
+from supervisor.server import SETUP_CAP_S
+
+REFUSED_DTYPES = ("bfloat16", "float8")
+
+
+def judge(server, returncode: int | None, claim: dict | None) -> tuple[str, str]:
+    """(status, reason)."""
+    link0 = server.ranks.get(0)
+    ended = link0.ended if link0 is not None else None
+    if ended and ended.get("status") in ("failed", "invalid", "aborted") and not server.violations:
+        return ended["status"], t4_oom_reason(ended.get("reason") or "") if server.config.get("as_t4") else ended.get("reason") or ""
+    for link in sorted(server.ranks.values(), key=lambda r: r.rank):
+        if link.rank and link.ended and link.ended.get("status") in ("failed", "invalid"):
+            return link.ended["status"], f"rank {link.rank}: {link.ended.get('reason')}"
+    if server.violations:
+        v = server.violations[0]
+        return "invalid", f"{v['kind']}: {v['detail']}"
+    if link0 is None:
+        return "failed", f"the record's process ended (exit code {returncode}) before it reached the harness (see log.txt)"
+    if server.handover is None:
+        if ended is None:
+            how = f"was killed by signal {-returncode}" if returncode is not None and returncode < 0 else f"exited with code {returncode}"
+            return "failed", f"the record's process {how} without handing over its weights (see log.txt)"
+        return "failed", ended.get("reason") or "the record returned without calling h.finish()"
+    if server.export is None or not server.export.get("path"):
+        failed = (server.export or {}).get("failed") or "the record ended before it exported its forward"
+        return "failed", f"claim: the forward could not be handed over: {failed}"
+    if claim is None or not claim.get("ok"):
+        error = (claim or {}).get("error") or "no verdict"
+        if claim and claim.get("refused"):
+            return "invalid", f"claim: {error}"
+        return "failed", f"claim: the scorer could not score the handed-over model: {error}"
+    if not math.isfinite(claim["val_loss"]):
+        return "invalid", f"nan: val loss is {claim['val_loss']}"
+    causal = claim["causality"]
+    if not causal["passed"]:
+        return "invalid", f"causality: {causal_reason(causal)}"
+    held = claim["heldout"]
+    if not held["passed"]:
+        return "invalid", (f"heldout: val loss is {-held['gap']:.3f} nats below never-served train tokens "
+                           "(the model may have seen the val tokens)")
+    if server.config.get("as_t4"):
+        bad = [d for d in claim.get("dtypes", []) if any(r in d for r in REFUSED_DTYPES)]
+        if bad:
+            return "invalid", f"t4_limits: bf16/fp8: the handed-over forward computes in {', '.join(bad)}; a T4 computes in fp16 or fp32"
+    return "completed", ""
+
+
+def causal_reason(c: dict) -> str:
+    """why the probe failed, in one clause."""
+    if not c.get("probed_batches"):
+        return "no evaluation batch could be probed"
+    if not c.get("deterministic", True):
+        return (f"the forward is not deterministic: two identical calls differ by {c['noise']:.3g} "
+                f"(at most {c['noise_ceiling']:.3g} allowed; dropout left on?)")
+    if not c.get("stateless", True):
+        return (f"the forward answered a batch asked for again differently (by {c['repeat_diff']:.3g}): "
+                "it keeps state between calls")
+    if c["cross_batch_leak"] > c["tolerance"]:
+        return f"logits of one row moved by {c['cross_batch_leak']:.4g} when other rows of the batch changed"
+    return f"logits at earlier positions moved by {c['max_leak']:.4g} when later tokens changed"
+
+
+def end_fields(server, feed, claim: dict | None, isolated: bool, flags: list) -> dict:
+    """run_end's numbers, every one measured by the supervisor (or its scorer)."""
+    feed = feed or server.feed
+    setup = server.setup_ms()
+    charged = max(0.0, setup - SETUP_CAP_S * 1000) if setup is not None else 0.0
+    link0 = server.ranks.get(0)
+    c = claim if claim and claim.get("ok") else {}
+    causal, held = c.get("causality") or {}, c.get("heldout") or {}
+    return {
+        "train_time_ms": server.train_time_ms() + charged, "setup_ms": setup, "setup_charged_ms": charged,
+        "eval_time_ms": c.get("eval_ms", 0.0), "warmup_time_ms": server.warmup_ms or 0.0,
+        "tokens": feed.tokens_served, "val_loss": c.get("val_loss"), "val_loss_full": bool(c),
+        "steps": server.last_step, "causal": causal.get("passed") if c else None, "max_leak": causal.get("max_leak"),
+        "heldout_gap": held.get("gap"), "compiles_in_timed": None,
+        "peak_memory_bytes": (server.handover or {}).get("peak_memory_bytes"), "dtypes": c.get("dtypes", []),
+        "epochs": feed.epoch, "progress_evals": server.progress_evals, "progress_eval_tokens": server.progress_tokens,
+        "eval_charged_ms": 0.0, "data_watch": None, "isolated": isolated, "source_flags": len(flags),
+        "dataset_fingerprint": feed.fingerprint, "train_span_ms": server.train_time_ms(),
+        "handover_bytes": (server.handover or {}).get("bytes"), "export": server.export,
+        "claim": {k: c.get(k) for k in ("claim_path", "graph", "forward_ms", "device")} if c else (claim or None),
+        "violations": server.violations, "traceback": (link0.ended or {}).get("traceback") if link0 else None,
+    }
+
+
+T4_MEMORY_GIB = 15
+
+
+def t4_oom_reason(reason: str) -> str:
+    """an out-of-memory under --as-t4 names the cap."""
+    if "OutOfMemoryError" in reason or "out of memory" in reason.lower():
+        return (f"t4_limits: memory: out of memory under the {T4_MEMORY_GIB} GiB a T4 has "
+                f"(--as-t4 caps the process there): {reason.splitlines()[0][:300]}")
+    return reason
