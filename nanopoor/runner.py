@@ -130,7 +130,7 @@ def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, d
     data = Path(data_dir) if data_dir else Path("data") / trk.dataset
     if not (data / "manifest.json").is_file():
         net = " (it streams from the Hugging Face Hub: needs the network)" if trk.dataset == "fineweb-edu" else ""
-        needs.append(f"the {trk.dataset} dataset at {data.as_posix()}: build it with `{build_hint(data)}`{net}")
+        needs.append(f"the {trk.dataset} dataset at {data.as_posix()}: build it with `{build_hint(data, trk.dataset)}`{net}")
     if needs:
         raise UserError(f"{verb} {rec.path.as_posix()} --scale {scale} needs " + "; and ".join(needs)
                         + (". Next: " + ", or ".join(nxt) if nxt else ""))
