@@ -11,7 +11,9 @@ on a gpu). cpu and smoke runs, the demo, and the plots of verbs that only read (
 reproduce) go to dev-runs/, which git ignores. nothing here imports torch."""
 from __future__ import annotations
 
+import errno
 import math
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -19,8 +21,8 @@ from pathlib import Path
 from supervisor.events import fmt_tokens  # the harness's own (it never imports the tool); shown here too
 from nanopoor.jsonio import dumps
 
-__all__ = ["DEV_RUNS", "PLOTS", "RANKED_RUNS", "Format", "Scale", "default_runs_dir", "fmt_loss", "fmt_mean_sd",
-           "fmt_ms", "fmt_tokens", "plot_path", "print_json"]
+__all__ = ["DEV_RUNS", "PLOTS", "RANKED_RUNS", "Format", "Scale", "check_writable", "default_runs_dir", "fmt_loss",
+           "fmt_mean_sd", "fmt_ms", "fmt_tokens", "os_error_line", "plot_path", "print_json"]
 
 RANKED_RUNS = Path("runs")
 DEV_RUNS = Path("dev-runs")
@@ -49,6 +51,49 @@ def plot_path(given: Path | None, filename: str) -> Path:
     if given is None:
         return PLOTS / filename
     return given / filename if given.is_dir() else given
+
+
+def _why_not_writable(folder: Path) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "a read-only file system"
+    except OSError:
+        pass
+    return "not writable by this user"
+
+
+def check_writable(path: Path, option: str) -> None:
+    """before anything starts: the folder (or, when it does not exist yet, the folder it would be
+    made in) can be written. one line naming the option to change, never a traceback halfway."""
+    path = Path(path)
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if base.exists() and not base.is_dir():
+        from nanopoor.errors import UserError
+        raise UserError(f"{path.as_posix()} cannot be made: {base.as_posix()} is a file; pass {option} with a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        from nanopoor.errors import UserError
+        where = path.as_posix() + ("" if base == path else f" (in {base.as_posix()})")
+        raise UserError(f"cannot write {where}: {_why_not_writable(base)}; pass {option} with a folder you can write")
+
+
+# errors of the file system that no check beforehand can rule out (a disk that fills, a mount
+# that turns read-only): one line at the top of the cli instead of a traceback
+WRITE_ERRNOS = {errno.EROFS: "a read-only file system", errno.ENOSPC: "no space left on the disk",
+                errno.EDQUOT: "the disk quota is exceeded"}
+ACCESS_ERRNOS = {errno.EACCES, errno.EPERM}
+
+
+def os_error_line(e: OSError) -> str | None:
+    """'cannot write X: why; what to do' for a file-system refusal, None for any other OSError."""
+    where = e.filename if e.filename is not None else "a file"
+    if e.errno in WRITE_ERRNOS:
+        return (f"cannot write {where}: {WRITE_ERRNOS[e.errno]}; free space or pass --runs DIR / --out PATH "
+                f"with a folder you can write")
+    if e.errno in ACCESS_ERRNOS:
+        return f"permission denied on {where}: fix its permissions or pass --runs DIR / --out PATH with a folder you can use"
+    return None
 
 
 # --- json ----------------------------------------------------------------------------------

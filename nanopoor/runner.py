@@ -18,7 +18,7 @@ from nanopoor import hardware
 from nanopoor.errors import UserError
 from nanopoor.jsonio import dumps
 from nanopoor.event_reader import read_events
-from nanopoor.output import DEV_RUNS, RANKED_RUNS, default_runs_dir
+from nanopoor.output import DEV_RUNS, RANKED_RUNS, check_writable, default_runs_dir
 from nanopoor.records import check_frozen, load_record, refuse_uncovered, stage
 from nanopoor.result import files_digest, write_result
 from nanopoor.run_process import HARNESS_DIR, launch_record
@@ -147,6 +147,7 @@ def run_seeds(record_dir: str | Path, n: int = 1, *, scale: str = "smoke", seed:
         if on_note is not None:
             on_note(note)
     runs_dir = runs_dir or default_runs_dir(scale, has_gpu())
+    check_writable(runs_dir, "--runs DIR")   # before the first run starts, not halfway
     return [run_record(record_dir, scale=scale, seed=seed, data_dir=data_dir, out_root=runs_dir, track=track, **kw)
             for _ in range(n)]
 
