@@ -1,9 +1,10 @@
 """what the tool prints and where it writes when the user did not say.
 
 every verb that prints results takes `--format table|json` (Format) and prints json through
-print_json only, so every verb's json is the same text: cleaned (nan/inf as strings), keys
-sorted, indented by two, or one object per line for a stream of many. the formatters here are
-the ones more than one verb shows numbers with.
+print_json or print_json_array only, so every verb's stdout is one json document that json.loads
+reads: cleaned (nan/inf as strings), keys sorted; an object for one result, an array of objects
+for many (written as each one is ready, one a line). the formatters here are the ones more than
+one verb shows numbers with.
 
 where it writes: ranked runs in runs/, everything else in dev-runs/. runs/ is committed and is
 the only source of the leaderboard, so only runs meant for the board go there (a full-scale run
@@ -15,6 +16,7 @@ import errno
 import math
 import os
 import sys
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from supervisor.events import fmt_tokens  # the harness's own (it never imports 
 from nanopoor.jsonio import dumps
 
 __all__ = ["DEV_RUNS", "PLOTS", "RANKED_RUNS", "Format", "Scale", "check_writable", "default_runs_dir", "fmt_loss",
-           "fmt_mean_sd", "fmt_ms", "fmt_tokens", "os_error_line", "plot_path", "print_json"]
+           "fmt_mean_sd", "fmt_ms", "fmt_tokens", "os_error_line", "plot_path", "print_json",
+           "print_json_array"]
 
 RANKED_RUNS = Path("runs")
 DEV_RUNS = Path("dev-runs")
@@ -96,11 +99,26 @@ def os_error_line(e: OSError) -> str | None:
     return None
 
 
-# --- json ----------------------------------------------------------------------------------
-def print_json(obj, *, one_line: bool = False) -> None:
-    """obj as the tool's json on stdout: indented, or on one line (a stream of objects, one a line)."""
-    sys.stdout.write(dumps(obj, indent=None if one_line else 2) + "\n")
+# --- json ---------------------------------------------------------------------------------
+def print_json(obj) -> None:
+    """one result as the tool's json on stdout, indented by two."""
+    sys.stdout.write(dumps(obj, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def print_json_array(items: Iterable) -> list:
+    """many results as one json array on stdout, each element on a line of its own as soon as it
+    is ready (a long review streams); returns the items. the whole output is one document: an
+    array, never json lines."""
+    out = []
+    sys.stdout.write("[")
+    for item in items:
+        sys.stdout.write(("," if out else "") + "\n" + dumps(item, indent=None))
+        sys.stdout.flush()
+        out.append(item)
+    sys.stdout.write("\n]\n" if out else "]\n")
+    sys.stdout.flush()
+    return out
 
 
 # --- numbers for people --------------------------------------------------------------------

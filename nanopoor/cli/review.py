@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nanopoor.cli.options import format_option
 from nanopoor.errors import UserError
-from nanopoor.output import Format, fmt_loss, fmt_mean_sd, fmt_ms, fmt_tokens, print_json
+from nanopoor.output import Format, fmt_loss, fmt_mean_sd, fmt_ms, fmt_tokens, print_json, print_json_array
 from nanopoor.review import DEFAULT_TRACK
 
 
@@ -24,7 +24,7 @@ def review(
     logs: list[Path] = typer.Argument(..., help="log files (any supported format), run folders, or folders to search for logs"),
     target: float | None = typer.Option(None, help="val loss the claim is about (default: the track's target; an MLPerf log keeps its benchmark's)"),
     track: str | None = typer.Option(None, help=f"track to judge against (default: the run's own, else {DEFAULT_TRACK})"),
-    fmt: Format = format_option("table, or json (one object per log, one per line for many logs)"),
+    fmt: Format = format_option("table, or json (an object for one log, an array of them for many)"),
     plot: Path | None = typer.Option(None, help="write the loss curve of one log to this png (a file, or a folder for review-<name>.png)"),
     plot_dir: Path | None = typer.Option(None, "--plot-dir", help="write one loss-curve png per log into this folder"),
     no_plot: bool = typer.Option(False, "--no-plot", hidden=True, help="accepted for old scripts: no png is written unless asked"),
@@ -45,13 +45,11 @@ def review(
             _print_review(data)
         return
     pngs = png_names(paths, plot_dir) if plot_dir is not None else None
-    rows = []
-    for data in review_many(paths, named={Path(p).resolve() for p in logs}, plot_names=pngs,
-                            jobs=jobs or default_jobs(), **opts):
-        if fmt == Format.json:
-            print_json(data, one_line=True)
-        rows.append(data)
-    if fmt != Format.json:
+    reviews = review_many(paths, named={Path(p).resolve() for p in logs}, plot_names=pngs, jobs=jobs or default_jobs(), **opts)
+    if fmt == Format.json:   # one array, each log's object on a line as it is reviewed
+        rows = print_json_array(reviews)
+    else:
+        rows = list(reviews)
         _print_many(rows)
     if all("error" in r for r in rows):
         raise UserError(f"none of the {len(rows)} files could be read as a log (see above)")
