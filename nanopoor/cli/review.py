@@ -43,6 +43,7 @@ def review(
             print_json(data)
         else:
             _print_review(data)
+        _exit_on_errors([data])
         return
     pngs = png_names(paths, plot_dir) if plot_dir is not None else None
     reviews = review_many(paths, named={Path(p).resolve() for p in logs}, plot_names=pngs, jobs=jobs or default_jobs(), **opts)
@@ -53,6 +54,22 @@ def review(
         _print_many(rows)
     if all("error" in r for r in rows):
         raise UserError(f"none of the {len(rows)} files could be read as a log (see above)")
+    _exit_on_errors(rows)
+
+
+def _exit_on_errors(reviews: list[dict]) -> None:
+    """a log whose claim cannot stand as stated (a finding of severity error) ends the review with
+    exit code 1, as `verify` and `data audit` end on a finding; warnings and notes do not."""
+    if any((r.get("counts") or {}).get("error") for r in reviews):
+        raise typer.Exit(1)
+
+
+def _counts(c: dict) -> str:
+    """'1 error, 3 warnings, 0 notes', and when there are errors what the exit code means."""
+    def n(k, word):
+        return f"{c[k]} {word}{'' if c[k] == 1 else 's'}"
+    text = f"{n('error', 'error')}, {n('warn', 'warning')}, {n('info', 'note')}"
+    return text + (": the claim does not stand as stated (exit code 1)" if c["error"] else "")
 
 
 def _print_review(data: dict) -> None:
@@ -61,8 +78,10 @@ def _print_review(data: dict) -> None:
     console.print(f"[bold]{log['path']}[/bold]  format [cyan]{log['format']}[/cyan]  "
                   f"track {data['track']}  target {_targets(data)}")
     yes_no = lambda b: "[green]yes[/green]" if b else "[red]no[/red]"  # noqa: E731
+    published = sorted({r["tokens_formula"] for r in log["runs"] if r["tokens_formula"]}) if not log["has_arguments"] else []
     console.print(f"source code: {yes_no(log['has_source'])}   hardware: {log['hardware'] or yes_no(False)}   "
-                  f"arguments: {yes_no(log['has_arguments'])}")
+                  f"arguments: {yes_no(log['has_arguments'])}"
+                  + (" (tokens per step published beside it)" if published and all(r["tokens_formula"] for r in log["runs"]) else ""))
     claims = Table(title="what the log claims", title_justify="left")
     for col in ("run", "at target", "step", "time", "tokens", "final val", "best val"):
         claims.add_column(col, justify="left" if col == "run" else "right")
@@ -97,8 +116,7 @@ def _print_review(data: dict) -> None:
             table.add_row(f"[{colors[f['severity']]}]{f['severity']}[/]", f["run"] or "-", f["rule"], f["message"])
         console.print(table)
     c = data["counts"]
-    console.print(f"{c['error']} errors, {c['warn']} warnings, {c['info']} notes"
-                  + (f"; loss curve: {data['plot']}" if data["plot"] else ""))
+    console.print(_counts(c) + (f"; loss curve: {data['plot']}" if data["plot"] else ""), highlight=False)
 
 
 def _targets(data: dict) -> str:
@@ -143,5 +161,9 @@ def _print_many(rows: list[dict]) -> None:
                       f"{hits}/{len(runs)}", f"{c['error']}/{c['warn']}/{c['info']}", ", ".join(rules))
     console.print(table)
     read = sum("error" not in d for d in rows)
-    console.print(f"{read} logs read" + (f", {skipped} files skipped (not a log)" if skipped else "")
-                  + (f", {len(rows) - read - skipped} could not be read" if len(rows) - read - skipped else ""))
+    unread = len(rows) - read - skipped
+    failing = sum(bool((d.get("counts") or {}).get("error")) for d in rows)
+    console.print(f"{read} log{'s' if read != 1 else ''} read"
+                  + (f", {skipped} file{'s' if skipped != 1 else ''} skipped (not a log)" if skipped else "")
+                  + (f", {unread} could not be read" if unread else "")
+                  + (f"; {failing} with errors: exit code 1" if failing else ""), highlight=False)
