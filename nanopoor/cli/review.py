@@ -8,12 +8,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nanopoor.cli.options import format_option
 from nanopoor.errors import UserError
 from nanopoor.output import Format, fmt_loss, fmt_mean_sd, fmt_ms, fmt_tokens, print_json, print_json_array
 from nanopoor.review import DEFAULT_TRACK
+from nanopoor.tables import Col, fitted_table, left_out_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -82,18 +82,21 @@ def _print_review(data: dict) -> None:
     console.print(f"source code: {yes_no(log['has_source'])}   hardware: {log['hardware'] or yes_no(False)}   "
                   f"arguments: {yes_no(log['has_arguments'])}"
                   + (" (tokens per step published beside it)" if published and all(r["tokens_formula"] for r in log["runs"]) else ""))
-    claims = Table(title="what the log claims", title_justify="left")
-    for col in ("run", "at target", "step", "time", "tokens", "final val", "best val"):
-        claims.add_column(col, justify="left" if col == "run" else "right")
+    cols = [Col("run", ident=True), Col("at target", justify="right"), Col("step", justify="right"),
+            Col("time", justify="right"), Col("tokens", justify="right"), Col("final val", justify="right"),
+            Col("best val", justify="right", drop=1)]
+    body = []
     for r in log["runs"]:
         hit = r["reached_target"]
-        claims.add_row(r["name"] + ("" if r["metric"] == "val_loss" else f" ({r['metric']})"),
-                       "[green]yes[/green]" if hit else "no",
-                       str(r["target_step"] if hit else r["final_step"]),
-                       fmt_ms(r["target_time_ms"] if hit else r["final_time_ms"]),
-                       fmt_tokens(r["target_tokens"] if hit else r["final_tokens"]),
-                       fmt_loss(r["final_val_loss"]), fmt_loss(r["best_val_loss"]))
+        body.append([r["name"] + ("" if r["metric"] == "val_loss" else f" ({r['metric']})"),
+                     "[green]yes[/green]" if hit else "no", str(r["target_step"] if hit else r["final_step"]),
+                     fmt_ms(r["target_time_ms"] if hit else r["final_time_ms"]),
+                     fmt_tokens(r["target_tokens"] if hit else r["final_tokens"]),
+                     fmt_loss(r["final_val_loss"]), fmt_loss(r["best_val_loss"])])
+    claims, left_out = fitted_table(cols, body, console.width, title="what the log claims", title_justify="left")
     console.print(claims)
+    for line in left_out_lines(cols, body, left_out):
+        console.print(line, highlight=False)
     for metric, st in (log.get("across_runs") or {}).items():
         console.print(f"over {st['count']} runs ({metric}): final {fmt_mean_sd(st['final_val_loss'], fmt_loss)}, "
                       f"step {fmt_mean_sd(st['final_step'], lambda x: f'{x:.0f}')}, "
@@ -106,14 +109,11 @@ def _print_review(data: dict) -> None:
     if not data["findings"]:
         console.print("[green]no anomalies found[/green]")
     else:
-        table = Table(title="anomalies", title_justify="left")
-        table.add_column("severity")
-        table.add_column("run")
-        table.add_column("rule")
-        table.add_column("finding", overflow="fold")
         colors = {"error": "red", "warn": "yellow", "info": "blue"}
-        for f in data["findings"]:
-            table.add_row(f"[{colors[f['severity']]}]{f['severity']}[/]", f["run"] or "-", f["rule"], f["message"])
+        cols = [Col("severity"), Col("run", ident=True), Col("rule", ident=True), Col("finding", wrap=True)]
+        body = [[f"[{colors[f['severity']]}]{f['severity']}[/]", f["run"] or "-", f["rule"], f["message"]]
+                for f in data["findings"]]
+        table, _ = fitted_table(cols, body, console.width, title="anomalies", title_justify="left")
         console.print(table)
     c = data["counts"]
     console.print(_counts(c) + (f"; loss curve: {data['plot']}" if data["plot"] else ""), highlight=False)
@@ -133,17 +133,19 @@ def _print_many(rows: list[dict]) -> None:
     readable = [d["log"]["path"] for d in rows]
     base = Path(os.path.commonpath(readable)) if len(readable) > 1 else None
     base = base.parent if base is not None and Path(base).is_file() else base
-    table = Table(title=f"{len(rows)} logs" + (f" under {base}" if base else ""), title_justify="left")
-    for col in ("log", "format", "runs", "final val", "step", "time", "at target", "err/warn/note", "rules"):
-        table.add_column(col, justify="left" if col in ("log", "format", "rules") else "right", overflow="fold")
+    cols = [Col("log", ident=True), Col("format", drop=4), Col("runs", justify="right", drop=6),
+            Col("final val", wrap=True, justify="right"), Col("step", wrap=True, justify="right", drop=5),
+            Col("time", wrap=True, justify="right", drop=3), Col("at target", justify="right"),
+            Col("err/warn/note", justify="right"), Col("rules", wrap=True, drop=2)]
     rel = lambda p: str(Path(p).relative_to(base)) if base else p  # noqa: E731
     skipped = 0
+    body = []
     for data in rows:
         if "error" in data:
             if data["skipped"]:
                 skipped += 1
             else:
-                table.add_row(rel(data["log"]["path"]), "[red]unread[/]", "", "", "", "", "", "", data["error"])
+                body.append([rel(data["log"]["path"]), "[red]unread[/]", "", "", "", "", "", "", data["error"]])
             continue
         log, c = data["log"], data["counts"]
         runs = [r for r in log["runs"] if r["final_val_loss"] is not None] or log["runs"]
@@ -157,9 +159,13 @@ def _print_many(rows: list[dict]) -> None:
             val, step, time = fmt_loss(r["final_val_loss"]), str(r["final_step"]), fmt_ms(r["final_time_ms"])
         hits = sum(r["reached_target"] for r in runs)
         rules = sorted({f["rule"] for f in data["findings"] if f["severity"] != "info"})
-        table.add_row(rel(log["path"]), log["format"], str(len(log["runs"])), val, step, time,
-                      f"{hits}/{len(runs)}", f"{c['error']}/{c['warn']}/{c['info']}", ", ".join(rules))
+        body.append([rel(log["path"]), log["format"], str(len(log["runs"])), val, step, time,
+                     f"{hits}/{len(runs)}", f"{c['error']}/{c['warn']}/{c['info']}", ", ".join(rules)])
+    table, left_out = fitted_table(cols, body, console.width, title=f"{len(rows)} logs" + (f" under {base}" if base else ""),
+                                   title_justify="left")
     console.print(table)
+    for line in left_out_lines(cols, body, left_out):   # a narrow terminal: the rest of each row on a line
+        console.print(line, highlight=False)
     read = sum("error" not in d for d in rows)
     unread = len(rows) - read - skipped
     failing = sum(bool((d.get("counts") or {}).get("error")) for d in rows)
