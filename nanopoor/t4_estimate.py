@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-T4_FP16_PEAK_FLOPS = 65e12
+from nanopoor.gpu_peaks import fp16_peak_flops
+
+T4_FP16_PEAK_FLOPS = fp16_peak_flops("Tesla T4")   # 65 TFLOP/s: the datasheet table in gpu_peaks.py
 T4_MFU_ASSUMED = 0.30              # central assumption
 T4_MFU_RANGE = (0.25, 0.40)        # what fp16 GPT training on a T4 typically reaches
 
