@@ -24,7 +24,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not items:
         return
     red = sum(1 for item in items if REDTEAM in item.path.parents)
-    text = f"running {len(items)} tests in {len({item.path for item in items})} files"
+    files = len({item.path for item in items})
+    text = f"running {len(items)} test{'s' if len(items) != 1 else ''} in {files} file{'s' if files != 1 else ''}"
     if red:
         text += f"; {red} of them are the red-team block (tests/redteam/), which runs cheating records for real: minutes"
     say(session.config, text)

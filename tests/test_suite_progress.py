@@ -39,7 +39,7 @@ def test_nothing_is_said_of_a_block_that_is_not_selected(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_a="def test_one(): pass\n")
     out = pytester.runpytest("-p", "no:cacheprovider").stdout.str()
-    assert "running 1 tests in 1 files" in out and "red-team" not in out
+    assert "running 1 test in 1 file" in out and "red-team" not in out
 
 
 def test_the_makefile_shows_per_file_progress():
