@@ -78,10 +78,10 @@ def _print_review(data: dict) -> None:
     console.print(f"[bold]{log['path']}[/bold]  format [cyan]{log['format']}[/cyan]  "
                   f"track {data['track']}  target {_targets(data)}")
     yes_no = lambda b: "[green]yes[/green]" if b else "[red]no[/red]"  # noqa: E731
-    published = sorted({r["tokens_formula"] for r in log["runs"] if r["tokens_formula"]}) if not log["has_arguments"] else []
+    # no arguments, yet every run is counted: its tokens per step were published beside the log
+    published = not log["has_arguments"] and bool(log["runs"]) and all(r["tokens_formula"] for r in log["runs"])
     console.print(f"source code: {yes_no(log['has_source'])}   hardware: {log['hardware'] or yes_no(False)}   "
-                  f"arguments: {yes_no(log['has_arguments'])}"
-                  + (" (tokens per step published beside it)" if published and all(r["tokens_formula"] for r in log["runs"]) else ""))
+                  f"arguments: {yes_no(log['has_arguments'])}" + (" (tokens per step published beside it)" if published else ""))
     cols = [Col("run", ident=True), Col("at target", justify="right"), Col("step", justify="right"),
             Col("time", justify="right"), Col("tokens", justify="right"), Col("final val", justify="right"),
             Col("best val", justify="right", drop=1)]
