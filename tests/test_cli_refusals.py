@@ -145,8 +145,8 @@ def test_a_disk_that_turns_read_only_midway_is_one_line(app, tmp_path, monkeypat
 def test_freeze_refuses_a_syntax_error_naming_file_and_line(app, tmp_path):
     rec = copy_record(FIXTURES / "records" / "tiny", tmp_path / "records", freeze=False)
     toml_before = (rec / "record.toml").read_text()
-    (rec / "helpers.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
-    one_line(invoke(app, "freeze", rec), f"error: freeze: {(rec / 'helpers.py').as_posix()}:3:", "nothing was written")
+    (rec / "layers.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
+    one_line(invoke(app, "freeze", rec), f"error: freeze: {(rec / 'layers.py').as_posix()}:3:", "nothing was written")
     assert (rec / "record.toml").read_text() == toml_before
 
 
