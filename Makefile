@@ -29,18 +29,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 	@echo "setup done: $(VENV) is ready"
 
+# the test targets print a line per test file as it ends (pytest's own progress, not -q) and name the
+# slow red-team block as it starts (tests/suite_progress.py), so a loaded machine is never silent for minutes.
 # what CI runs: everything but the superseded data-parallel records' full cases (marked archive;
 # tests/test_superseded_ddp_records.py runs each of them once on 2 ranks instead)
 test: setup
-	$(BIN)/python -m pytest -q -m "not archive"
+	$(BIN)/python -m pytest -m "not archive"
 
 # every test, the archive included (3 more minutes on 2 cores): before a harness release
 test-all: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 # the inner loop: everything but the tests that start real runs (marked slow)
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not archive"
+	$(BIN)/python -m pytest -m "not slow and not archive"
 
 LINT_PATHS := nanopoor harness tests benchmarks scripts
 

@@ -171,11 +171,6 @@ def shipped_data(path: str | Path) -> list[str]:
             out.append(f"{rel} is not UTF-8 text")
             continue
         if f.suffix == ".py":
-            try:
-                compile(text, rel, "exec")
-            except SyntaxError as e:
-                out.append(f"{rel}:{e.lineno}: {e.msg} (a record that cannot be compiled cannot run)")
-                continue
             out += [f"{rel}:{line}: {what}, which is data, not source" for line, what in data_literals(text)]
     if total > RECORD_SOURCE_CAP_BYTES:
         out.append(f"the record's files hold {total:,} bytes, over the {RECORD_SOURCE_CAP_BYTES // 1024} KiB a record's source may hold")
@@ -231,10 +226,27 @@ def compute_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def refuse_syntax_errors(rec: Record) -> None:
+    """every python file of the record compiles: a frozen record with a syntax error could never
+    run, and it could not be fixed without a new name."""
+    for f in _files(rec.path):
+        if f.suffix != ".py":
+            continue
+        try:
+            compile(f.read_bytes(), str(f), "exec", dont_inherit=True)
+        except SyntaxError as e:
+            where = f"{f.as_posix()}:{e.lineno}" if e.lineno else f.as_posix()
+            raise UserError(f"freeze: {where}: {e.msg}: fix it and freeze again (nothing was written)") from None
+        except ValueError as e:   # null bytes and the like
+            raise UserError(f"freeze: {f.as_posix()}: {e}: fix it and freeze again (nothing was written)") from None
+
+
 def freeze(path: str | Path) -> str:
-    """write the current digest into record.toml's [frozen] table (replacing an old one)."""
+    """write the current digest into record.toml's [frozen] table (replacing an old one), once
+    every file is covered by the digest and every python file compiles."""
     rec = load_record(path)
     refuse_uncovered(rec.path, "freeze")
+    refuse_syntax_errors(rec)
     refuse_data(rec.path, "freeze")
     digest = compute_digest(rec.path)
     toml_path = rec.path / "record.toml"

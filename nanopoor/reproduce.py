@@ -188,31 +188,53 @@ def _verdict(cmp: Comparison, target: float) -> tuple[str, list[str]]:
 REPRODUCED_WITHIN = 0.02  # nats: a re-run of the same record, seed and data lands this close to the original
 
 
-def reproduce_run(run_dir: Path, *, data=None, out: Path = Path("runs"), timeout_s=None, quiet: bool = False,
-                  as_t4: bool = False, isolated: bool = True) -> dict:
+def rerun_verdict(original: dict, new: dict) -> tuple[bool, str]:
+    """(reproduced, why): a re-run reproduces its original when it completed and its val loss
+    lands within REPRODUCED_WITHIN of the original's."""
+    a, b = original.get("val_loss"), new.get("val_loss")
+    if new.get("status") != "completed":
+        return False, f"the re-run ended {new.get('status')}" + (f": {new['reason']}" if new.get("reason") else "")
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not (math.isfinite(a) and math.isfinite(b)):
+        return False, f"no val loss to compare (original {a}, re-run {b})"
+    gap = b - a
+    if abs(gap) > REPRODUCED_WITHIN:
+        return False, f"val loss {b:.4f} is {gap:+.4f} from the original's {a:.4f}, more than {REPRODUCED_WITHIN} nats"
+    return True, f"val loss {b:.4f} is {gap:+.4f} from the original's {a:.4f}, within {REPRODUCED_WITHIN} nats"
+
+
+def reproduce_run(run_dir: Path, *, data=None, out: Path | None = None, timeout_s=None, quiet: bool = False,
+                  as_t4: bool = False, allow_cpu: bool = False, on_note=None, isolated: bool = True) -> dict:
     """re-run a committed run's record with its scale, seed, track and ranks, and record the new
     run as a reproduction of it (result `reproduces`). a run folder proves nothing against the
-    machine that made it; a second run by someone else, within seed noise, does."""
+    machine that made it; a second run by someone else, within seed noise, does. the preflight
+    of `run` comes first: a full-scale run on a machine without a gpu is refused before it starts."""
     from nanopoor import runner
+    from nanopoor.output import check_writable, default_runs_dir
     from nanopoor.result import load_result
 
     original = load_result(Path(run_dir) / "result.json")
     record = Path("records") / str(original["record"])
-    new_dir = runner.run_record(record, scale=original["scale"], seed=original["seed"], data_dir=data, out_root=out,
-                                timeout_s=timeout_s, track=original["track"], nproc=int(original.get("nproc") or 1),
+    scale, track = str(original["scale"]), original["track"]
+    for note in runner.preflight(record, scale, track=track, data_dir=data, allow_cpu=allow_cpu, verb="reproduce",
+                                 isolated=isolated):
+        if on_note is not None:
+            on_note(note)
+    out = out or default_runs_dir(scale, runner.has_gpu())
+    check_writable(out, "--runs DIR")
+    new_dir = runner.run_record(record, scale=scale, seed=original["seed"], data_dir=data, out_root=out,
+                                timeout_s=timeout_s, track=track, nproc=int(original.get("nproc") or 1),
                                 quiet=quiet, reproduces=original["run_id"], as_t4=as_t4 or bool(original.get("t4_limits")),
                                 isolated=isolated)
     new = load_result(new_dir / "result.json")
     a, b = original.get("val_loss"), new.get("val_loss")
-    gap = None if a is None or b is None else b - a
-    ok = new["status"] == "completed" and gap is not None and abs(gap) <= REPRODUCED_WITHIN
+    gap = b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+    ok, why = rerun_verdict(original, new)
     same_machine = new.get("machine") == original.get("machine")
-    summary = (f"{new['run_id']}: {new['status']}, val loss {b} vs {a} "
-               f"({'reproduced' if ok else 'not reproduced'} within {REPRODUCED_WITHIN} nats)"
+    summary = (f"{new['run_id']}: {'reproduced' if ok else 'not reproduced'}: {why}"
                + ("; made on the same machine as the original, which proves little" if same_machine else ""))
     return {"original": original["run_id"], "reproduction": new["run_id"], "status": new["status"], "val_loss": b,
-            "original_val_loss": a, "gap": gap, "reproduced": ok, "same_machine": same_machine, "summary": summary,
-            "run_dir": str(new_dir)}
+            "original_val_loss": a, "gap": gap, "reproduced": ok, "why": why, "same_machine": same_machine,
+            "summary": summary, "run_dir": str(new_dir)}
 
 
 def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, scale: str = "full",
@@ -225,7 +247,7 @@ def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, 
     from nanopoor import runner
     from nanopoor.logs import parse_log
     from nanopoor.logs.nanopoor_events import parse as parse_events
-    from nanopoor.output import default_runs_dir
+    from nanopoor.output import check_writable, default_runs_dir
     from nanopoor.records import load_record
 
     rec = load_record(record)
@@ -234,6 +256,7 @@ def reproduce_claim(record: str | Path, *, claim: int | None = None, data=None, 
         if on_note is not None:
             on_note(note)
     runs_dir = runs_dir or default_runs_dir(scale, runner.has_gpu())
+    check_writable(runs_dir, "--runs DIR")
     log_path = claim_log_path(chosen)
     claim_log = parse_log(log_path) if log_path else None
     run_dir = runner.run_record(rec.path, scale=scale, seed=seed, data_dir=data, out_root=runs_dir,

@@ -251,9 +251,18 @@ def rule_missing_provenance(parsed: ParsedLog, cfg: ReviewConfig) -> list[Findin
         findings.append(Finding("missing-hardware", "warn",
                                 f"the log names no hardware: its time cannot be placed{where}"))
     if not parsed.has_arguments:
-        findings.append(Finding("missing-arguments", "warn",
-                                "the log states no arguments: batch size, schedule and tokens cannot be checked"))
+        findings.append(Finding("missing-arguments", "warn", _no_arguments(parsed)))
     return findings
+
+
+def _no_arguments(parsed: ParsedLog) -> str:
+    """what a log without arguments leaves unchecked; tokens only when nothing else counts them
+    (a formula published with the claim does), so the review never says both."""
+    counted = [r for r in parsed.runs if r.tokens_formula]
+    if parsed.runs and len(counted) == len(parsed.runs):
+        where = "; ".join(sorted({r.tokens_formula for r in counted}))
+        return f"the log states no arguments: batch size and schedule cannot be checked against it (tokens per step: {where})"
+    return "the log states no arguments: batch size, schedule and tokens cannot be checked"
 
 
 def rule_harness_verdicts(parsed: ParsedLog, cfg: ReviewConfig) -> list[Finding]:

@@ -18,7 +18,7 @@ from nanopoor import hardware
 from nanopoor.errors import UserError
 from nanopoor.jsonio import dumps
 from nanopoor.event_reader import read_events
-from nanopoor.output import DEV_RUNS, RANKED_RUNS, default_runs_dir
+from nanopoor.output import DEV_RUNS, RANKED_RUNS, check_writable, default_runs_dir
 from nanopoor.records import check_frozen, load_record, refuse_data, refuse_uncovered, stage
 from nanopoor.result import files_digest, write_result
 from nanopoor.run_process import HARNESS_DIRS, launch_record
@@ -127,7 +127,7 @@ def preflight(record_dir: str | Path, scale: str, *, track: str | None = None, d
     data = Path(data_dir) if data_dir else Path("data") / trk.dataset
     if not (data / "manifest.json").is_file():
         net = " (it streams from the Hugging Face Hub: needs the network)" if trk.dataset == "fineweb-edu" else ""
-        needs.append(f"the {trk.dataset} dataset at {data.as_posix()}: build it with `{build_hint(data)}`{net}")
+        needs.append(f"the {trk.dataset} dataset at {data.as_posix()}: build it with `{build_hint(data, trk.dataset)}`{net}")
     if needs:
         raise UserError(f"{verb} {rec.path.as_posix()} --scale {scale} needs " + "; and ".join(needs)
                         + (". Next: " + ", or ".join(nxt) if nxt else ""))
@@ -149,6 +149,7 @@ def run_seeds(record_dir: str | Path, n: int = 1, *, scale: str = "smoke", seed:
         if on_note is not None:
             on_note(note)
     runs_dir = runs_dir or default_runs_dir(scale, has_gpu())
+    check_writable(runs_dir, "--runs DIR")   # before the first run starts, not halfway
     return [run_record(record_dir, scale=scale, seed=seed, data_dir=data_dir, out_root=runs_dir, track=track,
                        isolated=isolated, **kw) for _ in range(n)]
 

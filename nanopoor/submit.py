@@ -100,7 +100,7 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     leaderboard file [default: leaderboard.md, or beside the runs for dev runs]. gpus: the device
     ids for parallel runs [default: the visible ones]; on_note(text) gets the preflight's notes
     before anything runs; on_done(run_dir, gpu) is called as each parallel run ends."""
-    from nanopoor.output import DEV_RUNS, default_runs_dir
+    from nanopoor.output import DEV_RUNS, check_writable, default_runs_dir
 
     if scale not in SCALES:
         raise UserError(f"unknown scale '{scale}': use --scale full or --scale smoke")
@@ -118,6 +118,8 @@ def submit(record_path: str | Path, *, n_runs: int | None = None, data_dir: str 
     dev = runs_dir.resolve() == DEV_RUNS.resolve()
     # the committed board is made from runs/ only: dev runs get a board of their own beside them
     out = Path(out) if out is not None else (runs_dir / "leaderboard.md" if dev else Path("leaderboard.md"))
+    check_writable(runs_dir, "--runs DIR")     # before any run starts, not when the board is written
+    check_writable(out.parent, "--out PATH")
     # records_dir as given (relative stays relative), so the leaderboard's links stay relative
     records_dir = Path(os.path.dirname(os.path.normpath(str(rec.path))) or ".")
     before = {p: (p.read_bytes() if p.is_file() else None) for p in leaderboard.output_paths(out).values()}

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from supervisor.events import fmt_tokens
-from nanopoor.output import print_json
+from nanopoor.output import print_json, print_json_array
 from nanopoor.result import load_result, select
 
 # the result keys a summary shows, in this order (nanopoor.result.RunResult names them all)
@@ -25,8 +25,8 @@ def summary(run_dir: Path) -> dict:
 
 
 def print_summaries(rows: list[dict], fmt: str, console: Console | None = None) -> None:
-    if fmt == "json":
-        print_json(rows if len(rows) != 1 else rows[0])
+    if fmt == "json":   # one run asked for: its object; several (--seeds N): an array of them
+        print_json(rows[0]) if len(rows) == 1 else print_json_array(rows)
         return
     console = console or Console()
     for s in rows:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-T4_FP16_PEAK_FLOPS = 65e12
+from nanopoor.gpu_peaks import fp16_peak_flops
+
+T4_FP16_PEAK_FLOPS = fp16_peak_flops("Tesla T4")   # 65 TFLOP/s: the datasheet table in gpu_peaks.py
 T4_MFU_ASSUMED = 0.30              # central assumption
 T4_MFU_RANGE = (0.25, 0.40)        # what fp16 GPT training on a T4 typically reaches
 
@@ -37,6 +39,6 @@ def estimate(matmul_params: int, n_layer: int, d_model: int, seq_len: int, token
     return Estimate(fpt, tokens, T4_FP16_PEAK_FLOPS * T4_MFU_ASSUMED / fpt, hours(T4_MFU_ASSUMED), (hours(hi), hours(lo)))
 
 
-# dense_muon_t4_v2, the project's fastest record: its run logs print matmul_params=119498496
-# (6 layers x 768 wide, seq_len 1024)
-FASTEST = {"record": "dense_muon_t4_v2", "matmul_params": 119_498_496, "n_layer": 6, "d_model": 768, "seq_len": 1024}
+# dense_muon_t4_v4, the board's rank 1 (dense_muon_t4_v2's model at 60 steps): its run logs print
+# matmul_params=119498496 (6 layers x 768 wide, seq_len 1024)
+FASTEST = {"record": "dense_muon_t4_v4", "matmul_params": 119_498_496, "n_layer": 6, "d_model": 768, "seq_len": 1024}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nanopoor.data.writer import BuildSpec, build_token_documents
+from suite_progress import pytest_collection_finish, pytest_runtest_protocol  # noqa: F401  (hooks: what make test says as it runs)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared"

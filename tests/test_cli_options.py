@@ -105,9 +105,11 @@ def test_print_json_is_clean_sorted_and_parseable(capsys):
     output.print_json({"b": math.nan, "a": [1, Path("x")]})
     text = capsys.readouterr().out
     assert text == '{\n  "a": [\n    1,\n    "x"\n  ],\n  "b": "nan"\n}\n'
-    output.print_json({"b": 1, "a": 2}, one_line=True)
-    line = capsys.readouterr().out
-    assert line == '{"a": 2, "b": 1}\n' and json.loads(line) == {"a": 2, "b": 1}
+    assert output.print_json_array(iter([{"b": 1, "a": 2}, {"c": math.inf}])) == [{"b": 1, "a": 2}, {"c": math.inf}]
+    text = capsys.readouterr().out
+    assert text == '[\n{"a": 2, "b": 1},\n{"c": "inf"}\n]\n' and json.loads(text) == [{"a": 2, "b": 1}, {"c": "inf"}]
+    output.print_json_array([])
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_fmt_ms_lives_in_the_output_module():

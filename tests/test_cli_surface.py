@@ -168,13 +168,14 @@ def _fresh_checkout(tmp_path: Path) -> Path:
 README_VERBS = [
     ["demo"],
     ["run", "records/baseline_adamw"],
-    ["run", "records/dense_muon_t4_v2", "--scale", "full"],   # refused on a cpu: still writes nothing
+    ["run", "records/dense_muon_t4_v4", "--scale", "full"],   # refused on a cpu: still writes nothing
     ["submit", "records/muon_3xlr"],
     ["reproduce", "records/muon_3xlr"],
     ["reproduce", "records/muon_3xlr", "--scale", "smoke"],
     ["leaderboard", "--check"],
     ["verify", "runs/"],
     ["compare", "muon_3xlr", "baseline_adamw"],
+    ["compare", "dense_muon_t4_v4", "baseline_adamw_epoch"],
     ["data", "audit", "data/demo"],
     ["review", "tests/fixtures/logs/llmc_main.log"],
     ["review", "RUN_LOG"],   # a committed run's log.txt

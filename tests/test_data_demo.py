@@ -101,7 +101,7 @@ def test_missing_folder(tmp_path):
     with pytest.raises(UserError) as e:
         ensure_dataset(tmp_path / "demo")
     assert str(e.value) == f"no dataset at {tmp_path / 'demo'}: build it with `nanopoor data demo --out {tmp_path / 'demo'}`"
-    with pytest.raises(UserError, match="no dataset at .*: build it with `nanopoor data demo`"):
+    with pytest.raises(UserError, match="no dataset at .*: build it with `nanopoor data demo --out data/demo-that-is-not-here`"):
         load_manifest("data/demo-that-is-not-here")
 
 

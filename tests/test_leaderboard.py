@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fixtures_runs import H100, make_record, make_run, make_submission, rewrite_result
 from nanopoor import leaderboard
+from nanopoor.leaderboard.numbers import fmt_duration
 
 SEED_CLAIM = {"time_min": 14.86, "date": "2025-02-03", "tokens": 5_242_880, "formula": "1024 × 8 × 4 × 160",
               "hardware": "1× Tesla T4", "person": "VatsaDev",
@@ -60,11 +61,13 @@ def test_official_table_ranks_only_verified_submissions_by_time(board_tree):
     ranked, rest = official.split("**Did not reach the target**")
     rows = [line for line in ranked.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
     assert len(rows) == 2
-    assert rows[0].startswith("| 1 | 13.33 ± 0.17 min (n=3) | 3.2000 (p=0.0026) | 2025-03-02 | 5.24M tok (1024 × 8 × 4 × 160) | VatsaDev | 3x lr | no |")
-    assert rows[1].startswith("| 2 | 20.00 ± 0.17 min (n=3) | 3.1100 (p=")
+    # three significant figures; no calibration runs here: no speed-up; 800 s × a T4's 65 TFLOP/s
+    assert rows[0].startswith("| 1 | 13.3 ± 0.2 min (n=3) | — | 52.0 PFLOP | 3.2000 (p=0.0026) | 2025-03-02 | "
+                              "5.24M tok (1024 × 8 × 4 × 160) | VatsaDev | 3x lr | no |")
+    assert rows[1].startswith("| 2 | 20.0 ± 0.2 min (n=3) | — | 78.0 PFLOP | 3.1100 (p=")
     # the fastest submission is not significant: shown below the ranked ones, not ranked
     below = [line for line in rest.splitlines() if line.startswith("| 3.")]
-    assert len(below) == 1 and below[0].startswith("| 3.2733 (p=") and "| 10.00 ± 0.17 min (n=3) |" in below[0]
+    assert len(below) == 1 and below[0].startswith("| 3.2733 (p=") and "| 10.0 ± 0.2 min (n=3) |" in below[0]
     assert "not significant: p=" in below[0]
     assert "[1](runs/20250302-muon_3xlr-full-s101)" in rows[0]
 
@@ -94,7 +97,7 @@ def test_claims_say_what_the_harness_found(board_tree):
     generate()
     md = Path("leaderboard.md").read_text()
     claims = section(md, "### Published claims")
-    row = [line for line in claims.splitlines() if line.startswith("| 14.86 min")][0]
+    row = [line for line in claims.splitlines() if line.startswith("| 14.9 min | 58.0 PFLOP |")][0]
     assert "[tweaks_run_nosave.txt](https://github.com/VatsaDev/NanoPoor/blob/main/logs/tweaks_run_nosave.txt)" in row
     # a short verdict in the cell, the findings as numbered notes under the table
     assert row.endswith("| implausible: 19× fewer tokens than the track's floor; re-run here: target reached (notes 1, 2, 3) |")
@@ -169,7 +172,7 @@ def test_check_fails_when_a_run_does_not_verify(board_tree, app):
     CliRunner().invoke(app, ["leaderboard"])
     md = Path("leaderboard.md").read_text()
     assert "unverifiable: " in md and "## Run folders that do not verify" in md
-    assert "| 1 | 20.00 ± 0.17 min (n=3) |" in md
+    assert "| 1 | 20.0 ± 0.2 min (n=3) |" in md
 
 
 def test_missing_runs_folder(tmp_path, monkeypatch, app):
@@ -235,7 +238,7 @@ def test_repo_claims_render_on_the_leaderboard(tmp_path):
     md = board.files[tmp_path / "leaderboard.md"].decode()
     table = section(md, "### Published claims")
     for name, c in claims:
-        row = [line for line in table.splitlines() if line.startswith(f"| {float(c['time_min']):.2f} min |")]
+        row = [line for line in table.splitlines() if line.startswith(f"| {fmt_duration(c['time_min'] * 60_000)} |")]
         assert row, f"claim {c['time_min']} of {name} missing"
         assert f"({c['log']})" in row[0] and "implausible: " in row[0]
 
@@ -263,7 +266,7 @@ def test_official_track_comes_first_and_the_rest_is_ordered_by_val_loss(tmp_path
     order = [line.split(" | ")[0] for line in docs.splitlines() if line.startswith("| 3.") or line.startswith("| 4.")]
     assert order == ["| 3.5000 (p=1)", "| 4.0000 (1 run)", "| 4.7800 (p=1)"]
     assert "p: the one-sided t-test's p-value that the runs' mean val loss is below the target" in md
-    claim_cell = [line for line in md.splitlines() if line.startswith("| 14.86 min")][0].split(" | ")[-1]
+    claim_cell = [line for line in md.splitlines() if line.startswith("| 14.9 min")][0].split(" | ")[-1]
     assert len(claim_cell) < 120 and "(notes 1, 2, 3)" in claim_cell   # a verdict, not the explanation
     assert frame[frame["kind"] == "claim"]["verdict"].iloc[0].startswith("implausible")
 
@@ -289,9 +292,9 @@ def test_runs_are_grouped_and_judged_by_track_version(tmp_path, monkeypatch, app
     assert md.index("### fineweb-edu version 2 · target 3.5") < md.index("### fineweb-edu version 1 · target 3.28")
     v2 = section(md, "### fineweb-edu version 2 · target 3.5", until="\n### ")
     # the same losses: verified and ranked against v2's 3.5, above v1's 3.28
-    assert "| 1 | 1.67 ± 0.02 min (n=3) | 3.4000 (p=" in v2
+    assert "| 1 | 1.67 ± 0.02 min (n=3) | 0.805× | 6.50 PFLOP | 3.4000 (p=" in v2   # the calibration: 80.5 s
     calibration = v2.split("#### Calibration runs (these set the target)")[1]
-    assert "| 3.6100 (2 runs) | 1.34 ± 0.01 min (n=2) |" in calibration and "| calibration |" in calibration
+    assert "| 3.6100 (2 runs) | 80.5 ± 0.7 s (n=2) | 1.00× |" in calibration and "| calibration |" in calibration
     one = section(md, "### fineweb-edu version 1 · target 3.28", until="\n### ")
     assert "above target: mean val loss 3.4000 > target 3.28" in one and "| 1 |" not in one
     subs = frame[frame["kind"] == "submission"].set_index("seeds")

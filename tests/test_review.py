@@ -191,7 +191,7 @@ def test_review_json_and_no_png_unless_asked(app, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     res = CliRunner().invoke(app, ["review", str(log), "--format", "json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output   # an error finding: the claim does not stand
     data = json.loads(res.output)
     assert data["log"]["format"] == "nanopoor-text" and data["track"] == "fineweb-edu" and data["target"] == 3.28
     assert data["log"]["runs"][0]["target_tokens"] == 160 * 32768     # run id 2yapG8: the published formula
@@ -202,12 +202,12 @@ def test_review_json_and_no_png_unless_asked(app, tmp_path, monkeypatch):
 
 def test_review_table_prints_claim_and_anomalies(app, tmp_path):
     res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path))], env={"COLUMNS": "200"})
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output
     for text in ("what the log claims", "5.24M", "tokens-to-target", "plateau-then-cliff", "anomalies"):
         assert text in res.output
     assert "loss curve" not in res.output
     res = CliRunner().invoke(app, ["review", str(nanopoor_log(tmp_path / "b")), "--no-plot"])   # old scripts still run
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output
 
 
 def test_review_plot_path_file_or_folder(app, tmp_path):
@@ -271,7 +271,7 @@ def test_review_bad_names_are_user_errors(app, tmp_path, args, match):
 def test_review_flags_the_number_one_claim(app, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["review", str(PEER / "tweaks_run_nosave.txt"), "--format", "json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output   # its error finding
     data = json.loads(res.output)
     [f] = [f for f in data["findings"] if f["rule"] == "tokens-to-target"]
     assert f["severity"] == "error" and "5.24M tokens" in f["message"]
@@ -314,11 +314,11 @@ def many_logs(tmp_path: Path) -> Path:
     return root
 
 
-def test_review_many_logs_json_lines_one_per_log(app, tmp_path):
+def test_review_many_logs_is_one_json_array_one_object_per_log(app, tmp_path):
     root = many_logs(tmp_path)
     res = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "1"])
-    assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in res.output.splitlines()]
+    rows = json.loads(res.stdout)   # one document, which json.loads (and json.tool) reads
+    assert isinstance(rows, list)
     by_name = {str(Path(r["log"]["path"]).relative_to(root)): r for r in rows}
     assert sorted(by_name) == ["a/one.txt", "a/seeds.txt", "b/README.txt", "b/bert.log", "b/one.txt"]
     assert by_name["b/README.txt"]["skipped"] is True and "cannot tell the log format" in by_name["b/README.txt"]["error"]
@@ -337,7 +337,7 @@ def test_review_many_logs_in_processes_gives_the_same_rows(app, tmp_path):
         (root / "a" / f"extra{k}.txt").write_text(modded_2025(final_val=3.27 + k / 1000))
     one = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "1"])
     two = CliRunner().invoke(app, ["review", str(root), "--format", "json", "--jobs", "2"])
-    assert one.exit_code == two.exit_code == 0
+    assert one.exit_code == two.exit_code == 1   # some logs have error findings
     assert one.output == two.output
 
 
@@ -346,8 +346,8 @@ def test_review_many_logs_table_and_plot_dir(app, tmp_path):
     plots = tmp_path / "plots"
     res = CliRunner().invoke(app, ["review", str(root / "a"), str(root / "b"), "--plot-dir", str(plots), "--jobs", "1"],
                              env={"COLUMNS": "250"})
-    assert res.exit_code == 0, res.output
-    assert "4 logs read, 1 files skipped (not a log)" in res.output
+    assert res.exit_code == 1, res.output
+    assert "4 logs read, 1 file skipped (not a log); 2 with errors: exit code 1" in res.output
     assert "3.2805 ± 0.0010 (n=3)" in res.output            # the seeds file: mean ± sd over its runs
     # two logs named one.txt: the second png carries its folder's name
     assert sorted(p.name for p in plots.iterdir()) == ["review-b-one.png", "review-bert.png", "review-one.png",

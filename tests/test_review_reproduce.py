@@ -129,7 +129,7 @@ def test_reproduce_command_json(app, tmp_path, fake_runner, monkeypatch):
     rec = make_record(tmp_path / "records", "muon", claims=[CLAIM])
     res = CliRunner().invoke(app, ["reproduce", str(rec), "--format", "json", "--seed", "3", "--data", str(tmp_path),
                                    "--runs", str(tmp_path / "runs"), "--plot", str(tmp_path / "overlay.png")])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output    # ran, and did not reproduce
     data = json.loads(res.output)
     assert fake_runner == [{"record_dir": rec, "scale": "full", "seed": 3, "data_dir": tmp_path,
                             "out_root": tmp_path / "runs", "timeout_s": None, "track": None}]
@@ -144,7 +144,8 @@ def test_reproduce_command_table(app, tmp_path, fake_runner, monkeypatch):
     rec = make_record(tmp_path / "records", "muon", claims=[CLAIM])
     res = CliRunner().invoke(app, ["reproduce", str(rec), "--scale", "smoke", "--runs", str(tmp_path / "runs")],
                              env={"COLUMNS": "200"})
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines()[-1].startswith("not reproduced: ")
     assert fake_runner[0]["scale"] == "smoke"
     for text in ("reproduce muon", "1× Tesla T4", "14.86 min", "val loss at matching steps", "verdict: not reproduced"):
         assert text in res.output

@@ -44,7 +44,7 @@ def test_submit_runs_the_declared_seeds_and_prints_files_to_commit(tmp_path, mon
     assert sub["verified"] and sub["verdict"] == "verified" and sub["n_runs"] == 3 and sub["rank"] == 1
     assert out["to_commit"] == sorted([f"?? {r}/" for r in out["runs"]] + [
         "?? leaderboard.csv", "?? leaderboard.json", "?? leaderboard.md", "?? leaderboard.png"])
-    assert "| 1 | 13.33 ± 0.00 min (n=3) |" in Path("leaderboard.md").read_text()
+    assert "| 1 | 13.3 ± 0.00002 min (n=3) |" in Path("leaderboard.md").read_text()   # an sd of 1 ms: one figure, never 0
 
 
 def test_a_second_submission_joins_the_same_group_and_marks_changes(tmp_path, monkeypatch, app, fake_runner):
@@ -66,7 +66,7 @@ def test_single_run_submission_is_shown_as_one_run(tmp_path, monkeypatch, app, f
     res = CliRunner().invoke(app, ["submit", "records/r", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "single run" in res.output and "files to commit:" in res.output
-    assert "| 13.33 min (1 run) | 2025-03-02 |" in Path("leaderboard.md").read_text()   # below the ranked ones
+    assert "| 13.3 min (1 run) | — | 52.0 PFLOP | 2025-03-02 |" in Path("leaderboard.md").read_text()   # below the ranked ones
 
 
 def test_changed_frozen_record_is_refused_before_running(tmp_path, monkeypatch, app, fake_runner):

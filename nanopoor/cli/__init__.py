@@ -1,8 +1,9 @@
 """the `nanopoor` command. every verb lives in a module of this package (nanopoor/cli/<verb>.py)
 that holds its options and its printing and calls the module that does the work; options that
 several verbs take are spelt once in options.py, and json and formats come from nanopoor/output.py.
-a UserError anywhere below, and a usage error that click finds while parsing (an unknown option,
-a bad choice, a missing argument), becomes one line on stderr and exit code 1."""
+a UserError anywhere below, a usage error that click finds while parsing (an unknown option,
+a bad choice, a missing argument), and a file-system refusal (a read-only folder, a full disk)
+become one line on stderr and exit code 1."""
 from __future__ import annotations
 
 import os
@@ -43,7 +44,14 @@ class _Group(TyperGroup):
             from supervisor.shards import ShardError
             from supervisor.tracks import UnknownTrack
 
-            if not isinstance(e, (UserError, ShardError, UnknownTrack)) or os.environ.get("NANOPOOR_DEBUG") == "1":
+            from nanopoor.output import os_error_line
+
+            if os.environ.get("NANOPOOR_DEBUG") == "1":
+                raise
+            if isinstance(e, OSError) and os_error_line(e):
+                typer.echo(f"error: {os_error_line(e)}", err=True)
+                raise typer.Exit(1) from None
+            if not isinstance(e, (UserError, ShardError, UnknownTrack)):
                 raise
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None

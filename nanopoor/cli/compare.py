@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nanopoor.cli.options import format_option, runs_option
 from nanopoor.output import Format, Scale, print_json
+from nanopoor.tables import Col, fitted_table, left_out_lines
 
 # how each metric is shown: divided by, and its name in the table
 SHOWN = {"train_time_ms": (60000, "train time (min)"), "val_loss": (1, "val loss")}
@@ -39,14 +39,20 @@ def compare(
             return "—"
         return f"{mean / div:.4g}" + (f" ± {sd / div:.2g}" if sd is not None else "") + f" (n={n})"
 
-    table = Table("metric", res.a, res.b, "A − B", "p (A lower)", "significant", title=f"{res.track} · {res.hardware}")
+    cols = [Col("metric", wrap=True), Col(res.a, ident=True, justify="right"), Col(res.b, ident=True, justify="right"),
+            Col("A − B", justify="right", drop=1), Col("p (A lower)", wrap=True, justify="right", drop=2),
+            Col("significant", drop=3)]
+    rows = []
     for c in res.comparisons:
         div, name = SHOWN[c.metric]
-        table.add_row(name, shown(c.mean_a, c.sd_a, c.n_a, div), shown(c.mean_b, c.sd_b, c.n_b, div),
-                      f"{c.difference / div:+.4g}" if c.difference is not None else "—",
-                      f"{c.p_value:.2g}" if c.p_value is not None else "n < 2", "yes" if c.significant else "no")
+        rows.append([name, shown(c.mean_a, c.sd_a, c.n_a, div), shown(c.mean_b, c.sd_b, c.n_b, div),
+                     f"{c.difference / div:+.4g}" if c.difference is not None else "—",
+                     f"{c.p_value:.2g}" if c.p_value is not None else "n < 2", "yes" if c.significant else "no"])
     console = Console()
+    table, left_out = fitted_table(cols, rows, console.width, title=f"{res.track} · {res.hardware}")
     console.print(table)
+    for line in left_out_lines(cols, rows, left_out):   # what a narrow table could not hold, a line per metric
+        console.print(line, highlight=False)
     fast = res.speedup
     if fast.ratio is not None:
         ci = (f", {fast.confidence:.0%} interval {fast.low:.3g}–{fast.high:.3g}" if fast.low is not None else ", n < 2: no interval")

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nanopoor.cli.options import no_isolation_option, runs_option
-from nanopoor.output import DEV_RUNS, fmt_loss
+from nanopoor.output import DEV_RUNS, check_writable, fmt_loss
 
 DEMO_RECORD = Path("records/demo_gpt")
 
@@ -28,6 +28,7 @@ def demo(
     from nanopoor.runner import check_isolation, run_record
     from nanopoor.summary import print_summaries, summary
 
+    check_writable(runs, "--runs DIR")
     console = Console()
     check_isolation(not no_isolation)   # before anything is built: one line when a sandbox cannot start here
     console.print(f"[bold]1/3[/] demo dataset → {data}")

@@ -1,6 +1,7 @@
 """`nanopoor leaderboard`: regenerate (or --check) leaderboard.md and its .json, .csv and .png."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -8,7 +9,7 @@ from rich.console import Console
 
 from nanopoor.cli.options import format_option, runs_option
 from nanopoor.errors import UserError
-from nanopoor.output import Format, print_json
+from nanopoor.output import Format, check_writable, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +29,11 @@ def leaderboard(
     if runs is not None and not runs.is_dir():
         raise UserError(f"no runs folder at {runs}: pass --runs DIR with run folders (or leave it out for runs/)")
     runs = runs or Path("runs")
+    if not check:
+        check_writable(out.parent, "--out PATH")
+        unwritable = [p for p in lb.output_paths(out).values() if p.exists() and not os.access(p, os.W_OK)]
+        if unwritable:
+            raise UserError(f"cannot write {unwritable[0].as_posix()}: it is read-only; pass --out PATH with a file you can write")
     board = lb.build(runs, records, out) if check else lb.generate(runs, records, out)
     stale = [p.as_posix() for p in lb.stale_files(board)] if check else []
     frame = board.frame

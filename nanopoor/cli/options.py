@@ -6,6 +6,7 @@
 --format     table or json (nanopoor.output.Format)
 --as-t4      one T4's limits on any gpu
 --no-isolation  run the record without its bubblewrap sandbox (the result says isolated: false)
+--timeout S  seconds before a run is stopped (more than zero)
 """
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def runs_option(default: Path | None, help: str):
 
 def seeds_option(default: int | None, help: str):
     return typer.Option(default, "--seeds", min=1, metavar="N", help=help)
+
+
+def _positive_seconds(value: float | None) -> float | None:
+    """a timeout of zero or less would stop the run before it starts: refused while parsing."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not a number of seconds above 0", param_hint="'--timeout'")
+    return value
+
+
+def timeout_option(help: str):
+    return typer.Option(None, "--timeout", metavar="S", help=help, callback=_positive_seconds)
 
 
 def format_option(help: str = "table or json"):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nanopoor.cli.options import format_option
 from nanopoor.output import Format, print_json
+from nanopoor.tables import Col, fitted_table
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +26,18 @@ def records(
     if fmt == Format.json:
         print_json(rows)
         return
-    table = Table("record", "title", "track", "frozen", "parent: files that differ")
+    console = Console()
+    cols = [Col("record", ident=True), Col("title", wrap=True), Col("track"), Col("frozen", ident=True, drop=1),
+            Col("parent: files that differ", wrap=True, drop=2)]
+    body = []
     for r in rows:
         digest = "not frozen" if r["frozen_sha256"] is None else r["frozen_sha256"][:12] + ("" if r["frozen_ok"] else " [red]changed[/]")
-        table.add_row(r["name"], r["title"], r["track"], digest, describe_lineage(r["lineage"]) or "-")
-    Console().print(table)
+        body.append([r["name"], r["title"], r["track"], digest, describe_lineage(r["lineage"]) or "-"])
+    table, left_out = fitted_table(cols, body, console.width)
+    console.print(table)
+    if cols[-1] in left_out:   # too narrow for the parent column: a line per record copied from another
+        for r in rows:
+            if describe_lineage(r["lineage"]):
+                console.print(f"{r['name']} {describe_lineage(r['lineage'])}", highlight=False, markup=False)
+    if cols[3] in left_out:
+        console.print("the frozen digests: --format json, or a wider terminal", highlight=False)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nanopoor.cli.options import as_t4_option, format_option, no_isolation_option, runs_option, say_note
+from nanopoor.cli.options import as_t4_option, format_option, no_isolation_option, runs_option, say_note, timeout_option
 from nanopoor.output import Format, Scale, fmt_loss, fmt_ms, fmt_tokens, print_json
 
 
@@ -25,24 +25,24 @@ def reproduce(
     seed: int | None = typer.Option(None, help="seed (default: drawn by the harness)"),
     runs: Path | None = runs_option(None, "where the run folder goes [default: runs/ for a full-scale run on a gpu, "
                                           "else dev-runs/ (ignored by git, never ranked)]"),
-    timeout: float | None = typer.Option(None, help="stop the run after this many seconds"),
+    timeout: float | None = timeout_option("stop the run after this many seconds"),
     plot: Path | None = typer.Option(None, help="write the claim-vs-harness overlay png here, a file or a folder (none unless asked)"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     as_t4: bool = as_t4_option(),
     no_isolation: bool = no_isolation_option(),
     fmt: Format = format_option(),
 ) -> None:
-    from nanopoor import runner
-    from nanopoor.output import default_runs_dir
     from nanopoor.reproduce import reproduce_claim, reproduce_run
 
     if (record / "result.json").is_file():  # a committed run folder: re-run it as it was made
-        report = reproduce_run(record, data=data, out=runs or default_runs_dir("full", runner.has_gpu()), timeout_s=timeout,
-                               quiet=fmt == Format.json, as_t4=as_t4, isolated=not no_isolation)
+        report = reproduce_run(record, data=data, out=runs, timeout_s=timeout, quiet=fmt == Format.json,
+                               as_t4=as_t4, allow_cpu=allow_cpu, on_note=say_note, isolated=not no_isolation)
         if fmt == Format.json:
             print_json(report)
         else:
             typer.echo(report["summary"])
+        if not report["reproduced"]:
+            _not_reproduced(report["why"], fmt)
         return
     cmp = reproduce_claim(record, claim=claim, data=data, scale=scale.value, seed=seed, runs_dir=runs, timeout_s=timeout,
                           plot=plot, allow_cpu=allow_cpu, as_t4=as_t4, quiet=fmt == Format.json, on_note=say_note,
@@ -51,6 +51,16 @@ def reproduce(
         print_json(cmp.to_dict())
     else:
         _print_comparison(cmp)
+    if cmp.verdict == "not reproduced":
+        _not_reproduced("; ".join(cmp.reasons[:1]) + (f" (+{len(cmp.reasons) - 1} more above)" if len(cmp.reasons) > 1 else ""), fmt)
+
+
+def _not_reproduced(why: str, fmt: Format) -> None:
+    """a reproduction that ran and did not reproduce: one line on stderr, exit code 2 (as a run
+    that did not complete); exit 1 stays for what was typed wrong."""
+    if fmt == Format.table:
+        typer.echo(f"not reproduced: {why}", err=True)
+    raise typer.Exit(2)
 
 
 def _print_comparison(cmp) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from nanopoor.cli.options import (as_t4_option, format_option, no_isolation_option, runs_option, say_note,
-                                  seeds_option)
+                                  seeds_option, timeout_option)
 from nanopoor.errors import UserError
 from nanopoor.output import Format, Scale
 
@@ -22,7 +22,7 @@ def run(
     scale: Scale = typer.Option(Scale.smoke, help="smoke: minutes on a cpu; full: the record's real budget (needs a gpu)"),
     data: Path = typer.Option(None, help="dataset folder (default data/<track dataset>)"),
     track: str = typer.Option(None, help="run on another track than the scale's, e.g. docs"),
-    timeout: float = typer.Option(None, help="stop the run after this many seconds (status killed)"),
+    timeout: float = timeout_option("stop the run after this many seconds (status killed)"),
     runs: Path = runs_option(None, "folder that receives one new folder per run [default: runs/ for a full-scale "
                                    "run on a gpu, else dev-runs/ (ignored by git, never ranked)]"),
     nproc: int = typer.Option(1, min=1, help="processes (gpus) through torchrun"),

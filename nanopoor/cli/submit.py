@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from nanopoor.cli.options import (as_t4_option, format_option, no_isolation_option, runs_option, say_note,
-                                  seeds_option)
+                                  seeds_option, timeout_option)
 from nanopoor.errors import UserError
 from nanopoor.output import Format, Scale, fmt_loss, print_json
 
@@ -25,7 +25,7 @@ def submit(
     scale: Scale = typer.Option(Scale.full, help="full (ranked) or smoke (counted, never ranked)"),
     runs: Path = runs_option(None, "folder that receives the run folders [default: runs/ for a full-scale "
                                    "submission on a gpu, else dev-runs/ (ignored by git, never ranked)]"),
-    timeout: float = typer.Option(None, help="stop each run after this many seconds"),
+    timeout: float = timeout_option("stop each run after this many seconds"),
     out: Path = typer.Option(None, help="leaderboard file to regenerate [default: leaderboard.md for runs/, "
                                         "else leaderboard.md inside the runs folder]"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours per seed)"),

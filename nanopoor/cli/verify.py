@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nanopoor.cli.options import format_option, runs_option
 from nanopoor.output import Format, print_json
+from nanopoor.tables import Col, fitted_table
 
 
 def register(app: typer.Typer) -> None:
@@ -31,10 +31,14 @@ def verify(
         print_json({"ok": ok, "checked": len(checks), "checks": [c.to_dict() for c in checks]})
     else:
         console = Console()
-        table = Table("kind", "subject", "verdict", "problems")
-        for c in checks:
-            table.add_row(c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems))
+        cols = [Col("kind"), Col("subject", ident=True), Col("verdict"), Col("problems", wrap=True, drop=1)]
+        rows = [[c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems)] for c in checks]
+        table, left_out = fitted_table(cols, rows, console.width)
         console.print(table)
+        if left_out:   # too narrow for a problems column: each problem on a line of its own
+            for c in checks:
+                for p in c.problems:
+                    console.print(f"{c.subject}: {p}", highlight=False, markup=False)
         for c in checks:
             if c.lineage is not None:
                 console.print(f"{c.subject} {describe_lineage(c.lineage)}", highlight=False, markup=False)

@@ -54,8 +54,9 @@ def write_error(path: Path, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {e.strerror or e}; fix it and run the same command again to resume")
 
 
-def build_hint(path: Path) -> str:
-    """the command that (re)builds the dataset at path."""
+def build_hint(path: Path, dataset: str | None = None) -> str:
+    """the command that (re)builds the dataset at path: the interrupted build's own command, else
+    the builder of `dataset` (or of the folder's name) writing exactly there."""
     prog = Path(path) / PROGRESS
     if prog.is_file():
         try:
@@ -64,14 +65,16 @@ def build_hint(path: Path) -> str:
                 return cmd
         except (OSError, ValueError):
             pass
-    name = Path(path).name
-    if name == "fineweb-edu":
-        return f"nanopoor data fineweb-edu --out {path}"
-    if name == "docs":
+    path = Path(path)
+    name = dataset or path.name
+    default = path.as_posix() == f"data/{name}"
+    if name == "docs" and default:
         return "make data-docs"
-    if name == "demo":
-        return f"nanopoor data demo --out {path}" if str(path) != "data/demo" else "nanopoor data demo"
-    return "nanopoor data demo"
+    if name in ("fineweb-edu", "docs", "demo"):
+        return f"nanopoor data {name}" + ("" if default else f" --out {path.as_posix()}")
+    if dataset:   # a dataset built from local files (`nanopoor data files`)
+        return f"nanopoor data files PATH… --dataset {dataset} --out {path.as_posix()}"
+    return f"nanopoor data demo --out {path.as_posix()}"   # the track is unknown here: the default dataset
 
 
 def load_manifest(path: str | os.PathLike) -> dict:

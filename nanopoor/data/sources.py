@@ -11,7 +11,9 @@ nanopoor/data/file_readers.py).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import queue
 import threading
@@ -107,16 +109,39 @@ def stream_batches(encoder: DocEncoder, rows: Rows) -> Callable[[int], Iterator]
 
 
 # --- fineweb-edu -----------------------------------------------------------------------------
+# the hub client and `datasets` log a line per retry (two per attempt, ten before they give up);
+# the build says the one thing that matters itself, once, when the stream cannot be read
+HUB_LOGGERS = ("huggingface_hub", "datasets", "fsspec", "urllib3")
+
+
+@contextlib.contextmanager
+def quiet_hub_retries():
+    """the hub libraries' retry warnings held back while the stream is read; errors still show."""
+    loggers = [logging.getLogger(name) for name in HUB_LOGGERS]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before):
+            lg.setLevel(level)
+
+
 def fineweb_edu_stream(skip: int = 0, revision: str | None = None) -> Iterator[dict]:
     """the real source: HuggingFaceFW/fineweb-edu, config sample-10BT, split train, streamed."""
     where = f"{FINEWEB_REPO} ({FINEWEB_CONFIG})"
     try:
-        from datasets import load_dataset
+        with quiet_hub_retries():
+            from datasets import load_dataset
+            # `datasets` sets its own loggers' level when it is first imported: quiet them again
+            for name in HUB_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
 
-        ds = load_dataset(FINEWEB_REPO, name=FINEWEB_CONFIG, split="train", streaming=True, revision=revision)
-        if skip:
-            ds = ds.skip(skip)
-        yield from ds
+            ds = load_dataset(FINEWEB_REPO, name=FINEWEB_CONFIG, split="train", streaming=True, revision=revision)
+            if skip:
+                ds = ds.skip(skip)
+            yield from ds
     except UserError:
         raise
     except Exception as e:  # network, hub, parquet: one line, and the build resumes

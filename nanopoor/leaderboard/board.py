@@ -25,6 +25,7 @@ from nanopoor import stats
 from nanopoor.jsonio import write_atomic
 from nanopoor.result import RunResult
 from nanopoor.leaderboard import claims, render
+from nanopoor.leaderboard.measures import MEASURES, add_measures
 from supervisor.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
 
@@ -36,6 +37,7 @@ COLUMNS = [
     "train_time_ms_mean", "train_time_ms_sd", "val_loss_mean", "val_loss_sd", "p_value",
     "runs", "claimed_time_min", "log", "peer_log", "notes", "found",
 ]
+COLUMNS += MEASURES   # numbers beside the time, filled in last (leaderboard/measures.py)
 
 
 @dataclass
@@ -242,7 +244,7 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     rows += claims.claim_rows(records, entries, tracks)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"rank": "Int64", "n_runs": "Int64", "tokens": "Int64",
                                                        "track_version": "Int64"})
-    frame = in_order(assign_ranks(frame))
+    frame = add_measures(in_order(assign_ranks(frame)), tracks)
     board = Board(frame, checks)
     paths = output_paths(out)
     board.files = {

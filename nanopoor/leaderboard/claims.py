@@ -15,6 +15,7 @@ from pathlib import Path
 
 from supervisor.events import EVAL, fmt_tokens
 from nanopoor.event_reader import read_events
+from nanopoor.leaderboard.numbers import fmt_duration
 from nanopoor.result import RunResult
 from nanopoor.stats import judged_target
 from nanopoor.verify import track_name
@@ -82,7 +83,7 @@ def rerun_outcomes(claim_tokens, runs: list, tracks: Mapping) -> list[tuple[str,
         if not all(p[3] for p in points):
             text += " (some on a val prefix)"
         if times:
-            text += f", train time {sum(times) / len(times) / 60000:.2f} min"
+            text += f", train time {fmt_duration(sum(times) / len(times))}"
         if target is not None:
             text += f"; target {target} {'reached' if loss <= target else 'not reached'}"
         out.append((text, None if target is None else loss <= target))
@@ -132,6 +133,7 @@ def claim_rows(records: Mapping, entries: list, tracks: Mapping) -> list[dict]:
                 "description": rec.title, "person": str(claim.get("person") or rec.author),
                 "date": str(claim.get("date") or ""), "tokens": tokens,
                 "data": f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "") if tokens else "?",
+                "target_val_loss": getattr(tracks.get(rec.track), "target_val_loss", None),
                 "verified": False, "verdict": short_verdict(tokens, tracks.get(rec.track), outcomes),
                 "claimed_time_min": claim.get("time_min"),
                 "log": claim.get("log"), "peer_log": claim.get("peer_log"),

@@ -1,27 +1,30 @@
-"""the leaderboard frame rendered as markdown, json, csv and a record-progression png.
+"""the leaderboard frame rendered as markdown, json, csv and a record-progression png (plot.py).
 
 every output is a pure function of the frame: no time of "now", fixed sort orders, and a
-png without the matplotlib version stamp, so the same runs give the same bytes.
+png without the matplotlib version stamp, so the same runs give the same bytes. the numbers
+in the cells are formatted by numbers.py.
 """
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Mapping
-from datetime import date
 
 import pandas as pd
 
+from nanopoor.leaderboard.numbers import fmt_duration, fmt_flop, fmt_speedup, fmt_time_cell
+from nanopoor.leaderboard.plot import progression_png  # noqa: F401  (the board's png, named here as before)
 
 CLASS_NAMES = ("official", "unofficial", "dev")
-PNG_SIZE_IN = (9.0, 3.6)   # width, height per track panel, inches
-PNG_DPI = 100
-SUBMISSION_HEADER = ["rank", "time", "val loss (mean, p)", "date", "data", "person", "description",
-                     "reproduced", "verdict", "log"]
-REST_HEADER = ["val loss (mean, p)", "time", "date", "data", "person", "description", "reproduced", "verdict", "log"]
-CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log", "verdict"]
+SUBMISSION_HEADER = ["rank", "time", "speed-up", "hardware cost", "val loss (mean, p)", "date", "data", "person",
+                     "description", "reproduced", "verdict", "log"]
+REST_HEADER = ["val loss (mean, p)", "time", "speed-up", "hardware cost", "date", "data", "person", "description",
+               "reproduced", "verdict", "log"]
+CLAIM_HEADER = ["claimed time", "hardware cost", "date", "data", "person", "description", "hardware", "log", "verdict"]
 P_LINE = ("p: the one-sided t-test's p-value that the runs' mean val loss is below the target; verified needs "
           "p < 0.01 over at least 3 runs (p=1: the runs are plainly above the target).")
+MEASURES_TEXT = ("Beside each time: the speed-up over the track version's calibration recipe (the recipe that set "
+                 "its target: its mean train time on the same hardware over this one's), and the hardware cost: the "
+                 "GPU's fp16 dense peak FLOP/s (datasheet) × train time × GPUs, the measure the Marin speedrun ranks "
+                 "by, so rows from different GPUs compare (? where the GPU's peak is not known).")
 REPRODUCED_LINE = ("reproduced: a run folder is self-reported: made on the submitter's machine, it proves nothing "
                    "against its maker. \"yes\" means a re-run by `nanopoor reproduce`, committed by someone else, "
                    "completed and reached the target.")
@@ -44,12 +47,12 @@ def table(header: list[str], body: list[list]) -> list[str]:
 
 
 def time_cell(row: Mapping) -> str:
-    mean, sd, n = row["train_time_ms_mean"], row["train_time_ms_sd"], row["n_runs"]
-    if mean is None:
-        return "—"
-    if n == 1 or sd is None:
-        return f"{mean / 60000:.2f} min ({n} run{'s' if n != 1 else ''})"
-    return f"{mean / 60000:.2f} ± {sd / 60000:.2f} min (n={n})"
+    return fmt_time_cell(row["train_time_ms_mean"], row["train_time_ms_sd"], row["n_runs"])
+
+
+def measure_cells(row: Mapping) -> list[str]:
+    """the speed-up over the calibration recipe and the hardware cost, beside the time."""
+    return [fmt_speedup(row.get("speedup_vs_calibration")), fmt_flop(row.get("hardware_flop_cost"))]
 
 
 def val_cell(row: Mapping) -> str:
@@ -83,8 +86,9 @@ def reproduced_cell(row: Mapping) -> str:
 
 def submission_table(rows: list[dict]) -> list[str]:
     """verified submissions, ranked by time."""
-    body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), val_cell(row), row["date"], row["data"],
-             row["person"], row["description"], reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+    body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), *measure_cells(row), val_cell(row),
+             row["date"], row["data"], row["person"], row["description"], reproduced_cell(row), verdict_cell(row),
+             log_cell(row)] for row in rows]
     return table(SUBMISSION_HEADER, body)
 
 
@@ -94,8 +98,8 @@ def rest_table(subs: pd.DataFrame) -> list[str]:
                          "time": subs["train_time_ms_mean"].astype("float64").fillna(0.0),
                          "record": subs["record"].astype(str), "runs": subs["runs"].astype(str)}, index=subs.index)
     rows = rows_of(subs.loc[keys.sort_values(list(keys.columns), na_position="last").index])
-    body = [[val_cell(row), time_cell(row), row["date"], row["data"], row["person"], row["description"],
-             reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+    body = [[val_cell(row), time_cell(row), *measure_cells(row), row["date"], row["data"], row["person"],
+             row["description"], reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(REST_HEADER, body)
 
 
@@ -113,7 +117,8 @@ def claim_table(rows: list[dict]) -> list[str]:
         t = row["claimed_time_min"]
         log = row["log"] or ""
         verdict = row["verdict"] + (f" (notes {', '.join(map(str, sorted(refs)))})" if refs else "")
-        body.append([f"{t:.2f} min" if t is not None else "?", row["date"], row["data"], row["person"],
+        body.append([fmt_duration(t * 60_000.0) if t is not None else "?", fmt_flop(row.get("hardware_flop_cost")),
+                     row["date"], row["data"], row["person"],
                      row["description"], row["hardware"], f"[{log.rsplit('/', 1)[-1]}]({log})" if log else "—",
                      verdict])
     return table(CLAIM_HEADER, body) + [""] + [f"{i}. {text}" for i, text in enumerate(notes, 1)]
@@ -207,6 +212,7 @@ def markdown(frame: pd.DataFrame, tracks: Mapping, checks: list, runs_dir: str) 
         "verify, and a mean final val loss at or below its track version's target with a one-sided t-test "
         "p < 0.01. Time is the harness's train clock (mean ± sd over the runs); val loss is the final "
         "eval on the track's canonical val set. Only verified full-scale GPU results get a rank.", "",
+        MEASURES_TEXT, "",
     ]
     for name in sorted(frame["track"].unique(), key=lambda n: track_order(n, tracks)):
         out += track_section(name, frame[frame["track"].eq(name)], tracks.get(name))
@@ -223,83 +229,3 @@ def to_json(frame: pd.DataFrame) -> str:
 
 def to_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
-
-
-def _day(text) -> date | None:
-    try:
-        return date.fromisoformat(str(text)[:10])
-    except ValueError:
-        return None
-
-
-def hardware_points(ax, mine: list[dict], hw: str, colour: str, last_day: date) -> None:
-    """one hardware's submissions and claims on a track's panel: the record line, verified points
-    with their sd, unverified points, and claims."""
-    subs = sorted((r for r in mine if r["kind"] == "submission"),
-                  key=lambda r: (r["date"], r["train_time_ms_mean"]))
-    ok = [r for r in subs if r["verified"]]
-    if ok:   # the record so far: running minimum over verified submissions
-        best, xs, ys = math.inf, [], []
-        for r in ok:
-            best = min(best, r["train_time_ms_mean"] / 60000)
-            xs.append(_day(r["date"]))
-            ys.append(best)
-        xs.append(last_day)   # the record stands until the last date shown
-        ys.append(best)
-        ax.step(xs, ys, where="post", color=colour, linewidth=1.5, label=f"record, {hw}")
-        ax.errorbar([_day(r["date"]) for r in ok], [r["train_time_ms_mean"] / 60000 for r in ok],
-                    yerr=[(r["train_time_ms_sd"] or 0) / 60000 for r in ok], fmt="o",
-                    color=colour, capsize=3, label=f"verified, {hw}")
-    rest = [r for r in subs if not r["verified"]]
-    # a run that never reached the target shows its whole train time: a different marker,
-    # so nobody reads it as a time to target
-    short = [r for r in rest if r["val_loss_mean"] is None or r["target_val_loss"] is None
-             or r["val_loss_mean"] > r["target_val_loss"]]
-    reached = [r for r in rest if r not in short]
-    for group, marker, what in ((reached, "o", "not verified"), (short, "v", "target not reached (whole run)")):
-        if group:
-            ax.plot([_day(r["date"]) for r in group], [r["train_time_ms_mean"] / 60000 for r in group],
-                    marker, mfc="none", color=colour, label=f"{what}, {hw}")
-    claims = [r for r in mine if r["kind"] == "claim"]
-    if claims:
-        ax.plot([_day(r["date"]) for r in claims], [r["claimed_time_min"] for r in claims],
-                "x", color=colour, label=f"published claim, {hw}")
-
-
-def progression_png(rows: list[dict]) -> bytes:
-    """train time vs date per track, one colour per hardware; the step line is the record."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-    from matplotlib.figure import Figure
-
-    rows = [r for r in rows if _day(r["date"]) is not None and (
-        (r["kind"] == "submission" and r["ranked"] and r["train_time_ms_mean"] is not None)
-        or (r["kind"] == "claim" and r["claimed_time_min"] is not None))]
-    track_names = sorted({r["track"] for r in rows})
-    fig = Figure(figsize=(PNG_SIZE_IN[0], PNG_SIZE_IN[1] * max(1, len(track_names))))
-    # fixed margins (no layout engine: cheaper, and the same bytes whatever the legend holds);
-    # the legend sits in the right third
-    fig.subplots_adjust(left=0.07, right=0.66, top=1 - 0.35 / fig.get_figheight(),
-                        bottom=0.5 / fig.get_figheight(), hspace=0.45)
-    FigureCanvasAgg(fig)
-    if not track_names:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no ranked runs or claims yet", ha="center", va="center")
-        ax.set_axis_off()
-    colours = {hw: f"C{i % 10}" for i, hw in enumerate(sorted({r["hardware"] for r in rows}))}
-    for i, name in enumerate(track_names):
-        ax = fig.add_subplot(len(track_names), 1, i + 1)
-        mine = [r for r in rows if r["track"] == name]
-        last_day = max(_day(r["date"]) for r in mine)
-        for hw in sorted({r["hardware"] for r in mine}):
-            hardware_points(ax, [r for r in mine if r["hardware"] == hw], hw, colours[hw], last_day)
-        ax.set_title(f"{name}: train time (to target where reached; lower is better)", fontsize=10)
-        ax.set_ylabel("minutes")
-        ax.grid(alpha=0.3)
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
-    return buf.getvalue()

@@ -16,6 +16,7 @@ import ast
 import re
 from pathlib import Path
 
+from nanopoor.logs.batch_schedule import apply_schedule, schedule_tokens
 from nanopoor.logs.common import RunBuilder, gpu_count, hardware_from_text, safe_number, time_to_ms, to_float
 from nanopoor.logs.model import ParsedLog, StepPoint
 
@@ -60,24 +61,10 @@ def parse(text: str, path: Path) -> ParsedLog:
             run.apply_tokens_per_step(tps, formula)
         elif formula and callable(extra):
             run.tokens_formula = formula
-            _apply_schedule(run, extra)
+            apply_schedule(run, extra)
         elif extra:
             run.tokens_note = extra
     return log
-
-
-def _apply_schedule(run, batch_at) -> None:
-    """tokens after each printed step of a batch schedule: the sum of the batches of steps 0..N-1."""
-    cumulative, s = 0, 0
-    at: dict[int, int] = {}
-    for step in sorted({p.step for p in run.steps}):
-        while s < step:
-            cumulative += batch_at(s)
-            s += 1
-        at[step] = cumulative
-    for p in run.steps:
-        if p.tokens is None:
-            p.tokens = at[p.step]
 
 
 def _split_source(text: str) -> tuple[str | None, str, int]:
@@ -230,15 +217,10 @@ def _tokens(args: dict, comments: dict, hardware: str | None, source: str | None
     # late 2025: train_batch_size in tokens across all ranks
     if num("train_batch_size"):
         return num("train_batch_size"), f"train_batch_size {num('train_batch_size')}", None
-    # late 2025: a batch schedule over the scheduled iterations, then an extension batch
-    schedule = args.get("train_bs_schedule")
-    if isinstance(schedule, (list, tuple)) and schedule and all(isinstance(x, int) for x in schedule):
-        fn = _schedule_tokens(schedule, num("train_bs_extension"), num("num_scheduled_iterations"), source)
-        sizes = " → ".join(str(x) for x in schedule)
-        if fn:
-            return None, f"train_bs_schedule {sizes} in equal parts of {num('num_scheduled_iterations')} steps, " \
-                         f"then {num('train_bs_extension')}", fn
-        return None, None, f"the code states a batch schedule (train_bs_schedule {sizes}) computed in a way this reader does not follow"
+    # late 2025 on: a batch schedule (train_bs_schedule, then TRAINING_STAGES), read from the code
+    formula, batch_at, note = schedule_tokens(args, source)
+    if formula or note:
+        return None, formula, batch_at if formula else note
     # 2025: every rank reads train_seq_len (or seq_len) tokens per step
     for name in ("train_seq_len", "seq_len"):
         if num(name):
@@ -246,18 +228,3 @@ def _tokens(args: dict, comments: dict, hardware: str | None, source: str | None
                 return num(name) * gpus, f"{name} {num(name)} × {gpus} GPUs", None
             return None, None, f"the code states {name} {num(name)} per GPU and the log names no GPU count"
     return None, None, None
-
-
-# the get_bs(step) of the schedule era: equal parts of num_scheduled_iterations, then the extension
-_GET_BS_RE = re.compile(r"int\(\s*len\(\s*args\.train_bs_schedule\s*\)\s*\*\s*x\s*\)")
-
-
-def _schedule_tokens(schedule, extension: int | None, scheduled: int | None, source: str | None):
-    if not (extension and scheduled and source and _GET_BS_RE.search(source)):
-        return None
-
-    def batch_at(step: int) -> int:
-        if step >= scheduled:
-            return extension
-        return schedule[int(len(schedule) * step / scheduled)]
-    return batch_at

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nanopoor.logs.common import RunBuilder, batch_formula, hardware_from_text, time_to_ms, to_float
 from nanopoor.logs.model import ParsedLog, StepPoint
-from nanopoor.logs.published import published_formula
+from nanopoor.logs.published import claimed_formula, published_formula
 
 NAME = "nanopoor-text"
 DESCRIPTION = "NanoPoor text log (`step: 10, train loss: …, val loss: …, elapsed time: … min`)"
@@ -91,7 +91,8 @@ def parse(text: str, path: Path) -> ParsedLog:
 
 
 def _apply_tokens_per_step(log: ParsedLog, run_ids: list[str]) -> None:
-    """tokens per step: the author's own formula first, then the published one for this run id."""
+    """tokens per step: the author's own formula first, then the published one for this run id,
+    then the one published with the claim this log is the log of (nanopoor.logs.published)."""
     stated = batch_formula("\n".join("# " + n for n in log.notes))
     if stated:
         named, tps, formula = stated
@@ -106,6 +107,9 @@ def _apply_tokens_per_step(log: ParsedLog, run_ids: list[str]) -> None:
                 for run in log.runs:
                     run.apply_tokens_per_step(known["tokens_per_step"], known["formula"])
                 break
+    for run in log.runs:   # a run no formula reached: the claim it is the log of, if any
+        if run.tokens_per_step is None and (claim := claimed_formula(run)):
+            run.apply_tokens_per_step(claim["tokens_per_step"], claim["formula"])
 
 
 def _step_point(step: int, rest: str, lineno: int) -> StepPoint:
