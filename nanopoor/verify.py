@@ -129,10 +129,18 @@ def file_problems(run_dir: Path, raw: Mapping, result: RunResult) -> list[str]:
 
 
 def event_problems(run_dir: Path, result: RunResult) -> list[str]:
-    """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json."""
+    """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json;
+    and the event log's own stamps must be able to have produced its train time (nanopoor.timeline)."""
     from nanopoor.crosscheck import folder_findings
+    from nanopoor.event_reader import read_events
+    from nanopoor.timeline import timeline_findings
 
-    return folder_findings(run_dir, dict(result))
+    out = folder_findings(run_dir, dict(result))
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return out   # folder_findings has said so
+    return out + timeline_findings(config, read_events(run_dir / "events.jsonl"), dict(result))
 
 
 class RecordDigests:
