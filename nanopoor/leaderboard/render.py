@@ -12,19 +12,17 @@ from datetime import date
 
 import pandas as pd
 
+from nanopoor.leaderboard.tiers import TIER_LINE, tier_cell
 
 CLASS_NAMES = ("official", "unofficial", "dev")
 PNG_SIZE_IN = (9.0, 3.6)   # width, height per track panel, inches
 PNG_DPI = 100
 SUBMISSION_HEADER = ["rank", "time", "val loss (mean, p)", "date", "data", "person", "description",
-                     "reproduced", "verdict", "log"]
-REST_HEADER = ["val loss (mean, p)", "time", "date", "data", "person", "description", "reproduced", "verdict", "log"]
+                     "tier", "verdict", "log"]
+REST_HEADER = ["val loss (mean, p)", "time", "date", "data", "person", "description", "tier", "verdict", "log"]
 CLAIM_HEADER = ["claimed time", "date", "data", "person", "description", "hardware", "log", "verdict"]
 P_LINE = ("p: the one-sided t-test's p-value that the runs' mean val loss is below the target; verified needs "
           "p < 0.01 over at least 3 runs (p=1: the runs are plainly above the target).")
-REPRODUCED_LINE = ("reproduced: a run folder is self-reported: made on the submitter's machine, it proves nothing "
-                   "against its maker. \"yes\" means a re-run by `nanopoor reproduce`, committed by someone else, "
-                   "completed and reached the target.")
 
 
 def rows_of(frame: pd.DataFrame) -> list[dict]:
@@ -74,17 +72,10 @@ def log_cell(row: Mapping) -> str:
     return " ".join(f"[{i}]({r})" for i, r in enumerate(runs, 1))
 
 
-def reproduced_cell(row: Mapping) -> str:
-    by = str(row.get("reproduced_by") or "").split()
-    if not by:
-        return "no"
-    return "yes — by " + " ".join(f"[{r.rstrip('/').rsplit('/', 1)[-1]}]({r})" for r in by)
-
-
 def submission_table(rows: list[dict]) -> list[str]:
     """verified submissions, ranked by time."""
     body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), val_cell(row), row["date"], row["data"],
-             row["person"], row["description"], reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+             row["person"], row["description"], tier_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(SUBMISSION_HEADER, body)
 
 
@@ -95,7 +86,7 @@ def rest_table(subs: pd.DataFrame) -> list[str]:
                          "record": subs["record"].astype(str), "runs": subs["runs"].astype(str)}, index=subs.index)
     rows = rows_of(subs.loc[keys.sort_values(list(keys.columns), na_position="last").index])
     body = [[val_cell(row), time_cell(row), row["date"], row["data"], row["person"], row["description"],
-             reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+             tier_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(REST_HEADER, body)
 
 
@@ -164,7 +155,7 @@ def version_section(name: str, version: int, subs: pd.DataFrame, track, current:
             out += ["**Did not reach the target** (or not shown to: fewer than 3 runs, or p ≥ 0.01), by val loss:", ""]
             out += rest_table(group[~verified]) + [""]
     if len(ranked):
-        out += [P_LINE, "", REPRODUCED_LINE, ""]
+        out += [P_LINE, "", TIER_LINE, ""]
     if len(calibration):
         out += ["#### Calibration runs (these set the target)", "",
                 "Made while this version of the track had no target: listed by val loss, never judged or ranked.", ""]
