@@ -91,6 +91,7 @@ def test_a_signed_reproduction_names_its_signer_on_the_board(tree, keys, app):
     checks = verify(app)
     assert sorted((p, p.stat().st_mtime_ns) for p in Path(".").rglob("*")) == before   # reading never writes
     assert all(c["ok"] for c in checks.values()) and checks[run.name]["signer"] == "alice"
+    assert "ok (signed by alice)" in invoke(app, "verify", run).output
     md, row = board(app)
     assert row["tier"] == "reproduced by alice" and row["reproduced"] == "alice" and row["reproduced_by"] == f"runs/{run.name}"
     assert row["n_runs"] == 3 and row["verdict"] == "verified"   # the re-run is no fourth run of the submission
@@ -112,7 +113,7 @@ def test_a_reproduction_on_the_official_hardware_makes_the_row_official(tmp_path
     assert sign(app, t4, keys["alice"])["official"] is True
     md, row = board(app)
     assert row["tier"] == "official" and row["reproduced"] == "alice" and row["reproduced_by"] == f"runs/{cpu.name} runs/{t4.name}"
-    assert f"| official ([{cpu.name}](runs/{cpu.name}) [{t4.name}](runs/{t4.name})) | verified |" in md
+    assert f"| official, reproduced by alice ([{cpu.name}](runs/{cpu.name}) [{t4.name}](runs/{t4.name})) | verified |" in md
 
 
 @pytest.mark.parametrize("overrides, reason", [

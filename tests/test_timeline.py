@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fixtures_runs import make_record, make_run
 from nanopoor.event_reader import read_events
-from nanopoor.timeline import SLACK_MS, drift_ms, timeline_findings, tolerance_ms
+from nanopoor.timeline import SLACK_MS, drift_components, timeline_findings, tolerance_ms
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"batch_size": 8, "seq_len": 64, "grad_accum": 2}   # 1,024 tokens a step
@@ -89,7 +89,7 @@ def test_every_committed_run_agrees_with_its_timeline():
         found = timeline_findings(config, events, result)
         if found:
             bad[d.name] = found
-        drift = drift_ms(config, events, result)
+        drift = drift_components(config, events, result)
         assert 0 < drift["drift_ms"] < drift["tolerance_ms"] / 4, (d.name, drift)   # the margin the tolerance was chosen with
     assert bad == {}
 
@@ -109,7 +109,7 @@ def test_a_run_that_did_not_complete_claims_nothing_to_check():
      "events.jsonl: eval.train_time_ms: the clock's last reading is 2,000.0 ms, but the stamps from train_start"),
     # ... and in every train_time_ms of the log, with the stamps left as they were
     (lambda ev: [dict(e, train_time_ms=e["train_time_ms"] / 2) if "train_time_ms" in e else e for e in ev],
-     "events.jsonl: step.train_time_ms: at step 1 it says 50.0 ms, but its stamp puts it 101.0 ms of training after train_start"),
+     "events.jsonl: step.train_time_ms: at step 2 it says 100.0 ms, but its stamp puts it 201.0 ms of training after train_start"),
     (lambda ev: edit(ev, is_type("run_end"), train_time_ms=3999.0), "events.jsonl: run_end.train_time_ms: 3999.0 is not"),
     (lambda ev: [dict(e, tokens=e["tokens"] - 512) if e["type"] == "step" and e["step"] >= 17 else e for e in ev],
      "events.jsonl: tokens: step 17 says 16,896; 1 step(s) of 1,024 (batch_size × seq_len × grad_accum in config.json)"),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nanopoor.cli.options import format_option, runs_option
@@ -33,7 +34,8 @@ def verify(
         console = Console()
         table = Table("kind", "subject", "verdict", "problems")
         for c in checks:
-            table.add_row(c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems))
+            signed = f" (signed by {escape(c.signer)})" if c.signer else ""
+            table.add_row(c.kind, c.subject, ("[green]ok[/]" if c.ok else "[red]FAILED[/]") + signed, "\n".join(c.problems))
         console.print(table)
         for c in checks:
             if c.lineage is not None:

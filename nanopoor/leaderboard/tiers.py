@@ -64,6 +64,7 @@ def tier_cell(row: Mapping) -> str:
     tier = row.get("tier") or SELF_REPORTED
     by = str(row.get("reproduced_by") or "").split()
     if by:
-        return f"{tier} (" + " ".join(f"[{r.rstrip('/').rsplit('/', 1)[-1]}]({r})" for r in by) + ")"
+        who = f", reproduced by {row.get('reproduced')}" if tier == OFFICIAL else ""   # official names its signers too
+        return f"{tier}{who} (" + " ".join(f"[{r.rstrip('/').rsplit('/', 1)[-1]}]({r})" for r in by) + ")"
     notes = str(row.get("reproduction_notes") or "")
     return f"{tier} (re-runs that do not count: {notes})" if notes else tier
