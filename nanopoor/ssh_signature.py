@@ -53,6 +53,8 @@ def sign(data: bytes, key: Path) -> str:
     proc = _run(["-Y", "sign", "-f", str(key), "-n", NAMESPACE], data)
     text = proc.stdout.decode(errors="replace")
     if proc.returncode != 0 or "BEGIN SSH SIGNATURE" not in text:
+        if b"are too open" in proc.stderr:   # ssh refuses a private key others can read
+            raise UserError(f"ssh-keygen will not use {key}: others can read it; run `chmod 600 {key}` and sign again")
         raise UserError(f"ssh-keygen could not sign with {key}: {_said(proc)}")
     return text
 

@@ -51,8 +51,18 @@ def _num(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
+def _harness_at_least_04(version) -> bool:
+    try:
+        return tuple(int(x) for x in str(version).split(".")[:2]) >= (0, 4)
+    except ValueError:
+        return False
+
+
 def is_contract3(events: list[dict], result: dict) -> bool:
-    return any(e.get("type") == HANDOVER for e in events) or (_num(result.get("contract_version")) or 0) >= 3
+    """a run held to contract 3's timeline: it says so anywhere (its contract, its harness version,
+    a handover event), so a log in the older form cannot borrow the older form's pauses."""
+    return (any(e.get("type") == HANDOVER for e in events) or (_num(result.get("contract_version")) or 0) >= 3
+            or _harness_at_least_04(result.get("harness_version")))
 
 
 def claim_eval(events: list[dict]) -> dict | None:

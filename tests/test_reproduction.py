@@ -179,10 +179,10 @@ def test_the_forged_pair_fails_verify_and_is_never_reproduced(tmp_path, monkeypa
     twin = Path("runs") / "20250302-r-full-s7-repro"
     renamed_copy(forged, twin, reproduces=forged.name, machine="another-box", **CURRENT)
     checks = verify(app)
-    for run in (forged, twin):
-        assert not checks[run.name]["ok"]
-        assert any(p.startswith("events.jsonl: eval.train_time_ms: the clock's last reading is 450,000.0 ms")
-                   for p in checks[run.name]["problems"]), checks[run.name]["problems"]
+    assert any(p.startswith("events.jsonl: eval.train_time_ms: the clock's last reading is 450,000.0 ms")
+               for p in checks[forged.name]["problems"]), checks[forged.name]["problems"]
+    # the twin says it is from the current harness: its log is held to that harness's timeline too
+    assert any(p.startswith("events.jsonl: ") for p in checks[twin.name]["problems"]), checks[twin.name]["problems"]
     # the forger signs the twin with a key of their own: it is not in the list
     from nanopoor.reproduction import statement, statement_bytes
     from nanopoor import ssh_signature
@@ -267,6 +267,9 @@ def test_signature_files_are_their_own_kind_of_file(tree, keys, app):
 def test_sign_errors_are_one_line(tree, keys, app, monkeypatch):
     run = rerun(tree)
     assert_one_line(invoke(app, "sign", run, "--key", "nokey"), "no private key at nokey")
+    shutil.copy(keys["alice"], "open-key")
+    Path("open-key").chmod(0o644)
+    assert_one_line(invoke(app, "sign", run, "--key", "open-key"), "others can read it; run `chmod 600 open-key`")
     assert_one_line(invoke(app, "sign", tree["originals"][0], "--key", keys["alice"]), "reproduces no run")
     assert_one_line(invoke(app, "sign", "runs/nothing", "--key", keys["alice"]), "no result.json in runs/nothing")
     lonely = Path("elsewhere") / run.name

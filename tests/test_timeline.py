@@ -144,6 +144,24 @@ def test_each_kind_of_inconsistent_contract3_log_fails(forge, words):
     assert any(f.startswith(words) for f in found), found
 
 
+@pytest.mark.parametrize("claims", [{"contract_version": 3}, {"harness_version": "0.4.0"}, {"harness_version": "1.0"}])
+def test_a_log_in_the_older_form_from_harness_04_cannot_borrow_its_pauses(claims):
+    found = timeline_findings(CONFIG, harness03_log(), {**COMPLETED, **claims})
+    assert found[0].startswith("events.jsonl: handover: a completed run has no handover event"), found
+    assert timeline_findings(CONFIG, harness03_log(), {**COMPLETED, "harness_version": "0.3.2", "contract_version": 2}) == []
+
+
+def test_the_fixtures_write_the_timeline_of_the_harness_a_result_names(tmp_path, monkeypatch):
+    from nanopoor.verify import verify_target
+
+    monkeypatch.chdir(tmp_path)
+    rec = make_record(Path("records"), "r")
+    old = make_run(Path("runs"), rec, seed=1, evals=[(2_621_440, 4.0)])
+    new = make_run(Path("runs"), rec, seed=2, evals=[(2_621_440, 4.0)], overrides={"harness_version": "0.4.0", "contract_version": 3})
+    assert "handover" not in (old / "events.jsonl").read_text() and "handover" in (new / "events.jsonl").read_text()
+    assert [c.problems for c in verify_target("runs")] == [[], []]
+
+
 def test_setup_past_its_cap_is_on_the_clock_from_the_first_batch():
     charged = [dict(e, train_time_ms=e["train_time_ms"] + 500.0) if "train_time_ms" in e else e for e in contract3_log()]
     assert timeline_findings(CONFIG, charged, COMPLETED) != []
