@@ -12,9 +12,14 @@ ARGS ?=
 # `make submit T4=` runs without them
 T4 ?= --as-t4
 
-.PHONY: setup test test-all test-fast lint demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
+.PHONY: setup need-ssh-keygen test test-all test-fast lint demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
 
-setup: $(VENV)/.installed
+setup: need-ssh-keygen $(VENV)/.installed
+
+# reproductions are signed and their signatures checked with OpenSSH's ssh-keygen (docs/reproducers.md):
+# it comes with ssh almost everywhere, but a slim container may lack it
+need-ssh-keygen:
+	@command -v ssh-keygen >/dev/null || { echo "error: ssh-keygen not found: install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client) to sign and check reproductions" >&2; exit 1; }
 
 # the pinned cpu torch goes in first: an unpinned torch would pull the multi-gb cuda build.
 # pip shows its own progress; each step says what it does. the whole setup took 40 s (idle) to

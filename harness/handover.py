@@ -148,7 +148,7 @@ def write_weights(model, folder: Path) -> dict:
         buf = torch.from_file(str(path), shared=True, size=offset, dtype=torch.uint8)
         done = set()
         with torch.no_grad():
-            for (name, t), e in zip(items, entries):
+            for (_, t), e in zip(items, entries):
                 if e["offset"] in done or not e["nbytes"]:
                     continue
                 done.add(e["offset"])

@@ -4,7 +4,6 @@ turn a completed run invalid) and every key of nanopoor.result.RunResult that th
 nanopoor.result holds the schema and writes result.json; the runner adds the files' digest."""
 from __future__ import annotations
 
-import json
 import signal
 from datetime import datetime, UTC
 from pathlib import Path

@@ -4,7 +4,10 @@ a run folder is trusted only when: result.json hashes to its own `result_sha256`
 edited number shows), every file it lists hashes to the recorded sha256 (an edited log
 shows), its numbers obey the status rules, its class matches its hardware for the track,
 and the record it ran still has the digest it ran with (a run of a record that changed
-since is flagged). `nanopoor verify` and `nanopoor leaderboard --check` use this module.
+since is flagged). its event stamps must hold its claimed train time (nanopoor.timeline), and a
+run that reproduces another must match it, with a signed statement, when it has one, that
+verifies against reproducers/allowed_signers (nanopoor.reproduction). `nanopoor verify` and
+`nanopoor leaderboard --check` use this module.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from nanopoor import hardware
 from nanopoor.crosscheck import same
 from nanopoor.errors import UserError, did_you_mean
 from nanopoor.jsonio import is_finite
+from nanopoor.reproduction import SIGNED_FILES, SIGNERS_FILE, check_reproduction
 from nanopoor.result import RunResult, canonical_sha256, load_result, migrate, sha256_file
 
 RESULT_FILE = "result.json"
@@ -31,6 +35,7 @@ class Check:
     path: str                    # the folder checked
     problems: list[str] = field(default_factory=list)
     lineage: dict | None = None  # a record's files against its parent's (records.lineage)
+    signer: str | None = None    # a signed reproduction's signer (the principal in allowed_signers)
 
     @property
     def ok(self) -> bool:
@@ -123,16 +128,25 @@ def file_problems(run_dir: Path, raw: Mapping, result: RunResult) -> list[str]:
             out.append(f"{name} was edited (sha256 does not match)")
     if result.get("status") == "completed":
         out += [f"{n} is not covered by the run's hashes" for n in ("events.jsonl", "log.txt") if n not in files]
-    extra = sorted(p.name for p in run_dir.iterdir() if p.name not in files and p.name != RESULT_FILE)
+    # the signed statement of a reproduction comes after the run: checked by check_reproduction
+    extra = sorted(p.name for p in run_dir.iterdir() if p.name not in files and p.name not in (RESULT_FILE, *SIGNED_FILES))
     out += [f"{n} is not covered by the run's hashes (added later?)" for n in extra]
     return out
 
 
 def event_problems(run_dir: Path, result: RunResult) -> list[str]:
-    """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json."""
+    """every copy of the run's numbers must agree: config.json, events.jsonl, log.txt, result.json;
+    and the event log's own stamps must be able to have produced its train time (nanopoor.timeline)."""
     from nanopoor.crosscheck import folder_findings
+    from nanopoor.event_reader import read_events
+    from nanopoor.timeline import timeline_findings
 
-    return folder_findings(run_dir, dict(result))
+    out = folder_findings(run_dir, dict(result))
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return out   # folder_findings has said so
+    return out + timeline_findings(config, read_events(run_dir / "events.jsonl"), dict(result))
 
 
 class RecordDigests:
@@ -150,8 +164,10 @@ class RecordDigests:
         return self._cache[name]
 
 
-def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> tuple[Check, RunResult | None]:
-    """the check of one run folder, and its (migrated) result when result.json is readable."""
+def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests, runs_dir: Path | None = None,
+                signers: Path = SIGNERS_FILE) -> tuple[Check, RunResult | None]:
+    """the check of one run folder, and its (migrated) result when result.json is readable. a
+    reproduction's original is looked up beside it, then in runs_dir."""
     run_dir = Path(run_dir)
     check = Check("run", run_dir.name, str(run_dir))
     if not (run_dir / RESULT_FILE).is_file():
@@ -176,11 +192,14 @@ def inspect_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> tuple
         check.problems.append(f"record '{name}' not found under {digests.records_dir}/")
     elif current != result.get("record_sha256"):
         check.problems.append(f"record '{name}' changed since this run (its digest is no longer the one the run used)")
+    problems, check.signer = check_reproduction(run_dir, dict(result), runs_dir, signers)
+    check.problems += problems
     return check, result
 
 
-def check_run(run_dir: Path, tracks: Mapping, digests: RecordDigests) -> Check:
-    return inspect_run(run_dir, tracks, digests)[0]
+def check_run(run_dir: Path, tracks: Mapping, digests: RecordDigests, runs_dir: Path | None = None,
+              signers: Path = SIGNERS_FILE) -> Check:
+    return inspect_run(run_dir, tracks, digests, runs_dir, signers)[0]
 
 
 def check_record(record_dir: Path) -> Check:
@@ -234,12 +253,12 @@ def verify_target(target: str, runs_dir: Path = Path("runs"), records_dir: Path 
             except (ValueError, OSError, UserError):
                 ran = None
             if ran == path.name:
-                checks.append(check_run(run, tracks, digests))
+                checks.append(check_run(run, tracks, digests, runs_dir))
         return checks
     digests = RecordDigests(records_dir)
     if (path / RESULT_FILE).is_file():
-        return [check_run(path, tracks, digests)]
+        return [check_run(path, tracks, digests, runs_dir)]
     runs = run_dirs(path)
     if not runs:
         raise UserError(f"{path} holds no run folders: give runs/<run_id>, records/<name> or a folder of runs")
-    return [check_run(run, tracks, digests) for run in runs]
+    return [check_run(run, tracks, digests, runs_dir) for run in runs]

@@ -35,6 +35,7 @@ class Track:
     version: int = 1
     target_val_loss: float | None = None     # None: this version is still being calibrated
     target_source: str = ""                  # what set the target (runs, recipe), for readers
+    reproduce_within_nats: float = 0.02      # a re-run of a run (same record, seed, data) lands this close to it
     previous: tuple = field(default=())      # earlier versions: dicts with version and target_val_loss
 
     @property

@@ -46,6 +46,52 @@ def make_record(records_dir: Path, name: str, *, title: str | None = None, autho
     return d
 
 
+PAUSE_MS = 10.0   # each progress eval's untimed pause, and the claim's evaluation
+
+
+def timeline(run_id: str, seed: int, shape: dict, train_time_ms: float, evals, val_loss, tokens: int, status: str,
+             contract3: bool = False, t0: float = 1000.0) -> list[dict]:
+    """the event log of a run, with stamps that agree with its clock: the train clock runs evenly
+    from train_start, a step event at every eval and at the last step, each eval at its token
+    count's step, then the claim's evaluation. as harness 0.1 wrote it, each eval is an untimed
+    pause and the clock stops before the claim's evaluation; as contract 3 writes it (harness 0.4),
+    evals run on the clock and the handover of the weights stops it."""
+    per_step = shape["seq_len"] * shape["batch_size"] * shape["grad_accum"]
+    steps = shape["steps"]
+    at_step = {min(steps, max(1, t // per_step)): (t, v) for t, v in evals}
+    events = [{"type": "run_start", "time": 1.0, "run_id": run_id, "seed": seed},
+              {"type": "train_start", "time": t0}]
+    paused = 0.0
+    for step in sorted(set(at_step) | {steps}):
+        ms = train_time_ms * step / steps
+        events.append({"type": "step", "time": t0 + (ms + paused) / 1000, "step": step, "tokens": step * per_step,
+                       "train_loss": 4.0, "train_time_ms": ms})
+        if step in at_step:
+            paused += 0.0 if contract3 else PAUSE_MS
+            t, v = at_step[step]
+            events.append({"type": "eval", "time": t0 + (ms + paused) / 1000, "step": step, "tokens": t, "train_time_ms": ms,
+                           "val_loss": v, "val_tokens": 1024, "full": True, "eval_time_ms": PAUSE_MS,
+                           **({"split": "progress", "untimed": False} if contract3 else {})})
+    stop = t0 + (train_time_ms + paused) / 1000
+    if contract3 and status == "completed":
+        events.append({"type": "handover", "time": stop, "train_time_ms": train_time_ms, "tokens": tokens})
+    end = stop + PAUSE_MS / 1000
+    if status == "completed":
+        events.append({"type": "eval", "time": end, "step": steps, "tokens": tokens, "train_time_ms": train_time_ms,
+                       "val_loss": val_loss, "val_tokens": 1024, "full": True, "eval_time_ms": PAUSE_MS,
+                       **({"split": "val"} if contract3 else {})})
+    events.append({"type": "run_end", "time": end + 1.0, "status": status, "val_loss": val_loss, "tokens": tokens,
+                   "train_time_ms": train_time_ms})
+    return events
+
+
+def made_under_contract3(result: dict) -> bool:
+    """whether a result says it was made under contract 3 (harness 0.4 on), as nanopoor.timeline reads it."""
+    from nanopoor.timeline import is_contract3
+
+    return is_contract3([], result)
+
+
 def make_run(runs_dir: Path, record_dir: Path, *, seed: int, val_loss: float | None = 3.20,
              train_time_ms: float = 900_000.0, status: str = "completed", causal: bool | None = True,
              gpu: dict | None = T4, gpu_count: int = 1, scale: str = "full", track: str = "fineweb-edu",
@@ -65,12 +111,8 @@ def make_run(runs_dir: Path, record_dir: Path, *, seed: int, val_loss: float | N
     (d / "config.json").write_text(json.dumps({"run_id": run_id, "record": record, "record_sha256": digest,
                                                "scale": scale, "seed": seed, **shape,
                                                "budget_tokens": budget}, sort_keys=True))
-    events = [{"type": "run_start", "time": 1.0, "run_id": run_id, "seed": seed}]
-    events += [{"type": "eval", "time": 2.0 + i, "step": i, "tokens": t, "train_time_ms": 1000.0 * (i + 1),
-                "val_loss": v, "val_tokens": 1024, "full": True, "eval_time_ms": 10.0}
-               for i, (t, v) in enumerate(evals)]
-    events.append({"type": "run_end", "time": 99.0, "status": status, "val_loss": val_loss, "tokens": tokens,
-                   "train_time_ms": train_time_ms})
+    events = timeline(run_id, seed, shape, train_time_ms, evals, val_loss, tokens, status,
+                      contract3=made_under_contract3({"harness_version": "0.1.0", "contract_version": 1, **(overrides or {})}))
     (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     # the harness's own lines: the claim's evaluation, then run_end (verify compares them to the result)
     shown = f"{val_loss:.4f}" if val_loss is not None else "nan"

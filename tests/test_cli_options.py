@@ -22,7 +22,7 @@ from nanopoor.errors import UserError
 NANOPOOR = Path(__file__).resolve().parents[1] / "nanopoor"
 
 # verbs that read or write run folders: each takes the folder as --runs DIR
-RUNS_VERBS = {"run", "submit", "reproduce", "demo", "leaderboard", "verify", "compare"}
+RUNS_VERBS = {"run", "submit", "reproduce", "sign", "demo", "leaderboard", "verify", "compare"}
 # --out is an output other than the runs folder: leaderboard.md, or a dataset folder
 OUT_VERBS = {"leaderboard", "submit", "data fineweb-edu", "data files", "data docs", "data demo"}
 
@@ -126,6 +126,7 @@ def test_fmt_ms_lives_in_the_output_module():
     ["demo", "--runs", "1"],
     ["leaderboard", "--runs", "3"],
     ["verify", "runs/", "--runs", "3"],
+    ["sign", "runs/x", "--key", "k", "--runs", "3"],
     ["compare", "a", "b", "--runs", "3"],
 ])
 def test_a_number_for_runs_is_one_line_pointing_at_seeds(tmp_path, monkeypatch, args):

@@ -70,11 +70,11 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty
                   help="nanopoor: run frozen speedrun records under the harness, review logs, keep the leaderboard.")
 
 from nanopoor.cli import (  # noqa: E402
-    compare, data, demo, freeze, leaderboard, records, reproduce, review, run, submit, verify,
+    compare, data, demo, freeze, leaderboard, records, reproduce, review, run, sign, submit, verify,
 )
 
 # the order of `nanopoor --help`
-for _verb in (run, freeze, demo, data, review, reproduce, leaderboard, verify, submit, compare, records):
+for _verb in (run, freeze, demo, data, review, reproduce, sign, leaderboard, verify, submit, compare, records):
     _verb.register(app)
 
 

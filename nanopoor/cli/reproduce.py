@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nanopoor.cli.options import as_t4_option, format_option, no_isolation_option, runs_option, say_note, timeout_option
+from nanopoor.cli.sign import print_report
+from nanopoor.errors import UserError
 from nanopoor.output import Format, Scale, fmt_loss, fmt_ms, fmt_tokens, print_json
 
 
@@ -30,20 +32,27 @@ def reproduce(
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="run a full-scale record on a cpu anyway (hours)"),
     as_t4: bool = as_t4_option(),
     no_isolation: bool = no_isolation_option(),
+    sign: Path | None = typer.Option(None, "--sign", metavar="KEY", help="a committed run's re-run only: sign it with "
+                                     "this private key when it ends (else `nanopoor sign RUN --key KEY` later)"),
     fmt: Format = format_option(),
 ) -> None:
     from nanopoor.reproduce import reproduce_claim, reproduce_run
 
     if (record / "result.json").is_file():  # a committed run folder: re-run it as it was made
         report = reproduce_run(record, data=data, out=runs, timeout_s=timeout, quiet=fmt == Format.json,
-                               as_t4=as_t4, allow_cpu=allow_cpu, on_note=say_note, isolated=not no_isolation)
+                               as_t4=as_t4, allow_cpu=allow_cpu, on_note=say_note, isolated=not no_isolation, sign=sign)
         if fmt == Format.json:
             print_json(report)
         else:
             typer.echo(report["summary"])
+            if report["signed"] is not None:
+                print_report(report["signed"])
         if not report["reproduced"]:
             _not_reproduced(report["why"], fmt)
         return
+    if sign is not None:
+        raise UserError(f"--sign signs the re-run of a committed run folder (runs/<run_id>); {record} is a record, whose "
+                        f"claim's comparison is not signed")
     cmp = reproduce_claim(record, claim=claim, data=data, scale=scale.value, seed=seed, runs_dir=runs, timeout_s=timeout,
                           plot=plot, allow_cpu=allow_cpu, as_t4=as_t4, quiet=fmt == Format.json, on_note=say_note,
                           isolated=not no_isolation)

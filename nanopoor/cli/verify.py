@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nanopoor.cli.options import format_option, runs_option
 from nanopoor.output import Format, print_json
@@ -32,7 +33,8 @@ def verify(
     else:
         console = Console()
         cols = [Col("kind"), Col("subject", ident=True), Col("verdict"), Col("problems", wrap=True, drop=1)]
-        rows = [[c.kind, c.subject, "[green]ok[/]" if c.ok else "[red]FAILED[/]", "\n".join(c.problems)] for c in checks]
+        rows = [[c.kind, c.subject, ("[green]ok[/]" if c.ok else "[red]FAILED[/]") + (f" (signed by {escape(c.signer)})" if c.signer else ""),
+                 "\n".join(c.problems)] for c in checks]
         table, left_out = fitted_table(cols, rows, console.width)
         console.print(table)
         if left_out:   # too narrow for a problems column: each problem on a line of its own

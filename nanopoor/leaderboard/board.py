@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
@@ -24,7 +23,7 @@ import pandas as pd
 from nanopoor import stats
 from nanopoor.jsonio import write_atomic
 from nanopoor.result import RunResult
-from nanopoor.leaderboard import claims, render
+from nanopoor.leaderboard import claims, render, tiers
 from nanopoor.leaderboard.measures import MEASURES, add_measures
 from supervisor.events import fmt_tokens
 from nanopoor.verify import Check, RecordDigests, inspect_run, run_dirs, track_name
@@ -33,7 +32,8 @@ CLASS_ORDER = {"official": 0, "unofficial": 1, "dev": 2}
 COLUMNS = [
     "kind", "track", "track_version", "dataset_fingerprint", "class", "hardware", "scale", "ranked", "rank",
     "record", "record_sha256", "description", "person", "date", "tokens", "data",
-    "n_runs", "seeds", "verified", "verdict", "reasons", "reproduced", "reproduced_by", "target_val_loss",
+    "n_runs", "seeds", "verified", "verdict", "reasons", "tier", "reproduced", "reproduced_by", "reproduction_notes",
+    "target_val_loss",
     "train_time_ms_mean", "train_time_ms_sd", "val_loss_mean", "val_loss_sd", "p_value",
     "runs", "claimed_time_min", "log", "peer_log", "notes", "found",
 ]
@@ -45,6 +45,7 @@ class RunEntry:
     path: Path
     result: RunResult
     problems: list[str]    # from nanopoor.verify; empty when the run verifies
+    signer: str | None = None   # a signed reproduction's signer (nanopoor.verify)
 
 
 @dataclass
@@ -77,10 +78,10 @@ def collect_runs(runs_dir: Path, records_dir: Path, tracks: Mapping) -> tuple[li
     digests = RecordDigests(records_dir)
     entries, checks = [], []
     for path in run_dirs(runs_dir):
-        check, result = inspect_run(path, tracks, digests)
+        check, result = inspect_run(path, tracks, digests, runs_dir)
         checks.append(check)
         if result is not None:
-            entries.append(RunEntry(path, result, check.problems))
+            entries.append(RunEntry(path, result, check.problems, check.signer))
     return entries, checks
 
 
@@ -118,22 +119,6 @@ def submissions(entries: list[RunEntry], tracks: Mapping) -> list[list[RunEntry]
     return runs.groupby(SUBMISSION_KEY, sort=True)["entry"].agg(list).tolist()
 
 
-def reproductions(entries: list[RunEntry], tracks: Mapping) -> dict[str, list[tuple[RunEntry, bool]]]:
-    """run_id of a committed run -> the runs that re-ran it (result key `reproduces`), each with
-    whether the re-run counts: it verifies, completed, and reached the target it was judged against."""
-    out = defaultdict(list)
-    for e in entries:
-        original = e.result.get("reproduces")
-        if not original:
-            continue
-        _, target = run_target(e.result, tracks)
-        loss = e.result.get("val_loss")
-        reached = (not e.problems and e.result.get("status") == "completed" and isinstance(loss, (int, float))
-                   and target is not None and loss <= target)
-        out[str(original)].append((e, reached))
-    return out
-
-
 def data_cell(result: RunResult, run_dir: Path) -> str:
     """'5.24M tok (1024 × 8 × 4 × 160)': the token budget and the formula that gives it."""
     formula = result.get("formula")
@@ -148,12 +133,6 @@ def data_cell(result: RunResult, run_dir: Path) -> str:
     return f"{fmt_tokens(tokens)} tok" + (f" ({formula})" if formula else "")
 
 
-def reproduced_cells(entries: list[RunEntry], reruns: Mapping, link) -> tuple[str, str]:
-    """("yes"/"no", the links of the re-runs that reproduced any of these runs)."""
-    by = [link(e.path) for run in entries for e, ok in reruns.get(str(run.result.get("run_id")), []) if ok]
-    return ("yes" if by else "no"), " ".join(sorted(set(by)))
-
-
 def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, link, version: int = 1,
                    reruns: Mapping | None = None) -> dict:
     """one submission (runs in run-id order): its verdict over every run and its display facts."""
@@ -166,7 +145,6 @@ def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, 
     if calibration:   # made while the track had no target: it sets the target, nothing judges it
         kept = [r for r in v.reasons if r.startswith("run ") or r == "seeds not distinct"]   # the runs' own faults
         label, reasons = "calibration", kept + unverifiable
-    reproduced, reproduced_by = reproduced_cells(entries, reruns or {}, link)
     cls = max((str(r.get("class")) for r in results), key=lambda c: CLASS_ORDER.get(c, 3))
     record = records.get(str(first.get("record")))
     budget = first.get("budget_tokens")
@@ -181,7 +159,7 @@ def submission_row(entries: list[RunEntry], v: stats.Verdict, records: Mapping, 
         "tokens": budget, "data": data_cell(first, entries[0].path),
         "n_runs": v.n_runs, "seeds": " ".join(str(s) for s in v.seeds),
         "verified": v.verified and not unverifiable and not calibration, "verdict": label,
-        "reasons": "; ".join(reasons), "reproduced": reproduced, "reproduced_by": reproduced_by,
+        "reasons": "; ".join(reasons), **tiers.tier_cells(entries, reruns or {}, link),
         "target_val_loss": v.target_val_loss,
         "train_time_ms_mean": v.train_time_ms_mean, "train_time_ms_sd": v.train_time_ms_sd,
         "val_loss_mean": v.val_loss_mean, "val_loss_sd": v.val_loss_sd, "p_value": v.p_value,
@@ -234,11 +212,12 @@ def build(runs_dir: Path, records_dir: Path, out: Path, tracks: Mapping | None =
     def link(path: Path) -> str:   # relative link from the leaderboard's folder
         return Path(os.path.relpath(path, out.parent)).as_posix()
 
-    entries, checks = collect_runs(runs_dir, records_dir, tracks)
+    everything, checks = collect_runs(runs_dir, records_dir, tracks)
+    entries = tiers.own_runs(everything)   # re-runs of a run count for its tier, not as runs of their own
     groups = submissions(entries, tracks)
     judged_by = [run_target(g[0].result, tracks) for g in groups]   # (version, target) per submission
     judged = stats.verdicts([([e.result for e in g], t) for g, (_, t) in zip(groups, judged_by)])
-    reruns = reproductions(entries, tracks)
+    reruns = tiers.reproductions(everything, tracks)
     rows = [submission_row(g, v, records, link, version, reruns)
             for g, v, (version, _) in zip(groups, judged, judged_by)]
     rows += claims.claim_rows(records, entries, tracks)

@@ -12,12 +12,13 @@ import pandas as pd
 
 from nanopoor.leaderboard.numbers import fmt_duration, fmt_flop, fmt_speedup, fmt_time_cell
 from nanopoor.leaderboard.plot import progression_png  # noqa: F401  (the board's png, named here as before)
+from nanopoor.leaderboard.tiers import TIER_LINE, tier_cell
 
 CLASS_NAMES = ("official", "unofficial", "dev")
 SUBMISSION_HEADER = ["rank", "time", "speed-up", "hardware cost", "val loss (mean, p)", "date", "data", "person",
-                     "description", "reproduced", "verdict", "log"]
+                     "description", "tier", "verdict", "log"]
 REST_HEADER = ["val loss (mean, p)", "time", "speed-up", "hardware cost", "date", "data", "person", "description",
-               "reproduced", "verdict", "log"]
+               "tier", "verdict", "log"]
 CLAIM_HEADER = ["claimed time", "hardware cost", "date", "data", "person", "description", "hardware", "log", "verdict"]
 P_LINE = ("p: the one-sided t-test's p-value that the runs' mean val loss is below the target; verified needs "
           "p < 0.01 over at least 3 runs (p=1: the runs are plainly above the target).")
@@ -25,9 +26,6 @@ MEASURES_TEXT = ("Beside each time: the speed-up over the track version's calibr
                  "its target: its mean train time on the same hardware over this one's), and the hardware cost: the "
                  "GPU's fp16 dense peak FLOP/s (datasheet) × train time × GPUs, the measure the Marin speedrun ranks "
                  "by, so rows from different GPUs compare (? where the GPU's peak is not known).")
-REPRODUCED_LINE = ("reproduced: a run folder is self-reported: made on the submitter's machine, it proves nothing "
-                   "against its maker. \"yes\" means a re-run by `nanopoor reproduce`, committed by someone else, "
-                   "completed and reached the target.")
 
 
 def rows_of(frame: pd.DataFrame) -> list[dict]:
@@ -77,17 +75,10 @@ def log_cell(row: Mapping) -> str:
     return " ".join(f"[{i}]({r})" for i, r in enumerate(runs, 1))
 
 
-def reproduced_cell(row: Mapping) -> str:
-    by = str(row.get("reproduced_by") or "").split()
-    if not by:
-        return "no"
-    return "yes — by " + " ".join(f"[{r.rstrip('/').rsplit('/', 1)[-1]}]({r})" for r in by)
-
-
 def submission_table(rows: list[dict]) -> list[str]:
     """verified submissions, ranked by time."""
     body = [[row["rank"] if row["rank"] is not None else "—", time_cell(row), *measure_cells(row), val_cell(row),
-             row["date"], row["data"], row["person"], row["description"], reproduced_cell(row), verdict_cell(row),
+             row["date"], row["data"], row["person"], row["description"], tier_cell(row), verdict_cell(row),
              log_cell(row)] for row in rows]
     return table(SUBMISSION_HEADER, body)
 
@@ -99,7 +90,7 @@ def rest_table(subs: pd.DataFrame) -> list[str]:
                          "record": subs["record"].astype(str), "runs": subs["runs"].astype(str)}, index=subs.index)
     rows = rows_of(subs.loc[keys.sort_values(list(keys.columns), na_position="last").index])
     body = [[val_cell(row), time_cell(row), *measure_cells(row), row["date"], row["data"], row["person"],
-             row["description"], reproduced_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
+             row["description"], tier_cell(row), verdict_cell(row), log_cell(row)] for row in rows]
     return table(REST_HEADER, body)
 
 
@@ -169,7 +160,7 @@ def version_section(name: str, version: int, subs: pd.DataFrame, track, current:
             out += ["**Did not reach the target** (or not shown to: fewer than 3 runs, or p ≥ 0.01), by val loss:", ""]
             out += rest_table(group[~verified]) + [""]
     if len(ranked):
-        out += [P_LINE, "", REPRODUCED_LINE, ""]
+        out += [P_LINE, "", TIER_LINE, ""]
     if len(calibration):
         out += ["#### Calibration runs (these set the target)", "",
                 "Made while this version of the track had no target: listed by val loss, never judged or ranked.", ""]
