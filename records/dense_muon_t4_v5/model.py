@@ -184,8 +184,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, self.ve_plan[i] is not None, i in windowed) for i in range(L))
         # block i < L/2 hands its output to block L-1-i; weight 1 at init
         self.skip_weights = nn.Parameter(torch.ones(L // 2)) if cfg.unet else None
-        # the sliding window of the windowed layers, in tokens; the training loop may grow it
-        self.register_buffer("window", torch.tensor(cfg.max_seq_len, dtype=torch.int64))
+        # the sliding window of the windowed layers, in tokens. the schedule sets it before every step
+        # (the first before the first batch), so it is no state to save or restore: not persistent
+        self.register_buffer("window", torch.tensor(cfg.max_seq_len, dtype=torch.int64), persistent=False)
         self.norm_f = nn.RMSNorm(cfg.n_embd)
         if cfg.head_rank:
             self.head_down = init_linear(nn.Linear(cfg.n_embd, cfg.head_rank, bias=False))
