@@ -32,7 +32,7 @@ def load(module: str):
     return mod
 
 
-M, O = load("model"), load("optim")
+M, OPT = load("model"), load("optim")
 
 
 def tiny(**kw):
@@ -167,14 +167,14 @@ def test_muon_orthogonalises_q_k_v_apart():
     w = torch.nn.Parameter(torch.zeros(96, 32))
     w.ns_split = 3
     grad = torch.randn(96, 32)
-    opt = O.Muon([w], lr=1.0, momentum=0.0, nesterov=False)
+    opt = OPT.Muon([w], lr=1.0, momentum=0.0, nesterov=False)
     w.grad = grad.clone()
     opt.step()
-    expect = -O.newton_schulz(grad.view(3, 32, 32))
+    expect = -OPT.newton_schulz(grad.view(3, 32, 32))
     assert torch.allclose(w.detach().view(3, 32, 32), expect, atol=1e-5)
     joint = torch.nn.Parameter(torch.zeros(96, 32))
     joint.ns_split = 3
-    together = O.Muon([joint], lr=1.0, momentum=0.0, nesterov=False, split=False)
+    together = OPT.Muon([joint], lr=1.0, momentum=0.0, nesterov=False, split=False)
     joint.grad = grad.clone()
     together.step()
     assert not torch.allclose(joint.detach(), w.detach(), atol=1e-3)  # v4's way is another update
@@ -183,7 +183,7 @@ def test_muon_orthogonalises_q_k_v_apart():
 def test_muon_skips_an_overflowed_step_on_the_device():
     torch.manual_seed(3)
     w = torch.nn.Parameter(torch.randn(48, 16))
-    opt = O.Muon([w], lr=0.1, momentum=0.9)
+    opt = OPT.Muon([w], lr=0.1, momentum=0.9)
     w.grad = torch.randn(48, 16)
     opt.step()
     before, buf = w.detach().clone(), opt.state[w]["momentum_buffer"].clone()
@@ -199,11 +199,11 @@ class HP:
 
 
 def test_schedule_holds_then_cools_and_the_last_step_still_moves():
-    f = [O.lr_factor(s, 61, HP) for s in range(1, 62)]
+    f = [OPT.lr_factor(s, 61, HP) for s in range(1, 62)]
     assert f[0] == 1.0 and all(a >= b for a, b in zip(f, f[1:]))
     assert f[33] == 1.0 and f[34] < 1.0  # the cool-down starts at 55% of the run
     assert HP.final_lr_frac < f[-1] < 0.2
-    assert O.muon_momentum(1, HP) == 0.85 and O.muon_momentum(61, HP) == pytest.approx(0.85 + 0.1 * 60 / 300)
+    assert OPT.muon_momentum(1, HP) == 0.85 and OPT.muon_momentum(61, HP) == pytest.approx(0.85 + 0.1 * 60 / 300)
 
 
 def test_every_parameter_has_one_optimizer():
@@ -211,7 +211,7 @@ def test_every_parameter_has_one_optimizer():
     hp = type("H", (), dict(embed_lr=0.6, value_embed_lr=0.6, head_lr=0.008, scalar_lr=0.04, bias_lr=0.2, adam_beta1=0.8,
                             adam_beta2=0.95, adam_eps=1e-10, muon_lr=0.05, muon_momentum_start=0.85, ns_steps=5,
                             ns_dtype="float16", muon_split_qkv=True))
-    adamw, muon = O.build_optimizers(model, hp, on_cuda=False)
+    adamw, muon = OPT.build_optimizers(model, hp, on_cuda=False)
     owned = [p for opt in (adamw, muon) for g in opt.param_groups for p in g["params"]]
     assert len(owned) == len({id(p) for p in owned}) == len(list(model.parameters()))
     in_muon = {id(p) for p in muon.param_groups[0]["params"]}
