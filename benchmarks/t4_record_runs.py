@@ -279,7 +279,7 @@ class TimedTrainer(Trainer):
     def __init__(self, hp: dict, data: Data, seq_len: int, device: str, seed: int, rows: int, compile_model: bool):
         super().__init__(hp, data, seq_len, device, seed)
         t0 = time.perf_counter()
-        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.forward = torch.compile(self.model, dynamic=False) if compile_model else self.model
         saved = (copy.deepcopy(self.model.state_dict()), [copy.deepcopy(o.state_dict()) for o in self.optimizers],
                  copy.deepcopy(self.scaler.state_dict()))
         gen = torch.Generator(device=device).manual_seed(0)

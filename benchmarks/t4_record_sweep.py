@@ -224,6 +224,9 @@ class Sweep:
             self.say(f"p3 {v.name}: skipped (budget)")
             return
         hp, t0 = self.hp(v), time.perf_counter()
+        # every finalist is its own graph of one static shape, as in the record's process: no
+        # dynamic-shape kernels carried over from the one before, no fallback to eager after 8
+        torch._dynamo.config.recompile_limit = 64
         rows, accum = v.rows, v.accum
         row = {"name": v.name, "overrides": v.overrides, "steps": v.steps, "tokens": v.rows * v.accum * v.steps * self.seq_len,
                "n_layer": hp["n_layer"], "n_embd": hp["n_embd"]}
@@ -387,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, help="json report, rewritten after every variant")
     ap.add_argument("--budget-s", type=float, default=480.0, help="hard wall-clock budget for the whole script")
     ap.add_argument("--phase3-reserve-s", type=float, default=150.0, help="time phases 1-2 leave for the compiled runs")
+    ap.add_argument("--phase2-reserve-s", type=float, default=60.0, help="time phase 1 leaves for the seeds of phase 2")
     ap.add_argument("--finalists", type=int, default=4, help="compiled variants in phase 3, at most")
     ap.add_argument("--min-gain", type=float, default=0.005, help="a change joins `combined` when it lowers seed 1's loss by this much")
     ap.add_argument("--only", default="", help="comma-separated phase-1 variant names to run (default: all)")
@@ -425,9 +429,9 @@ def main(argv: list[str] | None = None) -> None:
         plan = [v for v in plan if v.name in keep]
     reserve = a.phase3_reserve_s if 3 in phases else 0.0
     sw.say(f"{sw.meta['gpu']}, fp16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "dry run on the cpu")
-    if 1 in phases:
+    if 1 in phases:  # the tail of phase 1 (the shapes) gives way to phase 2's seeds
         for v in plan:
-            sw.eager(v, SEEDS[0], 1, reserve)
+            sw.eager(v, SEEDS[0], 1, reserve + (a.phase2_reserve_s if 2 in phases else 0.0))
     if 2 in phases:
         combo = sw.combined(plan)
         # a combination of one change is that change's own variant: nothing new to run

@@ -199,14 +199,14 @@ class GPT(nn.Module):
         C = self.cfg.n_embd
         # float32 residual stream, whatever dtype the tables are stored in
         x = x0 = F.rms_norm(self.embed(idx).float(), (C,))  # (B, T, C)
+        ves = [table(idx) for table in self.value_embeds]  # each (B, T, C), looked up once for its two blocks
         skips = []
         half = self.cfg.n_layer // 2
         for i, block in enumerate(self.blocks):
             if self.skip_weights is not None and i >= self.cfg.n_layer - half:
                 x = x + self.skip_weights[self.cfg.n_layer - 1 - i] * skips.pop()
             table = self.ve_plan[i]
-            ve = self.value_embeds[table](idx) if table is not None else None  # (B, T, C)
-            x = block(x, x0, ve, self.window)
+            x = block(x, x0, ves[table] if table is not None else None, self.window)
             if self.skip_weights is not None and i < half:
                 skips.append(x)
         x = self.norm_f(x)
