@@ -40,6 +40,7 @@ T_START = time.perf_counter()
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import t4_record_report as report_tables  # noqa: E402
 import t4_record_runs as runs  # noqa: E402
 from gpu_bench import measure_matmul_peak  # noqa: E402
 from nanopoor.t4_estimate import estimate, flops_per_token  # noqa: E402
@@ -224,9 +225,6 @@ class Sweep:
             self.say(f"p3 {v.name}: skipped (budget)")
             return
         hp, t0 = self.hp(v), time.perf_counter()
-        # every finalist is its own graph of one static shape, as in the record's process: no
-        # dynamic-shape kernels carried over from the one before, no fallback to eager after 8
-        torch._dynamo.config.recompile_limit = 64
         rows, accum = v.rows, v.accum
         row = {"name": v.name, "overrides": v.overrides, "steps": v.steps, "tokens": v.rows * v.accum * v.steps * self.seq_len,
                "n_layer": hp["n_layer"], "n_embd": hp["n_embd"]}
@@ -284,8 +282,10 @@ class Sweep:
 
 
 def finalists(sw: Sweep, plan: list[Variant]) -> list[Variant]:
-    """the best candidate, the best at another batch layout, then the best without its softcap and
-    without its value embeddings (what those two cost in time, beside what they bought in loss)."""
+    """in this order, as far as the budget goes: the best candidate; the best at another batch
+    layout; the best with a rank-384 head when that cost seed 1 less than 0.02 (a cheaper step, if
+    the best is too slow); the best without its value embeddings and without its soft-cap (what
+    those two cost in time, beside what phase 1 says they buy in loss)."""
     ranked = sw.ranked(plan, 2) or sw.ranked(plan)
     if not ranked:
         return []
@@ -295,10 +295,17 @@ def finalists(sw: Sweep, plan: list[Variant]) -> list[Variant]:
     if other is not None:
         picks.append(other)
     hp = sw.hp(best)
-    if hp["logit_softcap"]:
-        picks.append(Variant(f"{best.name}-softcap", "timing", {**best.overrides, "logit_softcap": 0.0}, best.rows, best.accum, best.steps))
+
+    def like_best(suffix: str, change: dict) -> Variant:
+        return Variant(f"{best.name}{suffix}", "timing", {**best.overrides, **change}, best.rows, best.accum, best.steps)
+
+    low_rank, base = sw.loss_of("head_rank=384", SEEDS[0]), sw.loss_of("base", SEEDS[0])
+    if not hp["head_rank"] and low_rank is not None and base is not None and low_rank < base + 0.02:
+        picks.append(like_best("+head_rank=384", {"head_rank": 384}))
     if hp["value_embeds"]:
-        picks.append(Variant(f"{best.name}-value_embeds", "timing", {**best.overrides, "value_embeds": 0}, best.rows, best.accum, best.steps))
+        picks.append(like_best("-value_embeds", {"value_embeds": 0}))
+    if hp["logit_softcap"]:
+        picks.append(like_best("-softcap", {"logit_softcap": 0.0}))
     return picks[: sw.a.finalists]
 
 
@@ -341,46 +348,7 @@ def record_lines(sw: Sweep, t: dict) -> str:
 
 
 def print_report(sw: Sweep) -> None:
-    s = summary(sw)
-    base = next((v for v in s["variants"] if v["name"] == "base"), None)
-    base_mean = base["mean"] if base else None
-    seeds = [str(x) for x in SEEDS]
-    print(f"\n== loss per token (eager; T4 flags; val = the harness's loss over {sw.runs[0].get('val_tokens', 0):,} tokens) ==")
-    print(f"{'variant':<22}{'group':<10}{'rows x acc x steps':>18}{'tokens':>10}" + "".join(f"{'s' + x[-2:]:>8}" for x in seeds)
-          + f"{'mean':>8}{'vs base':>9}")
-    for v in sorted(s["variants"], key=lambda v: (v["mean"] is None, v["mean"] or 0)):
-        cells = "".join(f"{v['losses'][x]:8.3f}" if x in v["losses"] else f"{'-':>8}" for x in seeds)
-        mean = f"{v['mean']:8.3f}" if v["mean"] is not None else f"{v.get('status', '-'):>8}"
-        delta = f"{v['mean'] - base_mean:+9.3f}" if v["mean"] is not None and base_mean is not None else f"{'':>9}"
-        print(f"{v['name'][:21]:<22}{v['group']:<10}{v['layout']:>18}{v['tokens']:>10,}{cells}{mean}{delta}")
-    if sw.timed:
-        peak = sw.meta.get("peak_flops")
-        print(f"\n== compiled, 15 GiB cap, clock from first step to handover end (fp16 peak {peak / 1e12:.0f} TFLOP/s) ==" if peak
-              else "\n== timed runs (dry run: no compile, no gpu) ==")
-        print(f"{'variant':<24}{'layout':>10}{'seed':>6}{'train s':>9}{'hand ms':>9}{'clock s':>9}{'ms/step':>9}{'tok/s':>10}"
-              f"{'MFU':>7}{'peak GiB':>9}{'val':>8}")
-        for t in sw.timed:
-            for r in t.get("seeds", []) or [{}]:
-                if r.get("status") != "completed":
-                    print(f"{t['name'][:23]:<24}{t.get('status', '')} {r.get('status', '')} {t.get('reason', '')}")
-                    continue
-                mfu = f"{100 * r['mfu']:6.1f}%" if r.get("mfu") else f"{'-':>7}"
-                peak_gib = f"{r['peak_allocated_gib']:9.2f}" if "peak_allocated_gib" in r else f"{'-':>9}"
-                step = f"{r['step_ms_median_after_3']:9.2f}" if "step_ms_median_after_3" in r else f"{'-':>9}"
-                tps = r.get("tokens_per_s_steady", r["tokens_per_s_run"])
-                print(f"{t['name'][:23]:<24}{t['rows']}x{t['accum']}x{t['steps']:<5}{r['seed']:>6}{r['train_s']:9.2f}"
-                      f"{r['handover']['total_ms']:9.0f}{r['train_clock_s']:9.2f}{step}{tps:10,.0f}{mfu}{peak_gib}{r['val_loss']:8.4f}")
-        h = next((r["handover"] for t in sw.timed for r in t.get("seeds", []) if r.get("status") == "completed"), None)
-        if h:
-            print(f"handover: {h['bytes'] / 1e9:.2f} GB in {h['total_ms']:.0f} ms ({h['ms_per_gb']:.0f} ms/GB: to host "
-                  f"{h['to_host_ms']:.0f}, write {h['write_ms']:.0f}) to {h['file_dir']}")
-    if "choice" in s:
-        c = s["choice"]
-        print(f"\nchoice: {c['name']}  clock {', '.join(f'{x:.2f}' for x in c['train_clock_s'])} s  val "
-              f"{', '.join(f'{x:.4f}' for x in c['val_loss'])}  (target {TARGET}, <= {MAX_TOKENS:,} tokens)")
-        print("record.toml [scales.full]:\n" + c["record_toml"])
-        for label, e in c["t4_estimate"].items():
-            print(f"T4 estimate, {label}: {e['minutes']:.1f} min ({e['minutes_range'][0]:.1f}-{e['minutes_range'][1]:.1f})")
+    print(report_tables.text({"meta": sw.meta, "runs": sw.runs, "timed": sw.timed, "summary": summary(sw)}))
     print(f"done in {sw.now():.0f} s of a {sw.a.budget_s:.0f} s budget; everything in {sw.a.out}", flush=True)
 
 
@@ -403,6 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     if not a.dry_run and not torch.cuda.is_available():
         ap.error("needs a cuda gpu (or --dry-run)")
     flags = runs.set_t4_flags()
+    # many graphs of one function are expected (the shared loss at each shape, one per finalist): no fallback to eager after 8
+    torch._dynamo.config.recompile_limit = 64
     scale = runs.record_scale("full")
     base_hp = {**runs.record_defaults(), **scale.get("args", {})}
     seq_len, val_tokens = (64, 1024) if a.dry_run else (scale["seq_len"], 524288)
@@ -423,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         for v in plan:
             v.rows, v.steps = (2 if v.rows == 12 else 4), max(2, round(v.steps / 20))
         base.steps = plan[0].steps
+        sw.meta["base_layout"] = base.layout()
     only = a.only or (DRY_SUBSET if a.dry_run else "")
     if only:
         keep = set(only.split(","))

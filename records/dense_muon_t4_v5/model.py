@@ -194,8 +194,8 @@ class GPT(nn.Module):
         nn.init.zeros_(self.lm_head.weight)  # uniform predictions at step 0
         self.logit_bias = nn.Parameter(torch.zeros(cfg.vocab_size)) if cfg.logit_bias else None
 
-    def logits(self, idx):
-        """idx (B, T) int64 -> logits (B, T, vocab_size): fp16 under autocast, soft-capped."""
+    def head(self, idx):
+        """idx (B, T) int64 -> the head's raw output (B, T, vocab_size), before the bias and the cap."""
         C = self.cfg.n_embd
         # float32 residual stream, whatever dtype the tables are stored in
         x = x0 = F.rms_norm(self.embed(idx).float(), (C,))  # (B, T, C)
@@ -212,20 +212,14 @@ class GPT(nn.Module):
         x = self.norm_f(x)
         if self.cfg.head_rank:
             x = self.head_down(x)
-        logits = self.lm_head(x)  # (B, T, vocab_size)
-        if self.logit_bias is not None:
-            logits = logits + self.logit_bias.to(logits.dtype)
-        if self.cfg.logit_softcap:
-            cap = self.cfg.logit_softcap
-            logits = cap * torch.tanh(logits / cap)
-        return logits
+        return self.lm_head(x)  # (B, T, vocab_size), fp16 under autocast
 
     def forward(self, idx, targets=None):
-        """idx (B, T) int64 -> logits (B, T, vocab_size); with targets (B, T) -> mean loss."""
-        logits = self.logits(idx)
+        """idx (B, T) int64 -> logits (B, T, vocab_size), biased and soft-capped; with targets (B, T) -> mean loss."""
+        z = self.head(idx)
         if targets is None:
-            return logits
-        return lm_loss(logits, targets, self.cfg.real_vocab_size)
+            return output_logits(z, self.logit_bias, self.cfg.logit_softcap)
+        return lm_loss(z, self.logit_bias, self.cfg.logit_softcap, targets, self.cfg.real_vocab_size)
 
     def param_counts(self) -> dict[str, int]:
         """parameters by role. `matmul` (blocks + head) is the n of 6·n·tokens; embeddings are lookups."""
@@ -238,9 +232,16 @@ class GPT(nn.Module):
                 "embedding": embedding, "value_embeds": value_embeds, "matmul": blocks + head}
 
 
-def lm_loss(logits, targets, real_vocab_size: int):
-    """float32 cross-entropy over the real vocabulary, as the harness evaluates it: (B, T, V), (B, T) -> mean."""
-    real = logits[..., :real_vocab_size].float()
+def output_logits(z, bias, cap: float):
+    """the head's output (B, T, V) -> the logits: plus the learned bias (if any), then cap · tanh(z / cap) (cap 0: none)."""
+    if bias is not None:
+        z = z + bias.to(z.dtype)
+    return cap * torch.tanh(z / cap) if cap else z
+
+
+def lm_loss(z, bias, cap: float, targets, real_vocab_size: int):
+    """float32 cross-entropy of the logits over the real vocabulary, as the harness evaluates it: (B, T, V), (B, T) -> mean."""
+    real = output_logits(z, bias, cap)[..., :real_vocab_size].float()
     return F.cross_entropy(real.reshape(-1, real.size(-1)), targets.reshape(-1))
 
 
