@@ -46,6 +46,9 @@ def text(report: dict) -> str:
         mean = f"{v['mean']:8.3f}" if v["mean"] is not None else f"{v.get('status', '-'):>8}"
         delta = f"{v['delta']:+9.3f}" if v["delta"] is not None else f"{'':>9}"
         out.append(f"{v['name'][:21]:<22}{v['group']:<10}{v['layout']:>18}{v['tokens']:>10,}{cells}{mean}{delta}")
+    skipped = [f"{r['name']} s{r['seed']}: {r['skipped_steps']}" for r in report["runs"] if r.get("skipped_steps")]
+    if skipped:
+        out.append("fp16 overflow, optimizer steps skipped: " + "; ".join(skipped))
     fp32 = next((r for r in report["runs"] if "val_loss_fp32_weights" in r), None)
     if fp32:
         out.append(f"base, seed {fp32['seed']}: fp16 weights handed over {fp32['val_loss']:.4f}, fp32 {fp32['val_loss_fp32_weights']:.4f}")

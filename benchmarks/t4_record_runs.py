@@ -239,6 +239,20 @@ def compiled_loss():
     return _LOSS["compiled"]
 
 
+def check_compiled_loss(device: str) -> str:
+    """compile the shared loss on a small input, forward and backward; on failure the eager runs keep
+    the eager loss (slower, the same numbers) instead of every run failing. returns what happened."""
+    try:
+        z = torch.randn(2, 8, 128, device=device, dtype=torch.float16, requires_grad=True)
+        bias = torch.zeros(128, device=device, requires_grad=True)
+        loss = compiled_loss()(z, bias, 15.0, torch.randint(0, 120, (2, 8), device=device), 120)
+        loss.backward()
+        return "compiled" if torch.isfinite(loss).item() else "compiled (non-finite on the check)"
+    except Exception as e:  # no triton, an inductor error: eager it is
+        _LOSS["compiled"] = _LOSS["eager"]
+        return f"eager ({type(e).__name__}: {str(e)[:200]})"
+
+
 def eager_run(hp: dict, rows: int, accum: int, steps: int, seed: int, data: Data, seq_len: int, device: str,
               also_fp32: bool = False) -> dict:
     """train `steps` optimizer steps of rows × accum windows, then the val loss of the handed-over model.

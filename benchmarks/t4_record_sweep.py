@@ -15,8 +15,9 @@ soon as it ends (a cut-short call keeps what finished):
    of the record taken away on its own (`-x`), learning-rate and schedule alternatives, shapes.
 2. seeds: a `combined` variant (base plus every single change of phase 1 that lowered the loss),
    a second seed for the best four, a third for the best two, and the best at fewer steps.
-3. speed, compiled, under the 15 GiB cap: the finalists (the best, and the best at another batch
-   size) and the best without each of its two costliest parts, run as train.py runs: untimed
+3. speed, compiled, under the 15 GiB cap, as far as the budget goes: the best; the best at another
+   batch layout; the best with a rank-384 head (if that lost little in phase 1); the best without
+   its value embeddings and without its soft-cap. each runs as train.py runs: untimed
    warm-up, then the clock from the first step to the end of the handover (every tensor the
    evaluation forward reads, copied to the host and written to a file in /dev/shm). reported:
    train time, steady-state ms per step, tokens/s, MFU (6·n + 12·L·d·T flops per token against
@@ -69,8 +70,8 @@ class Variant:
 # dense_muon_t4_v4's settings in this code: every new part off, its learning rates and schedule
 V4_ARCH = {"rope": "full", "attn_scale": 0.0, "value_embeds": 0, "x0_mix": False, "unet": False, "attn_gate_dims": 0,
            "logit_bias": False, "logit_softcap": 0.0, "muon_split_qkv": False}
-V4_OPT = {"muon_lr": 0.02, "muon_momentum_start": 0.95, "muon_momentum": 0.95, "embed_lr": 0.3, "head_lr": 0.008,
-          "scalar_lr": 0.04, "warmup_steps": 5, "cooldown_frac": 0.4, "final_lr_frac": 0.0}
+V4_OPT = {"muon_lr": 0.02, "muon_momentum_start": 0.95, "muon_momentum": 0.95, "embed_lr": 0.3, "value_embed_lr": 0.3,
+          "head_lr": 0.008, "scalar_lr": 0.04, "warmup_steps": 5, "cooldown_frac": 0.4, "final_lr_frac": 0.0}
 
 
 def phase1_plan(base: Variant) -> list[Variant]:
@@ -114,7 +115,7 @@ class Sweep:
         self.runs: list[dict] = []
         self.timed: list[dict] = []
         self.meta: dict = {}
-        self.rate: dict[int, float] = {}  # eager seconds per optimizer step per row (by rows per micro-batch)
+        self.rate: dict[int, float] = {}  # eager train seconds per window (1024 tokens), by rows per micro-batch
         self.eval_s = 0.0
         self.compiled_s = COMPILED_EST_S
 
@@ -220,65 +221,64 @@ class Sweep:
 
     # -- phase 3: compiled, timed ---------------------------------------------------------------------
     def timed_variant(self, v: Variant, seeds: tuple[int, ...]) -> None:
+        """compile v once, then one timed run per seed on that graph. out of memory under the cap
+        (while compiling or in the first run): once more with the same tokens a step as micro-batches
+        of half the rows."""
         if not self.fits(self.compiled_s, 0.0):
             self.timed.append({"name": v.name, "status": "skipped", "reason": "budget"})
             self.say(f"p3 {v.name}: skipped (budget)")
             return
         hp, t0 = self.hp(v), time.perf_counter()
-        rows, accum = v.rows, v.accum
+        layouts = [(v.rows, v.accum)] + ([(v.rows // 2, v.accum * 2)] if v.rows % 2 == 0 else [])
         row = {"name": v.name, "overrides": v.overrides, "steps": v.steps, "tokens": v.rows * v.accum * v.steps * self.seq_len,
-               "n_layer": hp["n_layer"], "n_embd": hp["n_embd"]}
-        tr = None
-        for attempt in range(2):  # out of memory at the 15 GiB cap: the same tokens per step as half-size micro-batches
-            try:
-                tr = runs.TimedTrainer(hp, self.data, self.seq_len, self.device, seeds[0], rows, compile_model=not self.a.dry_run)
+               "n_layer": hp["n_layer"], "n_embd": hp["n_embd"], "seeds": []}
+        for rows, accum in layouts:
+            row.update(rows=rows, accum=accum, seeds=[])
+            status = self._timed_layout(row, hp, v, rows, accum, seeds)
+            if status != "oom":
                 break
-            except torch.OutOfMemoryError as e:
-                tr = None
-                self.say(f"p3 {v.name}: out of memory at {rows} rows a micro-batch under the cap")
-                row.setdefault("oom", []).append(f"{rows}x{accum}: {str(e)[:200]}")
-                torch.cuda.empty_cache()
-                if attempt or rows % 2:
-                    break
-                rows, accum = rows // 2, accum * 2
-        row.update(rows=rows, accum=accum)
-        if tr is None:
-            row["status"] = "oom"
-            self.timed.append(row)
-            self.save()
-            return
-        row["compile_warmup_s"] = tr.warmup_s
-        counts = tr.model.param_counts()
-        row.update(params=counts, flops_per_token=flops_per_token(counts["matmul"], hp["n_layer"], hp["n_embd"], self.seq_len))
-        row["seeds"] = []
-        for i, seed in enumerate(seeds):
-            if i and not self.fits(5.0 + self.eval_s, 0.0):
-                break
-            try:
-                if i:
-                    tr.reseed(hp, self.data, self.seq_len, seed)
-                out = runs.timed_run(tr, rows, accum, v.steps, seed, self.data, self.device)
-            except torch.OutOfMemoryError as e:
-                row["seeds"].append({"seed": seed, "status": "oom", "reason": str(e)[:300]})
-                break
-            out.update(seed=seed, status="completed")
-            tokens = rows * accum * v.steps * self.seq_len
-            if "step_ms_median_after_3" in out:
-                tps = rows * accum * self.seq_len / (out["step_ms_median_after_3"] / 1e3)
-                out["tokens_per_s_steady"] = tps
-                out["mfu"] = row["flops_per_token"] * tps / self.meta["peak_flops"] if self.meta.get("peak_flops") else None
-            out["tokens_per_s_run"] = tokens / out["train_s"]
-            row["seeds"].append(out)
-            self.say(f"p3 {v.name:<18} {rows}x{accum}x{v.steps} s{seed}: train {out['train_s']:.2f} s + handover "
-                     f"{out['handover']['total_ms']:.0f} ms, val {out['val_loss']:.4f}")
-        row["status"] = "completed" if row["seeds"] else "failed"
+            row.setdefault("oom_at", []).append(f"{rows}x{accum}")
+            self.say(f"p3 {v.name}: out of memory at {rows}x{accum} under the cap")
+        row["status"] = "completed" if any(r.get("status") == "completed" for r in row["seeds"]) else status
         row["wall_s"] = time.perf_counter() - t0
         self.compiled_s = max(self.compiled_s * 0.5, row["wall_s"])
         self.timed.append(row)
-        del tr
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
         self.save()
+
+    def _timed_layout(self, row: dict, hp: dict, v: Variant, rows: int, accum: int, seeds: tuple[int, ...]) -> str:
+        tr = None
+        try:
+            tr = runs.TimedTrainer(hp, self.data, self.seq_len, self.device, seeds[0], rows, compile_model=not self.a.dry_run)
+            row["compile_warmup_s"] = tr.warmup_s
+            counts = tr.model.param_counts()
+            row.update(params=counts, flops_per_token=flops_per_token(counts["matmul"], hp["n_layer"], hp["n_embd"], self.seq_len))
+            for i, seed in enumerate(seeds):
+                if i and not self.fits(5.0 + self.eval_s, 0.0):
+                    break
+                if i:
+                    tr.reseed(hp, self.data, self.seq_len, seed)
+                out = runs.timed_run(tr, rows, accum, v.steps, seed, self.data, self.device)
+                out.update(seed=seed, status="completed")
+                tokens = rows * accum * v.steps * self.seq_len
+                if "step_ms_median_after_3" in out:
+                    tps = rows * accum * self.seq_len / (out["step_ms_median_after_3"] / 1e3)
+                    out["tokens_per_s_steady"] = tps
+                    out["mfu"] = row["flops_per_token"] * tps / self.meta["peak_flops"] if self.meta.get("peak_flops") else None
+                out["tokens_per_s_run"] = tokens / out["train_s"]
+                row["seeds"].append(out)
+                self.say(f"p3 {v.name:<18} {rows}x{accum}x{v.steps} s{seed}: train {out['train_s']:.2f} s + handover "
+                         f"{out['handover']['total_ms']:.0f} ms, val {out['val_loss']:.4f}")
+            return "completed"
+        except Exception as e:  # out of memory under the cap, or a compile that failed: the sweep goes on
+            oom = isinstance(e, torch.OutOfMemoryError)
+            row.setdefault("errors", []).append(f"{rows}x{accum}: {type(e).__name__}: {str(e)[:300]}")
+            if not oom:
+                traceback.print_exc(limit=3)
+            return "oom" if oom and not row["seeds"] else ("completed" if row["seeds"] else "error")
+        finally:
+            del tr
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
 
 def finalists(sw: Sweep, plan: list[Variant]) -> list[Variant]:
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget-s", type=float, default=480.0, help="hard wall-clock budget for the whole script")
     ap.add_argument("--phase3-reserve-s", type=float, default=150.0, help="time phases 1-2 leave for the compiled runs")
     ap.add_argument("--phase2-reserve-s", type=float, default=60.0, help="time phase 1 leaves for the seeds of phase 2")
-    ap.add_argument("--finalists", type=int, default=4, help="compiled variants in phase 3, at most")
+    ap.add_argument("--finalists", type=int, default=5, help="compiled variants in phase 3, at most")
     ap.add_argument("--min-gain", type=float, default=0.005, help="a change joins `combined` when it lowers seed 1's loss by this much")
     ap.add_argument("--only", default="", help="comma-separated phase-1 variant names to run (default: all)")
     ap.add_argument("--phases", default="1,2,3")
@@ -387,6 +387,9 @@ def main(argv: list[str] | None = None) -> None:
                "t4_flags": flags, "peak_flops": peak, "record": str(runs.RECORD.relative_to(runs.REPO)), "base_hp": base_hp,
                "base_layout": base.layout(), "seq_len": seq_len, "val_tokens": val_tokens, "dataset": str(a.data),
                "fingerprint": data.fingerprint, "budget_s": a.budget_s, "seeds": SEEDS, "dry_run": a.dry_run}
+    if device == "cuda":  # the shared compiled loss, tried once: if it cannot compile here, eager runs use the eager loss
+        sw.meta["compiled_loss"] = runs.check_compiled_loss(device)
+        sw.say(f"compiled loss for the eager runs: {sw.meta['compiled_loss']}")
     phases = {int(p) for p in a.phases.split(",") if p}
     plan = phase1_plan(base)
     if a.dry_run:  # the same layouts, shrunk: 4 rows (2 for the 12-row one), a twentieth of the steps
@@ -400,6 +403,14 @@ def main(argv: list[str] | None = None) -> None:
         plan = [v for v in plan if v.name in keep]
     reserve = a.phase3_reserve_s if 3 in phases else 0.0
     sw.say(f"{sw.meta['gpu']}, fp16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "dry run on the cpu")
+    try:
+        run_phases(sw, a, plan, base, phases, reserve, device)
+    finally:  # whatever happened, the report as far as it got
+        sw.save()
+        print_report(sw)
+
+
+def run_phases(sw: Sweep, a, plan: list[Variant], base: Variant, phases: set[int], reserve: float, device: str) -> None:
     if 1 in phases:  # the tail of phase 1 (the shapes) gives way to phase 2's seeds
         for v in plan:
             sw.eager(v, SEEDS[0], 1, reserve + (a.phase2_reserve_s if 2 in phases else 0.0))
@@ -427,8 +438,6 @@ def main(argv: list[str] | None = None) -> None:
             sw.meta["memory_fraction"] = runs.cap_memory(device)
         for v in finalists(sw, plan):
             sw.timed_variant(v, SEEDS[:2])
-    sw.save()
-    print_report(sw)
 
 
 if __name__ == "__main__":

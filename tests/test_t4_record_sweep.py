@@ -3,6 +3,7 @@ the harness's, its val loss is the harness's number, it starts from the record's
 its --dry-run goes through every phase and writes the report; a tiny budget starts nothing new."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -101,3 +102,39 @@ def test_budget_starts_no_variant_that_would_not_fit(tiny_data, tmp_path):
     status = [r["status"] for r in report["runs"]]
     assert status[0] == "completed" and set(status[1:]) == {"skipped"}
     assert all(t["status"] == "skipped" for t in report["timed"])
+
+
+def _sweep(budget_s: float = 600.0) -> sweep.Sweep:
+    a = argparse.Namespace(budget_s=budget_s, dry_run=True, out=None, finalists=5, min_gain=0.005)
+    base = sweep.Variant("base", "base", {}, 4, 1, 2)
+    sw = sweep.Sweep(a, runs.SyntheticData(SEQ, 1024, "cpu"), "cpu", runs.record_defaults(), base, SEQ)
+    sw.meta = {"peak_flops": None}
+    return sw
+
+
+def test_out_of_memory_retries_with_half_size_micro_batches(monkeypatch):
+    """a finalist that does not fit the cap at 4 rows a micro-batch runs as 2 × 2 rows: the same
+    tokens a step; the report says where it ran out."""
+    real = runs.TimedTrainer
+
+    def tight(hp, data, seq_len, device, seed, rows, compile_model):
+        if rows == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (a test's)")
+        return real(hp, data, seq_len, device, seed, rows, compile_model)
+
+    monkeypatch.setattr(runs, "TimedTrainer", tight)
+    sw = _sweep()
+    sw.timed_variant(sw.base, (1, 2))
+    t = sw.timed[0]
+    assert t["oom_at"] == ["4x1"] and (t["rows"], t["accum"]) == (2, 2) and t["status"] == "completed"
+    assert [s["seed"] for s in t["seeds"]] == [1, 2] and all(np.isfinite(s["val_loss"]) for s in t["seeds"])
+
+
+def test_a_failing_finalist_does_not_end_the_sweep(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor could not compile (a test's)")
+
+    monkeypatch.setattr(runs, "TimedTrainer", broken)
+    sw = _sweep()
+    sw.timed_variant(sw.base, (1,))
+    assert sw.timed[0]["status"] == "error" and "inductor" in sw.timed[0]["errors"][0]
