@@ -265,3 +265,32 @@ def test_compiled_warmup_is_restored_and_windows_grow_without_recompiling(tiny_d
     warm = [e for e in events if e["type"] == "warmup_end"]
     assert len(warm) == 1 and warm[0]["restored"] is True
     assert r["val_loss"] < math.log(VOCAB)
+
+
+def test_the_fp16_copy_computes_the_trained_function_and_exports():
+    """the forward train.py hands over on cuda: the fp16 copy under fp16 autocast (here the cpu's
+    autocast). its logits are the float32 model's up to fp16 rounding, and it exports as the
+    float32 forward does."""
+    from torch.export import Dim, export
+
+    model = tiny()
+    twin = M.inference_copy(model, torch.float16)
+
+    class Forward(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            with torch.autocast("cpu", dtype=torch.float16):
+                return self.net(x)
+
+    x = torch.randint(0, 120, (2, 48))
+    with torch.no_grad():
+        ref, half = model(x), Forward(twin)(x)
+    assert half.dtype == torch.float16
+    assert (half.float() - ref).abs().max().item() < 1e-2 < ref.abs().max().item()
+    program = export(Forward(twin), (x,), dynamic_shapes=({0: Dim("batch")},), strict=False)
+    other = torch.randint(0, 120, (3, 48))
+    with torch.no_grad():
+        assert torch.equal(program.module()(other), Forward(twin)(other))
