@@ -40,12 +40,13 @@ def text(report: dict) -> str:
     val_tokens = next((r.get("val_tokens") for r in report["runs"] if r.get("val_tokens")), 0)
     out = [f"\n== loss per token (eager; T4 flags; val = the harness's loss over {val_tokens:,} tokens) ==",
            f"{'variant':<22}{'group':<10}{'rows x acc x steps':>18}{'tokens':>10}" + "".join(f"{'s' + x[-2:]:>8}" for x in seeds)
-           + f"{'mean':>8}{'vs base':>9}"]
+           + f"{'mean':>8}{'vs base':>9}{'eager ms':>9}"]
     for v in loss_rows(report):
         cells = "".join(f"{v['losses'][x]:8.3f}" if x in v["losses"] else f"{'-':>8}" for x in seeds)
         mean = f"{v['mean']:8.3f}" if v["mean"] is not None else f"{v.get('status', '-'):>8}"
         delta = f"{v['delta']:+9.3f}" if v["delta"] is not None else f"{'':>9}"
-        out.append(f"{v['name'][:21]:<22}{v['group']:<10}{v['layout']:>18}{v['tokens']:>10,}{cells}{mean}{delta}")
+        step = f"{v['eager_step_ms']:9.1f}" if v.get("eager_step_ms") else f"{'':>9}"
+        out.append(f"{v['name'][:21]:<22}{v['group']:<10}{v['layout']:>18}{v['tokens']:>10,}{cells}{mean}{delta}{step}")
     skipped = [f"{r['name']} s{r['seed']}: {r['skipped_steps']}" for r in report["runs"] if r.get("skipped_steps")]
     if skipped:
         out.append("fp16 overflow, optimizer steps skipped: " + "; ".join(skipped))
@@ -88,13 +89,15 @@ def markdown(report: dict) -> str:
     m = report["meta"]
     out = [f"Sweep: `{m['gpu']}`, torch {m['torch']}, dataset fingerprint `{m['fingerprint']}`, val {m['val_tokens']:,} tokens, "
            f"base `{m['base_layout']}` (rows × micro-batches × steps). Eager runs; T4 flags {m['t4_flags']}.", "",
-           "| variant | group | rows × acc × steps | tokens | " + " | ".join(f"seed {x}" for x in seeds) + " | mean | vs base |",
-           "|---|---|---|---|" + "---|" * len(seeds) + "---|---|"]
+           "| variant | group | rows × acc × steps | tokens | " + " | ".join(f"seed {x}" for x in seeds)
+           + " | mean | vs base | eager ms/step |",
+           "|---|---|---|---|" + "---|" * len(seeds) + "---|---|---|"]
     for v in loss_rows(report):
         cells = " | ".join(f"{v['losses'][x]:.4f}" if x in v["losses"] else "—" for x in seeds)
         mean = f"{v['mean']:.4f}" if v["mean"] is not None else v.get("status", "—")
         delta = f"{v['delta']:+.4f}" if v["delta"] is not None else ""
-        out.append(f"| {v['name']} | {v['group']} | {v['layout']} | {v['tokens']:,} | {cells} | {mean} | {delta} |")
+        step = f"{v['eager_step_ms']:.1f}" if v.get("eager_step_ms") else ""
+        out.append(f"| {v['name']} | {v['group']} | {v['layout']} | {v['tokens']:,} | {cells} | {mean} | {delta} | {step} |")
     rows = timed_rows(report)
     if rows:
         out += ["", "| variant | rows × acc × steps | seed | train s | handover ms | clock s | ms/step | tokens/s | MFU | peak GiB | val |",

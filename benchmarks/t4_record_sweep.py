@@ -317,6 +317,7 @@ def summary(sw: Sweep) -> dict:
                                          "tokens": r["tokens"], "overrides": r["overrides"], "losses": {}})
         if "val_loss" in r:
             s["losses"][str(r["seed"])] = r["val_loss"]
+            s.setdefault("eager_step_ms", r["eager_step_ms"])  # eager: a relative cost, not the record's step
         else:
             s.setdefault("status", r["status"])
     for s in names.values():
