@@ -81,6 +81,8 @@ if unknown:
 args = Hyperparameters(**{k: v for k, v in h.args.items() if k in known})
 if h.world_size != 1:
     raise RuntimeError("dense_muon_t4_v5 trains on one gpu; run it without torchrun")
+if args.handover_dtype not in ("float16", "float32"):
+    raise ValueError(f"handover_dtype must be float16 or float32 (a t4 has no bf16), not {args.handover_dtype!r}")
 
 # -- precision: fp16 autocast + loss scaling on cuda, plain float32 on the cpu ----------------
 on_cuda = h.device.startswith("cuda")
