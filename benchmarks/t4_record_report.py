@@ -75,9 +75,11 @@ def text(report: dict) -> str:
                        f"{h['to_host_ms']:.0f}, write {h['write_ms']:.0f}) to {h['file_dir']}")
     c = report["summary"].get("choice")
     if c:
-        out.append(f"\nchoice: {c['name']}  clock {', '.join(f'{x:.2f}' for x in c['train_clock_s'])} s  val "
-                   f"{', '.join(f'{x:.4f}' for x in c['val_loss'])}  (target {report['summary']['target']}, "
-                   f"<= {report['summary']['max_tokens']:,} tokens)")
+        aim = report["summary"]["time_aim_s"]
+        fit = f"every timed run within {aim} s" if c["within_time_aim"] else f"NO finalist ran within {aim} s: the fastest"
+        out.append(f"\nchoice: {c['name']} ({fit})  clock {', '.join(f'{x:.2f}' for x in c['train_clock_s'])} s  val "
+                   f"{', '.join(f'{x:.4f}' for x in c['val_loss'])} (chosen on {c['loss_for_choice']:.4f}, its eager mean or else its timed runs'; "
+                   f"target {report['summary']['target']}, <= {report['summary']['max_tokens']:,} tokens)")
         out.append("record.toml [scales.full]:\n" + c["record_toml"])
         for label, e in c["t4_estimate"].items():
             out.append(f"T4 estimate, {label}: {e['minutes']:.1f} min ({e['minutes_range'][0]:.1f}-{e['minutes_range'][1]:.1f})")
