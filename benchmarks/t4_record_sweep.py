@@ -103,7 +103,9 @@ def phase1_plan(base: Variant) -> list[Variant]:
     plan += [Variant("8x640", "shape", {"n_layer": 8, "n_embd": 640, "n_head": 5}),
              Variant("8x768", "shape", {"n_layer": 8}),
              Variant("head_rank=384", "shape", {"head_rank": 384}),
-             Variant("windows", "shape", {"window_layers": "1,2,4", "window_start": 128, "window_end": 512})]
+             Variant("windows", "shape", {"window_layers": "1,2,4", "window_start": 128, "window_end": 512}),
+             # the public recipe's depth at its batch (12 x 768, 32k tokens a step): does this code land where it did?
+             Variant("12x768@32k", "shape", {"n_layer": 12}, 16, 2, tokens // 32)]
     for v in plan:
         v.rows, v.accum, v.steps = v.rows or base.rows, v.accum or base.accum, v.steps or base.steps
     return plan
