@@ -55,13 +55,17 @@ def main(argv: list[str]) -> int:
     rin, wout = os.fdopen(fd_in, "rb", buffering=0), os.fdopen(fd_out, "wb", buffering=0)
     while head := rin.read(REQUEST.size):
         B, T, V = REQUEST.unpack(head)
-        x = torch.from_numpy(np.frombuffer(rin.read(B * T * 8), dtype=np.int64).reshape(B, T)).to(device)
+        x = torch.from_numpy(np.frombuffer(bytearray(rin.read(B * T * 8)), dtype=np.int64).reshape(B, T)).to(device)
         try:
             with torch.no_grad():
                 logits = forward(x)
-            out = logits[..., :V].float().cpu().numpy()
-            out.tofile(logits_dir / "logits.bin")
-            wout.write(REPLY.pack(*out.shape, 0))
+            path = logits_dir / "logits.bin"
+            with open(path, "wb") as f:   # mapped, filled by one copy: the scorer maps the same pages
+                f.truncate(B * T * V * 4)
+            dst = torch.from_file(str(path), shared=True, size=B * T * V, dtype=torch.float32).view(B, T, V)
+            dst.copy_(logits[..., :V])
+            del dst
+            wout.write(REPLY.pack(B, T, V, 0))
         except Exception:
             print(traceback.format_exc(), file=sys.stderr, flush=True)
             wout.write(REPLY.pack(B, T, V, 1))

@@ -220,9 +220,11 @@ def hand_over(sess, forward) -> dict:
     model = claim_model(forward, modules, tensors)
     t0 = time.perf_counter()
     index = write_weights(model, folder)
+    from harness.session_api import compile_count
+
     peak = torch.cuda.max_memory_allocated(sess.device) if sess.device.startswith("cuda") else None
     sess.tell("handover", bytes=index["bytes"], tensors=len(index["tensors"]), modules=len(modules),
-              write_ms=(time.perf_counter() - t0) * 1000, peak_memory_bytes=peak)
+              write_ms=(time.perf_counter() - t0) * 1000, peak_memory_bytes=peak, compiles=compile_count())
     t1 = time.perf_counter()
     try:
         export_forward(model, sess, folder)

@@ -38,6 +38,14 @@ def report_violation(kind: str, detail: str) -> None:
         _CURRENT.tell("violation", kind=kind, detail=detail)
 
 
+def compile_count() -> int:
+    """graphs torch.compile has produced so far in this process (torch's own counter)."""
+    import sys
+
+    utils = sys.modules.get("torch._dynamo.utils")
+    return int(utils.counters["stats"].get("unique_graphs", 0)) if utils is not None else 0
+
+
 class Session:
     def __init__(self, sock, config: dict, rank: int, world_size: int, local_rank: int, device: str):
         import torch
@@ -67,6 +75,7 @@ class Session:
         self._in_warmup = False
         self._warmups = 0
         self._started = False
+        self._started_batches = False
         self._finished = False
         self._last_step = 0
 
@@ -139,7 +148,9 @@ class Session:
                 arr.reshape(-1)[:] = np.frombuffer(payload, dtype=np.int32)
             return msg
         if not self._ahead:
-            self.tell("batch", ahead=False)
+            first = {} if self._started_batches else {"compiles": compile_count()}   # the record's own count
+            self._started_batches = True
+            self.tell("batch", ahead=False, **first)
         self._ahead = False
         msg, payload = wire.recv(self._sock, out=arr)
         if msg.get("ok") and payload is not None:

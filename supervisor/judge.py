@@ -14,8 +14,9 @@ from supervisor.server import SETUP_CAP_S
 REFUSED_DTYPES = ("bfloat16", "float8")
 
 
-def judge(server, returncode: int | None, claim: dict | None) -> tuple[str, str]:
-    """(status, reason)."""
+def judge(server, returncode: int | None, claim: dict | None, handover_now: str | None = None) -> tuple[str, str]:
+    """(status, reason). handover_now: the handover folder's digest after the record ended, which
+    must be the one taken when rank 0 said its weights were written."""
     link0 = server.ranks.get(0)
     ended = link0.ended if link0 is not None else None
     if ended and ended.get("status") in ("failed", "invalid", "aborted") and not server.violations:
@@ -33,6 +34,9 @@ def judge(server, returncode: int | None, claim: dict | None) -> tuple[str, str]
             how = f"was killed by signal {-returncode}" if returncode is not None and returncode < 0 else f"exited with code {returncode}"
             return "failed", f"the record's process {how} without handing over its weights (see log.txt)"
         return "failed", ended.get("reason") or "the record returned without calling h.finish()"
+    if server.handover.get("sha256") is None or handover_now != server.handover["sha256"]:
+        return "invalid", ("claim: the handed-over weights changed after the record said they were written "
+                           "(weights.bin and weights.json are bound when the clock stops)")
     if server.export is None or not server.export.get("path"):
         failed = (server.export or {}).get("failed") or "the record ended before it exported its forward"
         return "failed", f"claim: the forward could not be handed over: {failed}"
@@ -64,6 +68,8 @@ def causal_reason(c: dict) -> str:
     if not c.get("deterministic", True):
         return (f"the forward is not deterministic: two identical calls differ by {c['noise']:.3g} "
                 f"(at most {c['noise_ceiling']:.3g} allowed; dropout left on?)")
+    if c.get("unexplained_call"):
+        return f"the forward's claim server: {c['unexplained_call']}"
     if not c.get("stateless", True):
         return (f"the forward answered a batch asked for again differently (by {c['repeat_diff']:.3g}): "
                 "it keeps state between calls")
@@ -85,7 +91,7 @@ def end_fields(server, feed, claim: dict | None, isolated: bool, flags: list) ->
         "eval_time_ms": c.get("eval_ms", 0.0), "warmup_time_ms": server.warmup_ms or 0.0,
         "tokens": feed.tokens_served, "val_loss": c.get("val_loss"), "val_loss_full": bool(c),
         "steps": server.last_step, "causal": causal.get("passed") if c else None, "max_leak": causal.get("max_leak"),
-        "heldout_gap": held.get("gap"), "compiles_in_timed": None,
+        "heldout_gap": held.get("gap"), "compiles_in_timed": compiles_in_timed(server),
         "peak_memory_bytes": (server.handover or {}).get("peak_memory_bytes"), "dtypes": c.get("dtypes", []),
         "epochs": feed.epoch, "progress_evals": server.progress_evals, "progress_eval_tokens": server.progress_tokens,
         "eval_charged_ms": 0.0, "data_watch": None, "isolated": isolated, "source_flags": len(flags),
@@ -105,3 +111,10 @@ def t4_oom_reason(reason: str) -> str:
         return (f"t4_limits: memory: out of memory under the {T4_MEMORY_GIB} GiB a T4 has "
                 f"(--as-t4 caps the process there): {reason.splitlines()[0][:300]}")
     return reason
+
+
+def compiles_in_timed(server) -> int | None:
+    """graphs compiled between the first batch and the handover, by the record's own count (its
+    report: a recompile inside training is on the clock either way)."""
+    before, after = server.compiles_before, (server.handover or {}).get("compiles")
+    return after - before if isinstance(before, int) and isinstance(after, int) else None

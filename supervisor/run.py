@@ -27,7 +27,7 @@ from supervisor.events import RUN_END, RUN_START, SOURCE_FLAGS, EventLog, RunLog
 from supervisor.feed import DataFeed
 from supervisor.judge import end_fields, judge
 from supervisor.scoring import Scoring, emit_claim
-from supervisor.server import RunServer
+from supervisor.server import RunServer, handover_digest
 from supervisor.source_scan import scan_record
 
 EXIT = {"completed": 0, "failed": 1, "invalid": 3, "aborted": 130, "killed": 137}
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
             return _end(events, runlog, "failed", f"harness could not start: {e}", {})
         paths = {"handover": sandbox.HANDOVER_DIR if isolated else str(work / "handover"),
                  "record": sandbox.RECORD_DIR if isolated else config["staged_dir"]}
-        server = RunServer(config, feed, events, runlog, paths)
+        server = RunServer(config, feed, events, runlog, paths, handover_dir=work / "handover")
         flags = scan_record(Path(config["staged_dir"]))
         events.emit(RUN_START, run_id=config["run_id"], record=config["record"], scale=config["scale"], seed=config["seed"],
                     contract_version=supervisor.CONTRACT_VERSION, harness_version=supervisor.__version__,
@@ -152,11 +152,15 @@ def main(argv: list[str]) -> int:
             p.join(timeout=5)
         if server.export is not None and scoring is None:
             scoring = Scoring(config, work, isolated, server, feed, runlog)
-        claim = scoring.result() if scoring is not None and server.export.get("path") else None
+        # the record is gone: nothing can write the handover folder now. its bytes must be the ones bound
+        # when the clock stopped, or the claim is not scored at all
+        handover_now = handover_digest(work / "handover") if server.handover is not None else None
+        bound = server.handover is not None and handover_now is not None and handover_now == server.handover.get("sha256")
+        claim = scoring.result() if scoring is not None and server.export.get("path") and bound else None
         emit_claim(events, runlog, server, claim)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the verdict is in: nothing may interrupt its writing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        status, reason = judge(server, proc.returncode, claim)
+        status, reason = judge(server, proc.returncode, claim, handover_now)
         return _end(events, runlog, status, reason, end_fields(server, feed, claim, isolated, flags))
     except Stop as e:
         kill_tree(proc)

@@ -50,13 +50,23 @@ class Mounts:
     pass_fds: tuple[int, ...] = ()
 
 
+PROJECT_ROOT = os.path.realpath(Path(__file__).resolve().parent.parent)   # holds harness/, supervisor/, data/, corpus/
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def python_paths() -> list[str]:
-    """the Python installation and every existing sys.path entry, deepest-common folders first."""
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
-    roots.add(os.path.dirname(os.path.realpath(sys.executable)))
+    """the Python installation (its prefixes) and the sys.path entries outside the project's tree
+    (a venv inside it is an installation and is bound; the tree itself, with its datasets, never)."""
+    install = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
+    install.add(os.path.dirname(os.path.realpath(sys.executable)))
+    roots = set(install)
     for p in sys.path:
-        if p and os.path.isdir(p):
-            roots.add(os.path.realpath(p))
+        rp = os.path.realpath(p) if p else ""
+        if rp and os.path.isdir(rp) and (not _inside(rp, PROJECT_ROOT) or any(_inside(rp, i) for i in install)):
+            roots.add(rp)
     # keep only the outermost of nested paths
     out = []
     for p in sorted(roots, key=len):
@@ -115,11 +125,24 @@ def bwrap_command(mounts: Mounts, command: list[str], cwd: str = "/tmp") -> list
     return [*argv, "--", *command]
 
 
+def site_paths() -> list[str]:
+    """entries of this process's PYTHONPATH the sandbox holds too (carried packages), in order."""
+    bound = python_paths()
+    out = []
+    for p in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        rp = os.path.realpath(p) if p else ""
+        if rp and not _inside(rp, PROJECT_ROOT) and any(_inside(rp, b) for b in bound):
+            out.append(rp)
+    return out
+
+
 def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) or k in ENV_NAMES}
     env.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME="/tmp", USER="record", LOGNAME="record", TMPDIR="/tmp",
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", PYTHONNOUSERSITE="1")
     env.update(extra)
+    if "PYTHONPATH" in env:   # the client first, then the packages carried beside the installation
+        env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site_paths()])
     return env
 
 

@@ -89,11 +89,12 @@ def score(model, val, check, req: dict, device: str) -> dict:
             repeat_diff = max(repeat_diff, d if math.isfinite(d) else float("inf"))
     causal = probe.result()
     causal["repeat_diff"] = repeat_diff
-    if repeat_diff > NOISE_CEILING:
+    from supervisor.remote import unexplained_call
+
+    causal["unexplained_call"] = unexplained_call(getattr(model, "call_ms", []))
+    causal["stateless"] = repeat_diff <= NOISE_CEILING and not causal["unexplained_call"]
+    if not causal["stateless"]:
         causal["passed"] = False
-        causal["stateless"] = False
-    else:
-        causal["stateless"] = True
     gap = hloss - loss
     return {"val_loss": loss, "val_tokens": n, "forward_ms": val_ms + check_ms, "eval_ms": (time.perf_counter() - t0) * 1000,
             "causality": causal,

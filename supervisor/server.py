@@ -37,8 +37,9 @@ class RankLink:
 
 
 class RunServer:
-    def __init__(self, config: dict, feed, events, runlog, sandbox_paths: dict):
+    def __init__(self, config: dict, feed, events, runlog, sandbox_paths: dict, handover_dir=None):
         self.config, self.feed, self.events, self.runlog = config, feed, events, runlog
+        self.handover_dir = handover_dir   # the host's path of the handover folder: hashed at the handover
         self.world_size = int(config.get("nproc") or 1)
         self.session_config = self._session_config(sandbox_paths)
         self.lock = threading.Lock()
@@ -56,6 +57,7 @@ class RunServer:
         self.progress_evals = 0
         self.progress_tokens = 0
         self.t4_applied: dict | None = None
+        self.compiles_before: int | None = None   # the record's own count of compiled graphs at its first batch
         self.done = threading.Event()    # the export (or its failure), or rank 0's own end, arrived
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -171,6 +173,8 @@ class RunServer:
     def _on_batch(self, link: RankLink, msg: dict):
         if self.end_ns is not None:
             return {"ok": False, "error": "eval_order: a train batch asked for after the weights were handed over"}, b""
+        if link.rank == 0 and self.compiles_before is None and isinstance(msg.get("compiles"), int):
+            self.compiles_before = msg["compiles"]
         self._start_clock()
         link.last_ahead = False   # a rank asks again only once it took the batch it was sent ahead
         ok, data = self.feed.batch(link.rank, link.k)
@@ -235,7 +239,10 @@ class RunServer:
             self.add_violation("protocol", f"rank {link.rank} handed over weights {'again' if self.end_ns else ''}".strip())
             return None
         self.end_ns = time.monotonic_ns()
-        self.handover = {k: msg.get(k) for k in ("bytes", "tensors", "modules", "write_ms", "peak_memory_bytes")}
+        self.handover = {k: msg.get(k) for k in ("bytes", "tensors", "modules", "write_ms", "peak_memory_bytes", "compiles")}
+        # the weights are bound now: what the scorer reads later must be these bytes (a record that
+        # says "handed over" before its weights are final, then trains on, is caught here)
+        self.handover["sha256"] = handover_digest(self.handover_dir) if self.handover_dir else None
         self.events.emit(HANDOVER, train_time_ms=self.train_time_ms(), tokens=self.feed.tokens_served, **self.handover)
         return None
 
@@ -262,6 +269,22 @@ class RunServer:
         if link.rank == 0:
             self.done.set()
         return None
+
+
+def handover_digest(folder) -> str | None:
+    """sha256 over weights.json and weights.bin (None when either is missing)."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    try:
+        for name in ("weights.json", "weights.bin"):
+            with open(Path(folder) / name, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _number(value) -> float | None:

@@ -73,7 +73,7 @@ def _fake_rerun(monkeypatch, **result):
     ({"status": "killed", "reason": "out of memory", "val_loss": None}, "the re-run ended killed: out of memory"),
     ({"status": "failed", "reason": "exit code 1", "val_loss": None}, "the re-run ended failed: exit code 1"),
     ({"status": "invalid", "reason": "causality", "val_loss": 5.66}, "the re-run ended invalid: causality"),
-    ({"val_loss": 5.75}, "more than 0.02 nats"),
+    ({"val_loss": 5.75}, "more than the track's 0.02 nats"),
 ])
 def test_a_rerun_that_does_not_reproduce_exits_2_with_why(app, committed_run, monkeypatch, result, why):
     _fake_rerun(monkeypatch, **result)
@@ -92,7 +92,7 @@ def test_a_rerun_within_seed_noise_exits_0(app, committed_run, monkeypatch):
     res = invoke(app, "reproduce", committed_run, "--runs", "elsewhere", "--format", "json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["reproduced"] is True and "within 0.02 nats" in out["why"]
+    assert out["reproduced"] is True and "within the track's 0.02 nats" in out["why"]
 
 
 # --- folders that cannot be written ------------------------------------------------------------

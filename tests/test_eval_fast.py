@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from supervisor.causality import max_diff
-from supervisor.evaluate import ce_sum, cross_entropy_sum
+from supervisor.evaluate import cross_entropy_sum
 
 
 def logits_and_targets(B=3, T=16, V=200, pad=56, dtype=torch.float16):
@@ -22,15 +22,6 @@ def test_eager_loss_matches_float64_reference():
     got = cross_entropy_sum(logits, y, V)
     assert got.dtype == torch.float64
     assert abs(got.item() - reference(logits, y, V)) < 1e-3
-
-
-def test_compiled_loss_matches_eager():
-    """the cuda path compiles ce_sum; inductor on the cpu checks the same graph gives the same sum."""
-    logits, y, V = logits_and_targets()
-    flat, t = logits.flatten(0, 1), y.flatten()
-    compiled = torch.compile(ce_sum, dynamic=True)
-    assert abs(compiled(flat, t, V).item() - ce_sum(flat, t, V).item()) < 1e-3
-    assert abs(compiled(flat[:7], t[:7], V).item() - ce_sum(flat[:7], t[:7], V).item()) < 1e-3  # another length
 
 
 def test_max_diff_per_pair():

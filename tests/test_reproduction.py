@@ -307,6 +307,7 @@ def test_reproduce_signs_the_rerun_it_makes(tree, keys, app, monkeypatch):
                         overrides={"reproduces": reproduces, **CURRENT})
 
     monkeypatch.setattr("nanopoor.runner.run_record", run_record)
+    monkeypatch.setattr("nanopoor.runner.preflight", lambda *a, **k: [])   # as on a gpu with the dataset built
     original = tree["originals"][1]
     assert_one_line(invoke(app, "reproduce", original, "--sign", "nokey"), "no private key at nokey", "nanopoor sign RUN --key KEY")
     assert calls == []   # refused before a run of minutes

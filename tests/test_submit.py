@@ -16,7 +16,7 @@ def fake_runner(monkeypatch):
     """run_record replaced by a synthetic run; records each call and hands out fresh seeds."""
     calls = []
 
-    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False, as_t4=False):
+    def run_record(record_dir, *, scale, seed, data_dir, out_root, timeout_s, track, quiet=False, as_t4=False, isolated=True):
         calls.append({"seed": seed, "scale": scale, "out_root": out_root, "timeout_s": timeout_s, "track": track})
         seed = 1000 + len(calls)   # what the harness assigns when seed is None
         loss = calls[0].get("loss", 3.20) + 0.01 * (len(calls) % 3)

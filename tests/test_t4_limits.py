@@ -40,10 +40,12 @@ def json_of(res) -> dict:
 
 
 def test_oom_reason_names_the_cap_and_leaves_other_failures_alone():
-    named = t4_limits.oom_reason("OutOfMemoryError: CUDA out of memory. Tried to allocate 16.00 GiB")
+    from supervisor.judge import t4_oom_reason
+
+    named = t4_oom_reason("OutOfMemoryError: CUDA out of memory. Tried to allocate 16.00 GiB")
     assert named.startswith("t4_limits: memory: out of memory under the 15 GiB a T4 has")
     assert "Tried to allocate 16.00 GiB" in named
-    assert t4_limits.oom_reason("RuntimeError: shapes differ") == "RuntimeError: shapes differ"
+    assert t4_oom_reason("RuntimeError: shapes differ") == "RuntimeError: shapes differ"
     assert t4_limits.refused("torch.bfloat16") and t4_limits.refused("torch.float8_e4m3fn")
     assert not t4_limits.refused("torch.float16") and not t4_limits.refused("torch.float32")
 

@@ -41,9 +41,9 @@ def test_windows_are_the_harness_batches(data, tiny_data):
 
 
 def test_val_loss_is_the_harness_number(tiny_data):
-    """the sweep's loss of a model equals supervisor.evaluate.val_loss over the same val prefix
+    """the sweep's loss of a model equals the scorer's (supervisor.evaluate.claim_loss) over the same val prefix
     (ids folded into 512, as a dry run does: the arithmetic is the same, the head 200x smaller)."""
-    from supervisor.evaluate import TensorWindows, val_loss
+    from supervisor.evaluate import TensorWindows, claim_loss
 
     data = runs.Data(tiny_data, SEQ, 8192, "cpu", eval_batch=4, vocab_cap=512)
     hp = {**runs.record_defaults(), "n_layer": 2, "n_head": 2, "n_embd": 16, "attn_gate_dims": 4}
@@ -52,7 +52,7 @@ def test_val_loss_is_the_harness_number(tiny_data):
         model.lm_head.weight.normal_(0, 0.1)  # not uniform: a loss that depends on the model
     ours, n = runs.val_loss(model, data, "cpu")
     tokens = torch.cat([b[:, :-1].reshape(-1) for b in data.val_batches] + [data.val_batches[-1][-1:, -1]])
-    theirs, m = val_loss(lambda x: model(x), TensorWindows(tokens, SEQ, 4), data.vocab_size)
+    theirs, m, _ = claim_loss(lambda x: model(x), TensorWindows(tokens, SEQ, 4), data.vocab_size)
     assert n == m == 127 * SEQ  # (8192 - 1) // 64 windows
     assert ours == pytest.approx(theirs, abs=1e-6)
 

@@ -43,11 +43,15 @@ def test_docs_is_version_2_and_keeps_version_1s_target():
 
 def test_an_old_result_migrates_to_version_1_and_its_target():
     old = {"schema_version": 1, "run_id": "x", "track": "docs", "target_val_loss": 3.28}
-    assert migrate(old) | {} == {**old, "schema_version": 2, "track_version": 1, "migrated_from": 1}
+    assert migrate(old) | {} == {**old, "schema_version": 3, "track_version": 1, "migrated_from": 1, "isolated": False,
+                                 "setup_ms": None, "claim": None}
     bare = {"schema_version": 1, "run_id": "y", "track": "docs"}     # no stored target at all
     assert migrate(bare)["target_val_loss"] == 3.28 and migrate(bare)["track_version"] == 1
-    new = {"schema_version": 2, "run_id": "z", "track": "docs", "track_version": 2, "target_val_loss": None}
+    new = {"schema_version": 3, "run_id": "z", "track": "docs", "track_version": 2, "target_val_loss": None,
+           "isolated": True, "setup_ms": 1.0, "claim": None}
     assert migrate(new) is new                                           # a calibration run stays one
+    before = {"schema_version": 2, "run_id": "w", "track": "docs", "track_version": 2, "target_val_loss": None}
+    assert migrate(before)["isolated"] is False and migrate(before)["target_val_loss"] is None   # ran in the harness's process
 
 
 def test_the_committed_docs_runs_read_as_version_1():
