@@ -15,6 +15,7 @@ import struct
 import sys
 import traceback
 from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
 
 REQUEST = struct.Struct("<qqq")    # rows, positions, vocabulary columns to return
 REPLY = struct.Struct("<qqqq")     # the same, and a status (0: logits written)
@@ -42,13 +43,17 @@ def main(argv: list[str]) -> int:
     import torch
 
     fd_in, fd_out = int(argv[1]), int(argv[2])
+    sys.stdout = sys.stderr   # whatever the record's code prints goes to the log (its stdout is not read)
     folder, logits_dir = Path(os.environ["NANOPOOR_HANDOVER"]), Path(os.environ["NANOPOOR_LOGITS"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     weights = read_weights(folder, device)
 
+    settings = json.loads((folder / "session.json").read_text()) if (folder / "session.json").exists() else {}
+    stand_in = SimpleNamespace(**{**settings, "args": MappingProxyType(settings.get("args", {}))})
+
     class Unpickler(pickle.Unpickler):
         def persistent_load(self, pid):
-            return weights[pid]
+            return stand_in if pid == "__session__" else weights[pid]
 
     with open(folder / "forward.pkl", "rb") as f:
         forward = Unpickler(f).load()

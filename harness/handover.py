@@ -27,6 +27,7 @@ import types
 from pathlib import Path
 
 ALIGN = 64  # every tensor starts at a multiple of this in weights.bin
+INLINE_TENSOR_MAX = 65536  # elements: an integer tensor the forward holds that may travel inside forward.pkl
 
 
 def _user_code(fn, record_dir: str | None) -> bool:
@@ -115,7 +116,7 @@ def claim_model(forward, modules: list, tensors: list):
                 self.add_module(f"m{i}", m)
             for j, t in enumerate(tensors):
                 self.register_buffer(f"t{j}", t, persistent=False)
-            self._fn = forward
+            object.__setattr__(self, "_fn", forward)   # a plain attribute even when it is a module itself
 
         def forward(self, x):
             return self._fn(x)
@@ -180,24 +181,35 @@ def export_forward(model, sess, folder: Path) -> None:
     torch.export.save(ep, folder / "forward.pt2")
 
 
-def pickle_forward(forward, model, index: dict, folder: Path) -> None:
+SESSION_FIELDS = ("seed", "seq_len", "batch_size", "grad_accum", "steps", "budget_tokens", "vocab_size", "local_batch_size",
+                  "eval_seq_len", "eval_batch_size", "rank", "world_size", "local_rank", "is_main", "device")
+
+
+def pickle_forward(forward, model, index: dict, folder: Path, sess=None) -> None:
     """forward.pkl: the forward by value (cloudpickle), every tensor a reference into weights.bin.
-    a tensor the handover did not write has no place in it: the pickle refuses it."""
+    a float tensor the handover did not write has no place in it: the pickle refuses it. the session
+    goes as a reference too: the claim server stands in a read-only copy of its settings
+    (session.json) for it."""
     import cloudpickle
     import torch
 
+    if sess is not None:
+        (folder / "session.json").write_text(json.dumps({**{k: getattr(sess, k) for k in SESSION_FIELDS},
+                                                          "args": dict(sess.args)}))
     names = {}
     for name, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
         names.setdefault(id(t), name)
 
     class Pickler(cloudpickle.Pickler):
         def persistent_id(self, obj):
-            if isinstance(obj, torch.Tensor):
-                if id(obj) not in names:
-                    raise ValueError(f"the forward holds a tensor of shape {tuple(obj.shape)} that is not a parameter or "
-                                     "buffer of its modules: register it as a buffer so it is handed over with the weights")
+            if sess is not None and obj is sess:
+                return "__session__"
+            if isinstance(obj, torch.Tensor) and id(obj) in names:
                 return names[id(obj)]
-            return None
+            if isinstance(obj, torch.Tensor) and (obj.is_floating_point() or obj.numel() > INLINE_TENSOR_MAX):
+                raise ValueError(f"the forward holds a tensor of shape {tuple(obj.shape)} that is not a parameter or "
+                                 "buffer of its modules: register it as a buffer so it is handed over with the weights")
+            return None   # a small integer tensor (a generator's state, an index) travels inside the pickle
 
     buf = io.BytesIO()
     Pickler(buf, protocol=5).dump(forward)
@@ -232,7 +244,7 @@ def hand_over(sess, forward) -> dict:
     except Exception as e:  # not traceable: the forward goes by value instead
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
         try:
-            pickle_forward(forward, model, index, folder)
+            pickle_forward(forward, model, index, folder, sess)
         except Exception as e2:
             sess.tell("export_failed", reason=reason, pickle=f"{type(e2).__name__}: {e2}")
             raise RuntimeError(f"the forward could neither be exported ({reason}) nor pickled ({e2})") from None

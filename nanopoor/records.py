@@ -229,11 +229,14 @@ def compute_digest(path: str | Path) -> str:
 def refuse_syntax_errors(rec: Record) -> None:
     """every python file of the record compiles: a frozen record with a syntax error could never
     run, and it could not be fixed without a new name."""
+    from supervisor.source_scan import PARSE_LOCK
+
     for f in _files(rec.path):
         if f.suffix != ".py":
             continue
         try:
-            compile(f.read_bytes(), str(f), "exec", dont_inherit=True)
+            with PARSE_LOCK:   # python 3.11's parser is not safe from two threads at once
+                compile(f.read_bytes(), str(f), "exec", dont_inherit=True)
         except SyntaxError as e:
             where = f"{f.as_posix()}:{e.lineno}" if e.lineno else f.as_posix()
             raise UserError(f"freeze: {where}: {e.msg}: fix it and freeze again (nothing was written)") from None

@@ -43,12 +43,14 @@ class Probe:
         self.shapes: set[tuple[int, int]] = set()
         self.batches = 0
 
-    def pick(self, batches: int, last_is_short: bool) -> set[int]:
-        """which batches of an evaluation to probe: one at random, and the last when it is shorter."""
-        chosen = {self._sys.randrange(max(1, batches))}
-        if last_is_short and batches:
-            chosen.add(batches - 1)
-        return chosen
+    def pick(self, plan: list) -> set[int]:
+        """which batches of an evaluation to probe (plan: each batch's windows, in the order they
+        run): one at random, and every batch shorter than the others (the short last one, wherever
+        the order put it), so every batch shape the evaluation uses is probed."""
+        if not plan:
+            return set()
+        full = max(len(b) for b in plan)
+        return {self._sys.randrange(len(plan))} | {i for i, b in enumerate(plan) if len(b) < full}
 
     def calls(self, x, pool):
         """(kind, input, rows or cuts) for the probe calls on batch x: (B, T) int64; pool: the

@@ -69,7 +69,7 @@ def claim_loss(model, source, vocab_size: int, probe=None, keep=None, device=Non
     import torch
 
     batches = source.plan
-    probe_at = probe.pick(len(batches), len(batches[-1]) < len(batches[0])) if probe is not None and batches else set()
+    probe_at = probe.pick(batches) if probe is not None else set()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
     forward_ns = 0

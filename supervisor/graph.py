@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import pickle
 from pathlib import Path
 
 SMALL_CONSTANT = 64        # elements: a constant made while tracing (a scalar, a tiny table) may be bound as it is
@@ -70,9 +71,8 @@ def load_program(path: Path):
     serde.deserialize_torch_artifact = weights_only
     try:
         return torch.export.load(path)
-    except Exception as e:
-        raise GraphRefused(f"forward.pt2 could not be loaded as an exported program without running a pickle: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    except pickle.UnpicklingError as e:   # weights_only met something that is not a tensor or a plain value
+        raise GraphRefused(f"forward.pt2 holds a pickled object the scorer will not load: {str(e).splitlines()[0][:200]}") from None
 
 
 def check_ops(ep) -> dict:

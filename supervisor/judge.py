@@ -12,6 +12,12 @@ import math
 from supervisor.server import SETUP_CAP_S
 
 REFUSED_DTYPES = ("bfloat16", "float8")
+# the claim's forwards may cost CLAIM_COST_FACTOR times a train token's share of a rank's train time per
+# token they read, plus CLAIM_CALL_SLACK_MS a call; beyond that, their time is train time. an honest
+# forward costs 0.34-0.44 of a train token on a gpu (docs/trust.md): the excess is work that predicting cannot
+# explain (a copy trained inside the evaluation, a model that trains itself at every call)
+CLAIM_COST_FACTOR = 1.5
+CLAIM_CALL_SLACK_MS = 10.0
 
 
 def judge(server, returncode: int | None, claim: dict | None, handover_now: str | None = None) -> tuple[str, str]:
@@ -68,8 +74,6 @@ def causal_reason(c: dict) -> str:
     if not c.get("deterministic", True):
         return (f"the forward is not deterministic: two identical calls differ by {c['noise']:.3g} "
                 f"(at most {c['noise_ceiling']:.3g} allowed; dropout left on?)")
-    if c.get("unexplained_call"):
-        return f"the forward's claim server: {c['unexplained_call']}"
     if not c.get("stateless", True):
         return (f"the forward answered a batch asked for again differently (by {c['repeat_diff']:.3g}): "
                 "it keeps state between calls")
@@ -78,23 +82,34 @@ def causal_reason(c: dict) -> str:
     return f"logits at earlier positions moved by {c['max_leak']:.4g} when later tokens changed"
 
 
+def claim_charge_ms(server, claim: dict | None, train_ms: float, tokens: int) -> float:
+    """the claim's forward time beyond what predicting can take, given what a train token cost."""
+    cost = (claim or {}).get("cost") if claim and claim.get("ok") else None
+    if not cost or not tokens or train_ms <= 0:
+        return 0.0
+    per_token = train_ms * server.world_size / tokens   # one rank's cost of a train token; the scorer uses one device
+    allowance = CLAIM_COST_FACTOR * per_token * cost["tokens"] + CLAIM_CALL_SLACK_MS * cost["calls"]
+    return max(0.0, float(cost["forward_ms"]) - allowance)
+
+
 def end_fields(server, feed, claim: dict | None, isolated: bool, flags: list) -> dict:
     """run_end's numbers, every one measured by the supervisor (or its scorer)."""
     feed = feed or server.feed
     setup = server.setup_ms()
     charged = max(0.0, setup - SETUP_CAP_S * 1000) if setup is not None else 0.0
+    claim_charged = claim_charge_ms(server, claim, server.train_time_ms(), feed.tokens_served)
     link0 = server.ranks.get(0)
     c = claim if claim and claim.get("ok") else {}
     causal, held = c.get("causality") or {}, c.get("heldout") or {}
     return {
-        "train_time_ms": server.train_time_ms() + charged, "setup_ms": setup, "setup_charged_ms": charged,
-        "eval_time_ms": c.get("eval_ms", 0.0), "warmup_time_ms": server.warmup_ms or 0.0,
+        "train_time_ms": server.train_time_ms() + charged + claim_charged, "setup_ms": setup, "setup_charged_ms": charged,
+        "eval_time_ms": max(0.0, c.get("eval_ms", 0.0) - claim_charged), "warmup_time_ms": server.warmup_ms or 0.0,
         "tokens": feed.tokens_served, "val_loss": c.get("val_loss"), "val_loss_full": bool(c),
         "steps": server.last_step, "causal": causal.get("passed") if c else None, "max_leak": causal.get("max_leak"),
         "heldout_gap": held.get("gap"), "compiles_in_timed": compiles_in_timed(server),
         "peak_memory_bytes": (server.handover or {}).get("peak_memory_bytes"), "dtypes": c.get("dtypes", []),
         "epochs": feed.epoch, "progress_evals": server.progress_evals, "progress_eval_tokens": server.progress_tokens,
-        "eval_charged_ms": 0.0, "data_watch": None, "isolated": isolated, "source_flags": len(flags),
+        "eval_charged_ms": claim_charged, "data_watch": None, "isolated": isolated, "source_flags": len(flags),
         "dataset_fingerprint": feed.fingerprint, "train_span_ms": server.train_time_ms(),
         "handover_bytes": (server.handover or {}).get("bytes"), "export": server.export,
         "claim": {k: c.get(k) for k in ("claim_path", "graph", "forward_ms", "device")} if c else (claim or None),

@@ -76,9 +76,13 @@ def python_paths() -> list[str]:
 
 
 def hidden_packages() -> list[str]:
-    """where the packages a record must not read are installed (found through sys.path)."""
+    """where the packages a record must not read are installed: every folder of that name on
+    sys.path (a stale copy beside the one in use included) and wherever the import system finds them."""
     out = []
     for name in HIDDEN_PACKAGES:
+        for entry in sys.path:
+            if entry and os.path.isdir(os.path.join(entry, name)):
+                out.append(os.path.realpath(os.path.join(entry, name)))
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):

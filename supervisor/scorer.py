@@ -65,10 +65,33 @@ def apply_t4_limits(device: str) -> None:
         torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+class Timed:
+    """the model, every call timed (the device synchronised) and its tokens counted: what the claim's
+    forwards cost is measured here, and judged against the train clock by the supervisor."""
+
+    def __init__(self, model, device: str):
+        self.model, self.device = model, device
+        self.ms, self.tokens, self.calls = 0.0, 0, 0
+        self.call_ms = getattr(model, "call_ms", [])
+
+    def __call__(self, x):
+        import torch
+
+        t0 = time.perf_counter()
+        out = self.model(x)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        self.ms += (time.perf_counter() - t0) * 1000
+        self.tokens += x.numel()
+        self.calls += 1
+        return out
+
+
 def score(model, val, check, req: dict, device: str) -> dict:
     """the claim's numbers for a model callable (B, T) int64 -> logits (B, T, >= vocab)."""
     import torch
 
+    model = Timed(model, device)
     V, T, B = int(req["vocab_size"]), int(req["eval_seq_len"]), int(req["eval_batch_size"])
     rng = random.SystemRandom()
     probe = Probe(V)
@@ -91,12 +114,13 @@ def score(model, val, check, req: dict, device: str) -> dict:
     causal["repeat_diff"] = repeat_diff
     from supervisor.remote import unexplained_call
 
-    causal["unexplained_call"] = unexplained_call(getattr(model, "call_ms", []))
-    causal["stateless"] = repeat_diff <= NOISE_CEILING and not causal["unexplained_call"]
+    causal["unexplained_call"] = unexplained_call(model.call_ms)   # recorded; the cost below is what is judged
+    causal["stateless"] = repeat_diff <= NOISE_CEILING
     if not causal["stateless"]:
         causal["passed"] = False
     gap = hloss - loss
     return {"val_loss": loss, "val_tokens": n, "forward_ms": val_ms + check_ms, "eval_ms": (time.perf_counter() - t0) * 1000,
+            "cost": {"forward_ms": model.ms, "tokens": model.tokens, "calls": model.calls},
             "causality": causal,
             "heldout": {"heldout_loss": hloss, "val_loss": loss, "gap": gap, "tokens": hn, "margin": HELDOUT_MARGIN,
                         "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}}

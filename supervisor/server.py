@@ -99,6 +99,7 @@ class RunServer:
         v = {"kind": kind, "detail": detail, "reported_by": reported_by}
         self.violations.append(v)
         self.events.emit(VIOLATION, **v)
+        self.runlog.harness(f"violation: {kind}: {detail}" + (" (the record's own report)" if reported_by == "record" else ""))
 
     # -- the socket -----------------------------------------------------------------------------
     def listen(self, path: str) -> None:

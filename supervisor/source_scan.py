@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from pathlib import Path
 
 # (name, pattern, why a reviewer should read the line)
@@ -28,12 +29,16 @@ MAX_PER_PATTERN = 5
 LONG_STRING_CHARS = 4096     # a string or bytes literal this long is data, not code
 LONG_SEQUENCE_ITEMS = 1024   # so is a list, tuple, set or dict literal of this many constants
 _COMPILED = [(name, re.compile(rx), why) for name, rx, why in PATTERNS]
+# python 3.11's parser is not safe to call from two threads at once (a SystemError, "AST constructor
+# recursion depth mismatch", was seen when runs started from a thread pool froze their records)
+PARSE_LOCK = threading.Lock()
 
 
 def data_literals(source: str) -> list[tuple[int, str]]:
     """(line, what) of every literal long enough to be data."""
     try:
-        tree = ast.parse(source)
+        with PARSE_LOCK:
+            tree = ast.parse(source)
     except SyntaxError:
         return []
     out = []

@@ -40,3 +40,35 @@ def test_a_runs_loss_curve_is_the_same_bytes_twice(tmp_path):
     a = loss_curve(events, tmp_path / "a" / "loss.png", "run", target=4.5)
     b = loss_curve(events, tmp_path / "b.png", "run", target=4.5)
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.read_bytes() == b.read_bytes()
+
+
+def _imports(path: Path) -> set[str]:
+    """the top-level packages a python file imports (absolute imports, at any depth of the file)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_the_wall_shows_in_the_tree():
+    """inside the record's process: harness/, which imports neither side outside it. outside:
+    supervisor/, which imports the client's wire format only and never the tool. nanopoor/ is the
+    tool and may import the supervisor."""
+    for p in (ROOT / "harness").rglob("*.py"):
+        assert not _imports(p) & {"supervisor", "nanopoor"}, p
+    for p in (ROOT / "supervisor").rglob("*.py"):
+        imported = _imports(p)
+        assert "nanopoor" not in imported, p
+        if "harness" in imported:   # the one format both sides speak
+            assert "from harness import wire" in p.read_text() or "import harness.wire" in p.read_text(), p
+
+
+def test_records_import_only_the_client_the_standard_library_and_packages():
+    for p in (ROOT / "records").rglob("*.py"):
+        assert not _imports(p) & {"supervisor", "nanopoor"}, p

@@ -1,4 +1,11 @@
-"""the red team: records that cheat, each run under the harness, and what the harness says."""
+"""the red team: records that cheat, each run under the harness, and what the harness says.
+
+harness 0.4 runs a record in a bubblewrap sandbox and keeps every number outside it (the clock,
+the tokens, the event log, the claim): most attacks written against the harness that lived in the
+record's own process find nothing there to reach. each attack still runs here, and each test
+says what it gets now: nothing it reaches, a verdict, or work that counts on the clock. the
+attacks written against 0.4 itself (class 1 to 3 of the second red team, and their variants) are
+the cases under `-- harness 0.4's own red team`."""
 from __future__ import annotations
 
 import json
@@ -36,11 +43,11 @@ def make_redteam_dataset(root: Path, val_tokens: int = 16384 + 1, train_tokens: 
 
 
 # -- the runs ---------------------------------------------------------------------------------
-# name -> (fixture folder, extra smoke args, timeout_s[, scale]). every run is its own child
-# process; the module fixture starts them all from a thread pool and each test reads one result.
-# every case gets a dataset of its own (the same tokens): the harness's kernel watch counts an
-# open of a run's dataset by another run's runner or record process against it.
-CASES: dict[str, tuple[str, dict, float | None]] = {
+# name -> (fixture folder, extra smoke args, timeout_s[, scale[, as_t4]]). every run is its own
+# child process; the module fixture starts them all from a thread pool and each test reads one
+# result. every case gets a dataset of its own (the same tokens). "{data}" in an argument is the
+# case's dataset folder, "{root}" the fixture's folder and "{repo}" this checkout.
+CASES: dict[str, tuple] = {
     "clean": ("rt_clean", {"warmup": True}, None),
     "clean_no_warmup": ("rt_clean", {}, None),
     "sparse_attention": ("rt_sparse_attention", {}, None),
@@ -70,9 +77,6 @@ CASES: dict[str, tuple[str, dict, float | None]] = {
     "nan_logits": ("rt_misbehave", {"mode": "nan_logits"}, None),
     "forged_atexit": ("rt_forged_end", {"mode": "atexit"}, None),
     "forged_inline": ("rt_forged_end", {"mode": "inline"}, None),
-    # an honest run on the dataset every other case's runner also opens (all others get their own copy)
-    "clean_shared": ("rt_clean", {"wait_for": "{root}/shared_late_done"}, None),
-    "clean_shared_late": ("rt_clean", {}, None),
     # the probe, blinded or dodged
     "probe_noise_column": ("rt_probe_evasion", {"mode": "noise_column"}, None),
     "probe_last_batch": ("rt_probe_evasion", {"mode": "last_batch"}, None),
@@ -91,7 +95,7 @@ CASES: dict[str, tuple[str, dict, float | None]] = {
     # compute before the clock
     "untimed_pretrain": ("rt_untimed_compute", {"mode": "pretrain"}, None),
     "untimed_eval_first": ("rt_untimed_compute", {"mode": "eval_first"}, None),
-    # the dataset's bytes around the audit hook
+    # the dataset's bytes around the stream
     "around_audit": ("rt_shard_around", {"mode": "dir_fd,chdir,link"}, None),
     "around_link_child": ("rt_shard_around", {"mode": "link_child"}, None),
     "around_child_b64": ("rt_shard_around", {"mode": "child_b64"}, None),
@@ -105,12 +109,34 @@ CASES: dict[str, tuple[str, dict, float | None]] = {
     "lookup_memo": ("rt_val_lookup", {"mode": "memo"}, None),
     "lookup_progress": ("rt_val_lookup", {"mode": "progress"}, None),
     "lookup_check_late": ("rt_val_lookup", {"mode": "check_late"}, None),
+    # names added to or shadowing the session (rt_shadow)
+    "class_warmup_t4": ("rt_shadow", {"mode": "class_warmup", "warmup_steps": 20}, None, "smoke", True),
+    "instance_finish": ("rt_shadow", {"mode": "instance_finish"}, None),
+    "instance_eval": ("rt_shadow", {"mode": "instance_eval"}, None),
+    "instance_batch_t4": ("rt_shadow", {"mode": "instance_batch"}, None, "smoke", True),
+    "class_swap": ("rt_shadow", {"mode": "class_swap"}, None),
+    "builtin_min": ("rt_shadow", {"mode": "builtin_min"}, None),
+    "summary_only": ("rt_shadow", {"mode": "summary_only"}, None),
+    "drain_fake": ("rt_shadow", {"mode": "drain_fake"}, None),
+    "honest_t4": ("rt_shadow", {"mode": ""}, None, "smoke", True),
+    # -- harness 0.4's own red team: the second red team's classes, and variants written against 0.4
+    "reach": ("rt_reach", {"paths": '["{data}/manifest.json", "{data}", "{repo}/corpus", "{repo}/records", "{repo}/data", '
+                                    '"{root}", "/usr/share/doc", "/etc/passwd"]'}, None),
+    "outside_generate": ("rt_outside", {"mode": "generate"}, None),
+    "outside_regenerate": ("rt_outside", {"mode": "regenerate"}, None),
+    "claim_copy": ("rt_claim_work", {"mode": "claim_copy", "epochs": 30}, None),
+    "claim_after_handover": ("rt_claim_work", {"mode": "after_handover"}, None),
+    "claim_fake_handover": ("rt_claim_work", {"mode": "fake_handover"}, None),
+    "pause_work": ("rt_pause_work", {"hidden_steps": 60}, None),
+    "tamper_lower": ("rt_client_tamper", {"mode": "lower_everything"}, None),
+    "tamper_blind": ("rt_client_tamper", {"mode": "blind_probe"}, None),
 }
 
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import pytest  # noqa: E402
@@ -121,11 +147,14 @@ from conftest import copy_record  # noqa: E402
 from nanopoor.runner import run_record  # noqa: E402
 
 import harness  # noqa: E402
+import supervisor  # noqa: E402
 
-# the harness-edit case runs against a private copy of the harness, in its own process (the
-# runner's harness folder is a module global, and the edit must not touch the real tree)
+REPO = HERE.parents[1]
+# the harness-edit case runs against a private copy of the client and the supervisor, in its own
+# process: the client is bound read-only into the sandbox, and if it ever were not, the edit must
+# land in the copy, never in this tree
 EDIT_SCRIPT = """
-import json, sys
+import sys
 from pathlib import Path
 import harness
 from nanopoor.runner import run_record
@@ -137,49 +166,64 @@ print(d)
 
 def _run_harness_edit(root: Path, data: Path) -> Path:
     copy = root / "harness_copy"
-    shutil.copytree(Path(harness.__file__).parent, copy / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    for pkg in (harness, supervisor):
+        shutil.copytree(Path(pkg.__file__).parent, copy / pkg.__name__, ignore=shutil.ignore_patterns("__pycache__"))
     rec = copy_record(HERE / "rt_harness_edit", root / "records")
-    # the copy first (its harness wins), then this tree (its nanopoor, not whatever the venv installed)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), str(HERE.parents[1])])}
+    # the copy first (its harness and supervisor win), then this tree (its nanopoor)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), str(REPO)])}
     out = subprocess.run([sys.executable, "-c", EDIT_SCRIPT, str(copy / "harness"), str(rec), str(data), str(root / "runs")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def _wait_for_run_start(runs_dir: Path, marker: str, limit_s: float = 300.0) -> None:
-    """until the run whose folder name holds marker has written its run_start (its watch is on)."""
-    import time
+class DatasetReader:
+    """another process's reads of a run's dataset while it runs (a backup, a copy, an editor's index):
+    none of the record's business, so none of its verdict (docs/trust.md)."""
 
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit_s:
-        for ev in runs_dir.glob(f"*-{marker}-*/events.jsonl"):
-            if '"run_start"' in ev.read_text():
-                return
-        time.sleep(0.5)
+    def __init__(self, data: Path):
+        self.data, self.bytes, self.stop = data, 0, threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self):
+        while not self.stop.is_set():
+            for f in sorted(self.data.glob("*.bin")):
+                self.bytes += len(f.read_bytes())
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+READ_BY_ANOTHER = {}   # bytes another process read of the clean run's dataset while it ran
 
 
 def launch_all(root: Path, names) -> dict[str, Path]:
     """run every named case under the harness, in parallel child processes; name -> run folder."""
-    shared = make_redteam_dataset(root / "demo")
 
     def one(name):
-        data = shared if name.startswith("clean_shared") else make_redteam_dataset(root / "data" / name / "demo")
+        data = make_redteam_dataset(root / "data" / name / "demo")
         if name == "harness_edit":
             return name, _run_harness_edit(root / "edit", data)
-        folder, args, timeout, *scale = CASES[name]
-        args = {k: v.format(root=root) if isinstance(v, str) else v for k, v in args.items()}
+        folder, args, timeout, *rest = CASES[name]
+        scale, as_t4 = (rest + ["smoke", False])[:2] if len(rest) < 2 else rest
+        fill = {"data": str(data), "root": str(root), "repo": str(REPO)}
+        args = {k: v.format(**fill) if isinstance(v, str) else v for k, v in args.items()}
         rec = copy_record(HERE / folder, root / "records", name=f"{folder}_{name}", args=args)
-        if name == "clean_shared_late":   # start once clean_shared's data process watches the dataset
-            _wait_for_run_start(root / "runs", "rt_clean_clean_shared-smoke")
-        try:
-            return name, run_record(rec, scale=scale[0] if scale else "smoke", seed=11, data_dir=data,
-                                    out_root=root / "runs", timeout_s=timeout, quiet=True)
-        finally:
-            if name == "clean_shared_late":   # clean_shared waits for this before it finishes
-                (root / "shared_late_done").touch()
+        if name == "clean":
+            with DatasetReader(data) as reader:
+                d = run_record(rec, scale=scale, seed=11, data_dir=data, out_root=root / "runs", timeout_s=timeout, quiet=True)
+            READ_BY_ANOTHER[name] = reader.bytes
+            return name, d
+        return name, run_record(rec, scale=scale, seed=11, data_dir=data, out_root=root / "runs", timeout_s=timeout,
+                                quiet=True, as_t4=as_t4)
 
-    slow_first = ("hang", "harness_edit", "clean_shared", "lookup", "val_lookup", "around_proc_mem")
+    slow_first = ("hang", "harness_edit", "claim_copy", "outside", "pause", "lookup", "val_lookup")
     names = sorted(names, key=lambda n: next((i for i, p in enumerate(slow_first) if n.startswith(p)), len(slow_first)))
     with ThreadPoolExecutor(max_workers=6) as pool:
         return dict(pool.map(one, names))
@@ -198,6 +242,10 @@ def events(runs, name) -> list[dict]:
     return [json.loads(line) for line in (runs[name] / "events.jsonl").read_text().splitlines() if line.strip()]
 
 
+def log(runs, name) -> str:
+    return (runs[name] / "log.txt").read_text()
+
+
 def flags(runs, name) -> set[str]:
     return {f["pattern"] for e in events(runs, name) if e["type"] == "source_flags" for f in e["flags"]}
 
@@ -211,6 +259,26 @@ def assert_invalid(runs, name, kind, *words):
     return r
 
 
+def assert_gains_nothing(runs, name, slack: float = 0.05) -> dict:
+    """the attack did not end in a claim better than the honest record's (the same model, seed and data)."""
+    r = result(runs, name)
+    honest = result(runs, "clean_no_warmup")["val_loss"]
+    assert r["status"] != "completed" or r["val_loss"] >= honest - slack, (name, r["status"], r["val_loss"], honest)
+    return r
+
+
+def assert_not_completed(runs, name, *words) -> dict:
+    r = result(runs, name)
+    assert r["status"] in ("failed", "invalid"), (name, r["status"], r["reason"])
+    for w in words:
+        assert w in r["reason"] or w in log(runs, name), (name, w, r["reason"])
+    return r
+
+
+def progress_evals(runs, name) -> list[dict]:
+    return [e for e in events(runs, name) if e["type"] == "eval" and e["split"] == "progress"]
+
+
 def types_of(runs, name) -> list[str]:
     return [e["type"] for e in events(runs, name)]
 
@@ -222,18 +290,30 @@ def test_an_honest_record_completes(runs, name):
     assert r["status"] == "completed", r["reason"]
     assert r["causal"] is True and r["max_leak"] == 0.0 and abs(r["heldout_gap"]) < 0.25
     assert r["tokens"] == 32 * 4 * 6 and r["violations"] == []
+    assert r["isolated"] is True and r["claim"]["claim_path"] == "graph"   # scored from its exported graph
     assert flags(runs, name) == set()                     # nothing for a reviewer to chase
     kinds = types_of(runs, name)
     assert kinds[-1] == "run_end" and kinds.count("run_end") == 1 and "violation" not in kinds
     assert ("warmup_end" in kinds) == (name == "clean")
     causality = next(e for e in events(runs, name) if e["type"] == "causality")
     # val (255 windows) and the held-out half (87) both end in a batch of 3: each evaluation probes a
-    # random batch and its short last one, cut at random positions of every row. the random one is
-    # the last one too in 1 of 64 val and 1 of 22 held-out evaluations (in both: 2 batches, as a CI
-    # run once drew); the shapes below show the short batches were probed either way
+    # random batch and every short one, cut at random positions of every row. the random one is the
+    # short one too in 1 of 64 val and 1 of 22 held-out evaluations; the shapes show both were probed
     assert 2 <= causality["probed_batches"] <= 4 and len(causality["positions"]) >= 8
-    assert causality["deterministic"] is True and [3, 32] in causality["shapes"] and [4, 32] in causality["shapes"]
-    assert result(runs, name)["data_watch"] is True     # the kernel watch ran (root in this sandbox)
+    assert causality["deterministic"] is True and causality["stateless"] is True
+    assert [3, 32] in causality["shapes"] and [4, 32] in causality["shapes"]
+
+
+def test_an_honest_run_whose_dataset_another_process_reads_completes(runs):
+    # the dataset is not in the record's sandbox: what other processes do with it is not the record's
+    assert READ_BY_ANOTHER["clean"] > 0 and result(runs, "clean")["status"] == "completed"
+
+
+def test_the_record_runs_from_a_staged_copy(runs):
+    # the sandbox holds a fresh copy of the digested files at /record: nothing added to the record
+    # folder after freeze (a .pyc, a file behind a link) is what runs
+    ran = next(line for line in log(runs, "clean").splitlines() if line.startswith("record| record file: "))
+    assert ran.endswith("/record/train.py"), ran
 
 
 # -- attention and logits that see the future ------------------------------------------------------
@@ -249,101 +329,85 @@ def test_a_forward_that_peeks_at_the_next_token_only_in_eval_shaped_batches_is_c
 
 
 def test_the_heldout_tail_cannot_be_read_ahead_of_the_check(runs):
-    assert_invalid(runs, "val_lookup_heldout", "heldout", "read before training ended")
+    assert_gains_nothing(runs, "val_lookup_heldout")       # no stream of the tail is in the record's reach
 
 
 # -- budget -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["over_budget", "over_budget_erase"])
 def test_asking_past_the_budget_is_invalid_even_when_the_refusal_is_swallowed(runs, name):
     r = assert_invalid(runs, name, "budget", "768 tokens")
-    assert r["tokens"] == 768                              # nothing past the budget was served
-    assert "refused: the record asked for batch 7" in (runs[name] / "log.txt").read_text()
-    # "erase" empties the in-memory list; the violation was on disk the moment it happened
+    assert r["tokens"] == 768                              # nothing past the budget was sent
+    assert "violation: budget: the record asked for batch 7" in log(runs, name)
+    # "erase" empties whatever list it finds; the violation was sent the moment it happened
     assert any(e["type"] == "violation" and e["kind"] == "budget" for e in events(runs, name))
 
 
-# -- the untimed warm-up ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name, words", [
-    ("warmup_no_reset", "did not reset it"),
-    ("warmup_shadow_opt", "optimizer(s) not handed to h.warmup() stepped"),
-    ("warmup_shadow_manual", "between the end of the warm-up and the first train batch"),
-])
-def test_training_in_the_warmup_is_invalid(runs, name, words):
-    assert_invalid(runs, name, "warmup_reset", words)
+# -- the warm-up: setup before the first batch --------------------------------------------------------
+@pytest.mark.parametrize("name", ["warmup_no_reset", "warmup_shadow_opt", "warmup_shadow_manual"])
+def test_training_in_the_warmup_gains_nothing(runs, name):
+    # the warm-up sees no dataset token (none is in the sandbox): a model or a shadow trained there
+    # learns from dummy data only
+    assert_gains_nothing(runs, name)
 
 
-# -- the evaluation pause ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name, words", [
-    ("eval_step", "parameters or gradients changed"),
-    ("eval_backward", "parameters or gradients changed"),   # the shadow's .grad: the live-parameter scan sees it first
-    ("eval_next_batch", "train data inside the evaluation pause"),
-])
-def test_training_work_inside_the_eval_pause_is_invalid(runs, name, words):
-    assert_invalid(runs, name, "eval_training", words)
+# -- work in an evaluation is on the clock --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["eval_step", "eval_backward", "eval_next_batch"])
+def test_training_work_inside_an_evaluation_gains_nothing(runs, name):
+    r = assert_gains_nothing(runs, name)
+    assert all(e["untimed"] is False for e in progress_evals(runs, name)), name   # no untimed pause exists
+    assert r["eval_charged_ms"] in (None, 0.0) or r["status"] != "completed" or r["train_time_ms"] > 0
+
+
+@pytest.mark.parametrize("name", ["pause_shadow_hooks", "pause_grad_modes", "pause_thread", "pause_burn"])
+def test_a_train_step_inside_a_one_window_progress_eval_is_on_the_clock(runs, name):
+    # each step's work moved into a progress evaluation: that evaluation runs on the train clock
+    r = result(runs, name)
+    assert r["status"] == "completed", r["reason"]
+    assert progress_evals(runs, name) and all(e["untimed"] is False for e in progress_evals(runs, name))
+    steps = [e for e in events(runs, name) if e["type"] == "step"]
+    assert r["train_time_ms"] >= steps[-1]["train_time_ms"]   # the clock never stopped for them
+
+
+def test_hidden_work_in_a_progress_eval_is_train_time(runs):
+    # ~0.5 s of matmuls in each of the 6 progress evaluations: all of it inside the train time
+    assert result(runs, "pause_burn")["train_time_ms"] >= 6 * 500 * 0.8
 
 
 # -- the clock --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, words", [
-    ("clock_now_ns", ["harness.clock._now_ns"]),
-    # one run rebinds four things; the snapshot names each of them
-    ("clock_rebind", ["harness.clock.Clock.elapsed_ms", "time.perf_counter_ns", "supervisor.causality.ABS_TOLERANCE",
-                      "torch.cuda.synchronize"]),
-    ("clock_rewind", ["independent clock"]),
-    ("clock_temporary", ["independent clock"]),
-])
-def test_tampering_with_the_clock_is_invalid(runs, name, words):
-    r = assert_invalid(runs, name, "clock_tamper", *words)
-    assert r["val_loss"] is not None                       # the run went to the end; the verdict is the clock's
-
-
-def test_the_slowed_clock_is_also_caught_by_the_span_check(runs):
-    # rebinding _now_ns shows in the code snapshot and, independently, in the span check
-    details = [v["detail"] for v in result(runs, "clock_now_ns")["violations"]]
-    assert any("independent clock" in d for d in details), details
-
-
-def test_editing_the_installed_harness_on_disk_is_invalid(runs):
-    r = assert_invalid(runs, "harness_edit", "harness_files")
-    assert "harness_copy" in r["reason"]                   # the private copy, never the real tree
-
-
-# -- reading the shards behind the stream's back ------------------------------------------------------
-def test_the_seeds_uint16_memmap_of_a_shard_is_refused(runs):
-    r = assert_invalid(runs, "shard_memmap", "data_access", "opened dataset file", "train_000000.bin")
-    assert "PermissionError" in (runs["shard_memmap"] / "log.txt").read_text()   # it never got the tokens
-
-
-def test_reading_shards_around_pythons_open_is_invalid(runs):
-    # torch.from_file, libc through ctypes, and a child process: each refused, each recorded
-    r = assert_invalid(runs, "shard_bypass", "data_access", "from_file")
-    details = " | ".join(v["detail"] for v in r["violations"])
-    for words in ("with torch's from_file", "libc's open() through ctypes", "started a program"):
-        assert words in details, details
-    assert (runs["shard_bypass"] / "log.txt").read_text().count("refused: ") == 3
-
-
-def test_the_train_split_is_not_in_the_records_memory(runs):
-    # the data process holds the train shards: walking gc from the session finds only val
-    r = result(runs, "shard_memory")
+@pytest.mark.parametrize("name", ["clock_now_ns", "clock_rebind", "clock_rewind", "clock_temporary"])
+def test_tampering_with_the_clock_finds_no_clock_to_tamper_with(runs, name):
+    r = result(runs, name)
+    assert "clock in this process: False" in log(runs, name)
     assert r["status"] == "completed", r["reason"]
-    assert "no train shard in memory" in (runs["shard_memory"] / "log.txt").read_text()
-    assert "object_walk" in flags(runs, "shard_memory")
+    if name != "clock_rebind":   # each step sleeps 150 ms: the supervisor's clock counts every one
+        assert r["train_time_ms"] >= 6 * 150
+    assert_gains_nothing(runs, name)
 
 
-def test_training_on_the_val_tokens_leaves_the_claim_nothing_to_score(runs):
-    # val is no longer in the record's process: the record read the claim's stream itself, once,
-    # so the claim's evaluation finds it served already
-    r = assert_invalid(runs, "val_training", "val", "already served once", "the record read the evaluation's tokens itself")
+def test_editing_the_installed_harness_on_disk_fails_on_a_read_only_client(runs):
+    r = assert_not_completed(runs, "harness_edit", "Read-only file system")
+    copy = runs["harness_edit"].parent.parent / "harness_copy" / "harness" / "__init__.py"
+    assert "edited by a record" not in copy.read_text()   # the private copy, never the real tree
+    assert r["status"] == "failed"
+
+
+# -- reading the dataset behind the stream's back ------------------------------------------------------
+@pytest.mark.parametrize("name", ["shard_memmap", "shard_bypass", "shard_memory", "around_audit", "around_link_child",
+                                  "around_child_b64", "around_proc_mem", "around_proc_mem_claim",
+                                  "around_proc_mem_direct", "val_training"])
+def test_reading_the_dataset_around_the_stream_finds_none(runs, name):
+    # the records ask the harness where the dataset is (a config a sandboxed record is never
+    # given); rt_reach below looks for it by its path and in other processes, and finds nothing
+    r = assert_not_completed(runs, name)
     assert r["tokens"] <= r["budget_tokens"]
-    assert "val tokens ahead of the claim" in (runs["val_training"] / "log.txt").read_text()
-    assert "harness_internals" in flags(runs, "val_training")   # h.stream is not in the contract
+    assert not (runs[name].parent.parent / "proc_mem.npy").exists()
 
 
 # -- records that go wrong ----------------------------------------------------------------------------
 def test_a_crash_is_failed_with_its_traceback(runs):
     r = result(runs, "crash")
     assert r["status"] == "failed" and "deliberate crash" in r["reason"]
-    assert "Traceback" in (runs["crash"] / "log.txt").read_text()
+    assert "Traceback" in log(runs, "crash")
 
 
 @pytest.mark.parametrize("name", ["hang", "hang_no_term"])
@@ -361,35 +425,9 @@ def test_nan_is_invalid(runs, name, words):
 # -- the last word ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["forged_atexit", "forged_inline"])
 def test_the_harness_writes_the_last_run_end(runs, name):
-    r = result(runs, name)
     ends = [e for e in events(runs, name) if e["type"] == "run_end"]
-    assert ends[-1].get("forged") is None and ends[-1]["train_time_ms"] > 1.0
-    assert len(ends) == (1 if name == "forged_atexit" else 2)   # the exit handler never ran
-    if name == "forged_atexit":
-        assert r["status"] == "completed" and r["train_time_ms"] == ends[-1]["train_time_ms"]
-    else:
-        # a run_end the record wrote itself comes first: the runner reads the first one and finds
-        # the harness's lines after it, which only a forgery produces
-        assert r["status"] == "invalid" and r["reason"].startswith("events:"), r["reason"]
-    assert "exit_hooks" in flags(runs, name)
-
-
-def test_the_record_runs_from_a_staged_copy(runs):
-    # the runner executes a fresh copy of the digested files: nothing added to the record folder
-    # after freeze (a .pyc, a file behind a link) is what runs
-    log = (runs["clean"] / "log.txt").read_text()
-    ran = Path(next(line for line in log.splitlines() if line.startswith("record file: ")).split(": ", 1)[1])
-    record = Path(result(runs, "clean")["record"])
-    assert ran.name == "train.py" and record.resolve() not in ran.resolve().parents
-    assert "nanopoor-record-" in str(ran) and not ran.exists()   # the staged copy is gone after the run
-
-
-def test_an_honest_run_sharing_its_dataset_with_other_runs_completes(runs):
-    # clean_shared waits, before h.finish, until a second run on the same dataset has come and gone
-    assert "waited for" in (runs["clean_shared"] / "log.txt").read_text()
-    assert result(runs, "clean_shared_late")["status"] in ("completed", "invalid")
-    r = result(runs, "clean_shared")
-    assert r["status"] == "completed", r["reason"]
+    assert len(ends) == 1 and ends[0].get("forged") is None   # only the supervisor writes the event log
+    assert_not_completed(runs, name)
 
 
 # -- 1. the probe, blinded or dodged --------------------------------------------------------------
@@ -398,7 +436,6 @@ def causality_event(runs, name) -> dict:
 
 
 def test_noise_in_one_column_no_longer_buys_a_leak_room(runs):
-    # random values in a rare id's column made the old probe widen its tolerance past the +30 peek
     r = assert_invalid(runs, "probe_noise_column", "causality")
     c = causality_event(runs, "probe_noise_column")
     assert c["deterministic"] is False and c["noise"] > c["noise_ceiling"]
@@ -411,7 +448,6 @@ def test_a_leak_only_in_the_last_partial_batch_is_probed(runs):
 
 
 def test_a_row_reading_the_next_rows_first_token_is_caught(runs):
-    # the leak sits only at each row's last position, where suffix cuts cannot see it
     r = assert_invalid(runs, "probe_cross_row", "causality")
     c = causality_event(runs, "probe_cross_row")
     assert c["cross_batch_leak"] >= 29.0 and c["deterministic"] is True and r["max_leak"] <= c["tolerance"]
@@ -432,69 +468,23 @@ def test_a_peek_only_in_the_second_half_of_each_row_is_caught(runs):
 def test_writing_to_h_args_fails_the_run(runs):
     r = result(runs, "settings_args_write")
     assert r["status"] == "failed" and "TypeError" in r["reason"], r["reason"]
-    assert "does not support item assignment" in (runs["settings_args_write"] / "log.txt").read_text()
+    assert "does not support item assignment" in log(runs, "settings_args_write")
 
 
-def test_rebinding_the_eval_plan_for_progress_evals_is_invalid(runs):
-    assert_invalid(runs, "settings_plan_progress", "eval_settings", "eval_batch_size 1", "declares 32 and 4")
-
-
-def test_rebinding_the_eval_plan_for_the_claim_is_not_completed(runs):
-    r = result(runs, "settings_plan_all")
-    assert r["status"] in ("invalid", "failed"), (r["status"], r["reason"])
-    assert r["reason"].startswith(("eval_settings", "val")), r["reason"]
-
-
-# -- 3. training in the evaluation pause -----------------------------------------------------------
-@pytest.mark.parametrize("name", ["pause_shadow_hooks", "pause_grad_modes"])
-def test_a_train_step_inside_a_one_window_progress_eval_is_charged(runs, name):
-    # the red team's attack: a step's forward and backward inside a one-window progress eval, the
-    # gradients banked for after the pause. the pause takes far longer than its one window can
-    # explain, so the excess is train time; the autograd nodes it made are on record
-    r = result(runs, name)
-    if r["status"] == "invalid":
-        assert r["reason"].startswith("eval_training"), r["reason"]
-        return
-    assert r["status"] == "completed", r["reason"]
-    pauses = progress_pauses(runs, name)
-    assert sum(e["autograd_nodes"] for e in pauses) > 0
-    assert r["eval_charged_ms"] >= 0.5 * sum(e["forward_ms"] for e in pauses) > 0
-
-
-def progress_pauses(runs, name) -> list[dict]:
-    return [e for e in events(runs, name) if e["type"] == "eval" and e["split"] == "progress" and e["untimed"]]
-
-
-def test_a_train_step_on_another_thread_inside_the_pause_is_charged(runs):
-    # torch counts autograd nodes per thread: work on a worker thread makes none on the harness's.
-    # the pause's forwards then take far longer than a forward over one window can: the excess is
-    # charged to the train clock
-    r = result(runs, "pause_thread")
-    if r["status"] == "invalid":
-        assert r["reason"].startswith("eval_training"), r["reason"]
-        return
-    assert r["status"] == "completed", r["reason"]
-    forward_ms = sum(e["forward_ms"] for e in progress_pauses(runs, "pause_thread"))
-    assert r["eval_charged_ms"] >= 0.5 * forward_ms > 0
-
-
-def test_hidden_work_in_the_pause_is_charged_to_the_train_clock(runs):
-    r = result(runs, "pause_burn")
-    assert r["status"] == "completed", r["reason"]
-    assert r["eval_charged_ms"] >= 300
-    charge = next(e for e in events(runs, "pause_burn") if e["type"] == "eval_charge")
-    assert charge["charged_ms"] == pytest.approx(r["eval_charged_ms"])
-    last_step = [e for e in events(runs, "pause_burn") if e["type"] == "step"][-1]
-    # the clock at the last step, plus the charge, is what the result claims (at least)
-    assert r["train_time_ms"] >= last_step["train_time_ms"] + r["eval_charged_ms"] - 1.0
+@pytest.mark.parametrize("name", ["settings_plan_progress", "settings_plan_all"])
+def test_the_claims_evaluation_settings_are_the_frozen_configs(runs, name):
+    # the evaluation's plan is the supervisor's, from the frozen config: nothing in the record's
+    # process holds it to rebind
+    assert_not_completed(runs, name)
+    for e in events(runs, name):
+        if e["type"] == "eval" and e["split"] == "val":
+            assert (e["eval_seq_len"], e["eval_batch_size"]) == (32, 4)
 
 
 # -- 4. untimed compute before the clock -----------------------------------------------------------
 def test_training_before_the_first_batch_finds_no_tokens_to_train_on(runs):
-    r = result(runs, "untimed_pretrain")
-    assert "found 0 token arrays" in (runs["untimed_pretrain"] / "log.txt").read_text()
-    if r["status"] == "completed":
-        assert r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05
+    assert "found 0 token arrays" in log(runs, "untimed_pretrain")
+    assert_gains_nothing(runs, "untimed_pretrain")
 
 
 def test_a_progress_eval_before_the_first_batch_starts_the_clock(runs):
@@ -507,78 +497,7 @@ def test_a_progress_eval_before_the_first_batch_starts_the_clock(runs):
 
 
 def test_training_on_the_tokens_a_progress_eval_showed_gains_nothing(runs):
-    r = result(runs, "untimed_eval_first")
-    assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
-
-
-# -- 5. the dataset's bytes around the audit hook ---------------------------------------------------
-def test_opening_shards_through_a_dir_fd_a_chdir_or_a_hard_link_is_refused(runs):
-    r = assert_invalid(runs, "around_audit", "data_access")
-    details = " | ".join(v["detail"] for v in r["violations"])
-    assert "another name or copy (os.link)" in details and "directly instead of using the harness stream" in details
-    assert (runs["around_audit"] / "log.txt").read_text().count("refused: ") == 3
-
-
-@pytest.mark.parametrize("name", ["around_link_child", "around_child_b64"])
-def test_a_shard_opened_where_the_audit_hook_cannot_see_is_caught_by_the_kernel_watch(runs, name):
-    r = result(runs, name)
-    if not r["data_watch"]:
-        pytest.skip("fanotify is unavailable here (the run's data_watch is false): no kernel watch to test")
-    assert "read " in (runs[name] / "log.txt").read_text()   # the audit hook let it through
-    r = assert_invalid(runs, name, "data_access", "opened by pid", "a process of this run")
-
-
-def test_the_data_process_memory_holds_no_train_tokens_beyond_those_served(runs):
-    from supervisor.shards import ShardFile
-    from supervisor.stream import TrainStream, heldout_tokens_for
-
-    r = result(runs, "around_proc_mem")
-    assert r["status"] == "completed", r["reason"]
-    dump = np.load(runs["around_proc_mem"].parent.parent / "proc_mem.npy")
-    assert "proc_mem: " in (runs["around_proc_mem"] / "log.txt").read_text() and dump.size > 0
-    data = runs["around_proc_mem"].parent.parent / "data" / "around_proc_mem" / "demo"
-    train = np.asarray(ShardFile(data / "train_000000.bin", RT_VOCAB)[0:60_000], dtype=np.int64)
-    tail = heldout_tokens_for(len(train), 8192)
-    stream = TrainStream([train], 32, 4, 768 + 128, 11, heldout_tokens=tail)
-    served = np.zeros(len(train), bool)
-    for _ in range(7):   # the 6 batches taken and the one in flight
-        for w in stream.next_indices():
-            s = stream.window_start[w]
-            served[s:s + 33] = True
-    served[len(train) - tail:] = True   # the never-served tail: the progress half and the check half live there
-    n = 16
-
-    def grams(a):
-        return {a[i:i + n].tobytes() for i in range(len(a) - n + 1)}
-
-    hidden = set()
-    for s in range(0, len(train) - n + 1):
-        if not served[s:s + n].any():   # wholly never served (a gram across two served rows is not)
-            hidden.add(train[s:s + n].tobytes())
-    found = set()
-    for run in np.split(dump, np.flatnonzero(dump == -1)):
-        found |= grams(run[run >= 0])
-    assert not (found & hidden), f"{len(found & hidden)} 16-grams of never-served train tokens in the data process"
-
-
-def test_opening_another_process_memory_is_refused(runs):
-    assert_invalid(runs, "around_proc_mem_direct", "data_access", "another process's memory")
-    assert "proc_mem_direct: refused" in (runs["around_proc_mem_direct"] / "log.txt").read_text()
-
-
-def test_reading_the_data_process_memory_during_the_claim_finds_only_the_batch_being_scored(runs):
-    # read through a child process (outside the audit hook): the data process reads each window
-    # from disk as it serves it, so it holds the inputs of the batch being scored and nothing
-    # ahead of them (before, it held the whole val set: a run of 8,196 tokens). what the record
-    # still gains from those inputs is a peek inside each row that a prefix-keyed cache hides from
-    # the probe: the adaptive-forward limit (docs/trust.md row 1)
-    import re
-
-    log = (runs["around_proc_mem_claim"] / "log.txt").read_text()
-    found = [int(n) for n in re.findall(r"found a run of (\d+) tokens in the data process", log)]
-    # one eval batch is 4 consecutive windows of 32 inputs; a few neighbouring small ints in memory
-    # can extend a run by a handful of values
-    assert found and max(found) <= 2 * 4 * 32, found
+    assert_gains_nothing(runs, "untimed_eval_first")
 
 
 # -- 6. the held-out check switched off -------------------------------------------------------------
@@ -587,37 +506,51 @@ def test_windows_longer_than_half_the_tail_stop_the_run_at_start(runs, name):
     r = result(runs, name)
     assert r["status"] == "failed", (r["status"], r["reason"])
     assert r["reason"].startswith("harness could not start: the held-out check cannot run"), r["reason"]
-    assert "step" not in types_of(runs, name) if (runs[name] / "events.jsonl").exists() else True
+    assert "step" not in types_of(runs, name)
 
 
 # -- 9. what the record was shown, remembered ------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason="known limit (docs/trust.md, adaptive forwards): StreamWindows keeps the current batch's inputs (_seen) before "
-                                       "the forward runs, so a gc prefix lookup answers the probe's altered calls from "
-                                       "the unaltered batch; val and the check collapse together and the run completes")
 def test_a_gc_lookup_during_the_claim_finds_only_past_inputs(runs):
-    r = result(runs, "val_lookup")
-    assert "object_walk" in flags(runs, "val_lookup")
-    assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
+    # the claim is computed by the scorer, where the record's code does not run: a gc walk finds
+    # nothing of the evaluation
+    assert_gains_nothing(runs, "val_lookup")
 
 
-@pytest.mark.xfail(strict=False, reason="known limit (docs/trust.md, adaptive forwards): the probe alters copies of a batch after the record has seen the "
-                                        "batch once; a forward that remembers the first call of each batch answers the "
-                                        "probe's calls from it (rows keep their first token), so the leak usually never moves; "
-                                        "some of the probe's random choices catch it, so the outcome varies from run to run")
 def test_a_forward_that_remembers_each_batchs_first_call_gains_nothing(runs):
-    r = result(runs, "lookup_memo")
-    assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
+    # the exported graph keeps no state between calls; a memo that reads the other rows is a leak
+    # across rows, which the probe sees
+    assert_gains_nothing(runs, "lookup_memo")
 
 
 def test_remembering_every_progress_token_gains_nothing_at_the_claim(runs):
     r = result(runs, "lookup_progress")
     # a record is shown at most a tenth of its budget (768 tokens here) of the progress slice
-    assert r["progress_evals"] == 6 and 0 < r["progress_eval_tokens"] <= 6 * (768 // 10 + 33)
-    assert r["status"] != "completed" or r["val_loss"] >= result(runs, "clean_no_warmup")["val_loss"] - 0.05, r
+    assert r["progress_evals"] == 6 and 0 < r["progress_eval_tokens"] <= 768 // 10 + 33
+    assert_gains_nothing(runs, "lookup_progress")
 
 
-def test_the_heldout_stream_read_after_training_is_invalid(runs):
-    assert_invalid(runs, "lookup_check_late", "heldout")
+def test_the_heldout_stream_read_after_training_is_out_of_reach(runs):
+    assert_not_completed(runs, "lookup_check_late")
+
+
+# -- 11. names added to or shadowing the session ----------------------------------------------------
+def test_an_honest_run_under_the_t4_limits_completes(runs):
+    r = result(runs, "honest_t4")
+    assert r["status"] == "completed", r["reason"]
+    assert r["t4_limits"] is True
+
+
+@pytest.mark.parametrize("name", ["class_warmup_t4", "instance_eval", "instance_batch_t4", "builtin_min"])
+def test_a_method_shadowed_on_the_client_changes_no_number(runs, name):
+    # the client is the record's own code: whatever it makes the client do, the clock, the tokens
+    # and the claim are the supervisor's
+    assert_gains_nothing(runs, name)
+
+
+@pytest.mark.parametrize("name", ["instance_finish", "class_swap", "summary_only", "drain_fake"])
+def test_a_finish_faked_in_the_records_process_hands_nothing_over(runs, name):
+    r = assert_not_completed(runs, name)
+    assert r["val_loss"] is None                           # no claim without a handover
 
 
 # -- 8. a forged run folder ------------------------------------------------------------------------
@@ -675,3 +608,89 @@ def test_verify_rejects_a_consistently_forged_folder(forged, app):
     folder, records = forged
     out = CliRunner().invoke(app, ["verify", str(folder), "--records", str(records), "--format", "json"])
     assert out.exit_code != 0 and "log.txt" in out.output, out.output
+
+
+# -- harness 0.4's own red team ------------------------------------------------------------------
+# each case below was written by reading harness 0.4's code; the first of each class is the second
+# red team's attack as it ran against 0.3.2 (where it ended completed and verified: docs/trust.md
+# lists what it claimed there)
+def reaches(runs, name) -> dict[str, str]:
+    out = {}
+    for line in log(runs, name).splitlines():
+        if line.startswith("record| REACH "):
+            key, _, got = line[len("record| REACH "):].partition(": ")
+            out[key] = got
+    return out
+
+
+def test_the_sandbox_holds_no_dataset_corpus_tool_tokenizer_or_text_of_the_machine(runs):
+    r = result(runs, "reach")
+    assert r["status"] == "completed", r["reason"]
+    got = reaches(runs, "reach")
+    paths = {k: v for k, v in got.items() if k.startswith("path")}
+    assert len(paths) == 8 and all(v.startswith('"no (') for v in paths.values()), paths
+    for name in ("import nanopoor", "import supervisor", "tokenizer vocabulary", "network", "write the client",
+                 "write the record", "mount"):
+        assert got[name].startswith('"no ('), (name, got[name])
+    assert got["machine text /usr/share"] == "[]"
+    assert json.loads(got["other processes"]) == [1, 2]   # the sandbox's own: its init and the record
+    root = json.loads(got["root folder"])
+    assert not {"work", "home", "data", "srv", "mnt", "media"} & set(root), root
+
+
+@pytest.mark.parametrize("name", ["outside_generate", "outside_regenerate"])
+def test_knowledge_from_the_projects_own_code_is_out_of_reach(runs, name):
+    # class 1: the tests' dataset builder imported from the project's tree, to pretrain on fresh
+    # documents of the same kind or to rebuild the run's val set and held-out tail for a lookup
+    r = result(runs, name)
+    assert "OUTSIDE: the project's code is out of reach" in log(runs, name)
+    assert r["status"] == "completed" and r["val_loss"] == result(runs, "clean_no_warmup")["val_loss"]
+
+
+def test_a_copy_trained_inside_the_claims_evaluation_is_charged_to_the_train_clock(runs):
+    # class 2a: the claim's first call trains a copy for 30 more epochs over the served batches.
+    # the forward cannot be exported (it trains), so it answers from the record's claim server,
+    # where its calls are timed: work beyond what predicting can take is train time
+    r = result(runs, "claim_copy")
+    assert "CLAIM_COPY: trained a copy" in log(runs, "claim_copy")
+    assert r["claim"]["claim_path"] == "python"
+    honest = result(runs, "clean_no_warmup")
+    assert r["eval_charged_ms"] > 0 and r["train_time_ms"] >= honest["train_time_ms"] + r["eval_charged_ms"] - 1.0
+
+
+def test_training_after_the_handover_changes_no_weight_the_claim_reads(runs):
+    r = result(runs, "claim_after_handover")
+    assert "AFTER_HANDOVER: trained on" in log(runs, "claim_after_handover")
+    assert r["status"] == "completed" and r["val_loss"] == result(runs, "clean_no_warmup")["val_loss"]
+
+
+def test_a_handover_said_before_the_weights_are_final_is_invalid(runs):
+    assert_invalid(runs, "claim_fake_handover", "claim", "changed after the record said they were written")
+
+
+def test_training_hidden_in_compiling_progress_evals_is_train_time(runs):
+    # class 2b: harness 0.3 let the first compiling pauses off its charge; there are no pauses now
+    r = result(runs, "pause_work")
+    hidden = float(next(line for line in log(runs, "pause_work").splitlines() if "HIDDEN_MS" in line).split()[-1])
+    assert r["status"] == "completed" and hidden > 0 and r["train_time_ms"] >= hidden
+    assert all(e["untimed"] is False for e in progress_evals(runs, "pause_work"))
+
+
+def test_lowering_every_copy_from_inside_the_records_process_changes_nothing(runs):
+    # class 3: the clock, the summary, the event log's file, stdout, the client's messages and a
+    # claim line of the record's own; nothing it reaches holds a number of the run
+    from nanopoor.verify import verify_target
+
+    r = result(runs, "tamper_lower")
+    assert r["status"] == "completed" and r["val_loss"] == result(runs, "clean_no_warmup")["val_loss"]
+    lines = log(runs, "tamper_lower").splitlines()
+    harness_claim = [line for line in lines if line.startswith("step: ")]
+    assert len(harness_claim) == 1 and f"val_loss: {r['val_loss']:.4f}" in harness_claim[0]
+    assert any(line.startswith("record| step: ") for line in lines)   # its own claim line, marked as its own
+    root = runs["tamper_lower"].parent.parent
+    assert [p for c in verify_target(str(runs["tamper_lower"]), records_dir=root / "records") for p in c.problems] == []
+
+
+def test_a_probe_blinded_in_the_records_process_is_not_the_one_that_judges(runs):
+    r = assert_invalid(runs, "tamper_blind", "causality")
+    assert r["max_leak"] >= 29.0

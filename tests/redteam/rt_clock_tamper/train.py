@@ -5,20 +5,26 @@
 #   rewind        sets the clock's private counter back to zero before h.finish
 #   temporary     shifts harness.clock._now_ns back 400 ms just for the clock stop at the start
 #                 of an evaluation; the forward puts the real one back before the harness looks
-#   tolerance     loosens the causality tolerance (supervisor.causality.ABS_TOLERANCE)
+#   tolerance     loosens the causality tolerance (harness.causality.ABS_TOLERANCE)
 #   sync          makes torch.cuda.synchronize a no-op (on a gpu the clock would stop before
 #                 the queued kernels ran)
 # several modes may be given, comma-separated.
 import time
-
-import supervisor.causality
-import harness.clock
+from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import harness
+
+try:   # the clock's and the probe's modules, where this harness keeps them in the record's process
+    import harness.causality as probe_module
+    import harness.clock as clock_module
+except ImportError:   # a harness whose clock is not in this process: the tampering finds nothing to tamper with
+    probe_module = SimpleNamespace()
+    clock_module = SimpleNamespace(_now_ns=time.perf_counter_ns, Clock=SimpleNamespace())
+print(f"clock in this process: {hasattr(clock_module, '__file__')}", flush=True)
 
 h = harness.session()
 a = h.args
@@ -46,7 +52,7 @@ model = Causal(int(a["d"])).to(h.device)
 opt = torch.optim.AdamW(model.parameters(), lr=float(a["lr"]))
 modes = set(a.get("mode", "now_ns").split(","))
 mode = next(iter(modes)) if len(modes) == 1 else "several"
-real_now = harness.clock._now_ns
+real_now = clock_module._now_ns
 t0 = real_now()
 
 
@@ -55,20 +61,20 @@ def slow_now():
 
 
 if "now_ns" in modes:
-    harness.clock._now_ns = slow_now
+    clock_module._now_ns = slow_now
 if "elapsed_ms" in modes:
-    harness.clock.Clock.elapsed_ms = lambda self: 1.0
+    clock_module.Clock.elapsed_ms = lambda self: 1.0
 if "perf_counter" in modes:
     time.perf_counter_ns = lambda: 0
 if "tolerance" in modes:
-    supervisor.causality.ABS_TOLERANCE = 1e9
+    probe_module.ABS_TOLERANCE = 1e9
 if "sync" in modes:
     torch.cuda.synchronize = lambda device=None: None
 
 
 def forward(x):
     if mode == "temporary":
-        harness.clock._now_ns = real_now                   # restored inside the pause
+        clock_module._now_ns = real_now                    # restored inside the pause
     return model(x)
 
 
@@ -83,10 +89,10 @@ for step in range(1, h.steps + 1):
     h.log_step(step, loss.item())
     if step % int(a["eval_every"]) == 0 and step < h.steps:
         if mode == "temporary":
-            harness.clock._now_ns = lambda: real_now() - 400_000_000
+            clock_module._now_ns = lambda: real_now() - 400_000_000
         h.evaluate(forward, step, val_tokens=2048)
 
-if mode == "rewind":
+if mode == "rewind" and hasattr(h, "clock"):
     h.clock.stop()
     h.clock._elapsed_ns = 0
 h.finish(forward)

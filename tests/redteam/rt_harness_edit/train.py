@@ -1,6 +1,6 @@
-# edits the installed harness on disk: a comment appended to harness/clock.py (a real attack
-# would change what the next run's clock does, or what this process re-imports).
-import harness.clock
+# edits the installed harness on disk: a comment appended to the harness package's __init__.py (a
+# real attack would change what the next run's harness does, or what this process re-imports).
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,7 @@ class Causal(nn.Module):
         return self.head(torch.tanh(self.mix(ctx)) + e)    # (B, T, V)
 
 
-with open(harness.clock.__file__, "a") as f:
+with open(Path(harness.__file__), "a") as f:
     f.write("\n# edited by a record\n")
 
 model = Causal(int(a["d"])).to(h.device)
