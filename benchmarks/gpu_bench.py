@@ -12,9 +12,11 @@ it measures, in order: the gpu's dense fp16 matmul peak (median of timed 8192³ 
 warm-up); each record's run (`nanopoor run --scale full`, or a run folder given directly) read
 back from result.json and events.jsonl: tokens/s, mfu against the measured peak, peak memory,
 t4 fit, val loss at equal token counts, time to a common val loss; then the harness's own cost:
-(a) step time fed by h.next_batch() against the same steps on batches already on the gpu, and
-(b) a full eval against its forward-pass flop floor (2·n·val_tokens / peak). goals are checked
-and printed; the json holds every number. it imports harness and nanopoor (it is tooling)."""
+(a) step time fed by h.next_batch() (batches asked of the supervisor over its socket) against the
+same steps on batches already on the gpu, and (b) the claim's evaluation as the scorer runs it
+against its forward-pass flop floor (2·n·val_tokens / peak), and a progress eval on the record's
+clock against its own forward passes. goals are checked and printed; the json holds every number.
+it imports harness, supervisor and nanopoor (it is tooling)."""
 from __future__ import annotations
 
 import gc
@@ -27,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -227,50 +230,62 @@ def load_record_model(record: Path):
     return mod.GPT, mod.GPTConfig
 
 
-def make_session(data: Path, track: str, seq_len: int, batch_size: int, steps: int, run_dir: Path, args: dict):
-    """a harness session outside a run (no launcher): the same stream, clock and evaluation. unlike
-    a record's, its eval plan can be set between measurements (`h.eval_plan = (seq_len, batch)`)."""
-    from harness.session import Session
+@contextmanager
+def bench_session(data: Path, track: str, seq_len: int, batch_size: int, steps: int, run_dir: Path):
+    """a record's session outside a run: the client (harness.session_api) talking over a unix socket
+    to the supervisor's server (supervisor.server) in this process, as rank 0 of a run does (no
+    sandbox, no scorer). yields (h, feed): feed holds the val tokens the claim's scorer reads."""
+    import torch
+
+    from harness import CONTRACT_VERSION, wire
+    from harness.session_api import Session
+    from supervisor.events import EventLog, RunLog
+    from supervisor.feed import DataFeed
+    from supervisor.server import RunServer
     from supervisor.tracks import get_track
 
-    class BenchSession(Session):
-        eval_plan: tuple[int, int] | None = None   # when set, in place of the config's
-
-        @property
-        def eval_seq_len(self) -> int:
-            return self.eval_plan[0] if self.eval_plan else super().eval_seq_len
-
-        @property
-        def eval_batch_size(self) -> int:
-            return self.eval_plan[1] if self.eval_plan else super().eval_batch_size
-
-    config = {"run_id": "gpu-bench", "record": "gpu-bench", "record_sha256": "", "scale": "bench", "seed": 1234,
-              "track": get_track(track).to_dict(), "data_dir": str(data.resolve()), "seq_len": seq_len,
-              "batch_size": batch_size, "grad_accum": 1, "steps": steps, "budget_tokens": seq_len * batch_size * steps,
-              "args": args, "warmup_cap_s": 900, "run_dir": str(run_dir), "contract_version": 1}
-    return BenchSession(config)
+    spec = get_track(track).to_dict()
+    config = {"run_id": "gpu-bench", "seed": 1234, "seq_len": seq_len, "batch_size": batch_size, "grad_accum": 1,
+              "steps": steps, "budget_tokens": seq_len * batch_size * steps, "args": {}, "nproc": 1, "track": spec}
+    feed = DataFeed(data, spec, seq_len, batch_size, config["budget_tokens"], config["seed"], 1, seq_len)
+    (run_dir / "handover").mkdir(parents=True, exist_ok=True)
+    events = EventLog(run_dir / "events.jsonl")
+    server = RunServer(config, feed, events, RunLog(run_dir / "log.txt", echo=False),
+                       {"handover": str(run_dir / "handover"), "record": str(run_dir)}, handover_dir=run_dir / "handover")
+    server.listen(str(run_dir / "s.sock"))
+    sock = wire.connect(str(run_dir / "s.sock"))
+    try:
+        wire.send(sock, {"op": "hello", "rank": 0, "world_size": 1, "local_rank": 0, "pid": 0,
+                         "contract": CONTRACT_VERSION, "torch": {}})
+        msg, _ = wire.recv(sock)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        yield Session(sock, msg["config"], 0, 1, 0, device), feed
+    finally:
+        sock.close()
+        server.close()
+        events.close()
 
 
 def micro_benchmarks(step_record: Path, data: Path, track: str, peak_flops: float, *, seq_len: int, batch_size: int,
                      grad_accum: int, steps_per_block: int, blocks: int, model_overrides: dict,
                      eval_tokens: int | None, compile_model: bool) -> dict:
     GPT, GPTConfig = load_record_model(step_record)
-    with tempfile.TemporaryDirectory() as tmp:
+    # a short folder: a unix socket's path is limited to ~100 bytes
+    with tempfile.TemporaryDirectory(prefix="npb") as tmp:
         total_micro = (2 * blocks + 1) * steps_per_block * grad_accum + 4
-        h = make_session(data, track, seq_len, batch_size, total_micro, Path(tmp), {})
-        names = {f.name for f in fields(GPTConfig)}
-        cfg_kw = {"vocab_size": math.ceil(h.vocab_size / 64) * 64, "real_vocab_size": h.vocab_size, **model_overrides}
-        for key in ("block_size", "max_seq_len"):
-            if key in names:
-                cfg_kw[key] = seq_len
-        model = GPT(GPTConfig(**{k: v for k, v in cfg_kw.items() if k in names})).to(h.device)
-        n = model.param_counts()["matmul"]
-        rig = TrainRig(h, model, grad_accum, compile_model)
-        stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len, "batch_size": batch_size,
-                  "grad_accum": grad_accum, "steps_per_block": steps_per_block, "blocks": blocks,
-                  **stream_costs(rig, steps_per_block, blocks)}
-        evaluation = eval_costs(rig, n, peak_flops, seq_len, batch_size, eval_tokens, compile_model)
-        h.events.close()
+        with bench_session(data, track, seq_len, batch_size, total_micro, Path(tmp)) as (h, feed):
+            names = {f.name for f in fields(GPTConfig)}
+            cfg_kw = {"vocab_size": math.ceil(h.vocab_size / 64) * 64, "real_vocab_size": h.vocab_size, **model_overrides}
+            for key in ("block_size", "max_seq_len"):
+                if key in names:
+                    cfg_kw[key] = seq_len
+            model = GPT(GPTConfig(**{k: v for k, v in cfg_kw.items() if k in names})).to(h.device)
+            n = model.param_counts()["matmul"]
+            rig = TrainRig(h, model, grad_accum, compile_model)
+            stream = {"model": f"{step_record.name} ({n / 1e6:.1f}M matmul params)", "seq_len": seq_len,
+                      "batch_size": batch_size, "grad_accum": grad_accum, "steps_per_block": steps_per_block,
+                      "blocks": blocks, **stream_costs(rig, steps_per_block, blocks)}
+            evaluation = eval_costs(rig, feed, n, peak_flops, seq_len, batch_size, eval_tokens, compile_model)
     return {"matmul_params": n, "stream": stream, "eval": evaluation}
 
 
@@ -312,10 +327,11 @@ class TrainRig:
 
 
 def stream_costs(rig: TrainRig, steps_per_block: int, blocks: int) -> dict:
-    """(a) the stream's cost: streamed vs staged steps, both logging through h.log_step as every record
-    does; the event log's own cost: staged with vs without h.log_step. the variants alternate step by
-    step (the gpu's clocks drift by a few % over a minute, more than the effects here), and each step
-    is timed alone; medians of blocks × steps_per_block steps per variant."""
+    """(a) the stream's cost: batches asked of the supervisor over its socket (h.next_batch, the next
+    one asked for ahead) vs the same steps on batches already on the device, both logging through
+    h.log_step as every record does; the step messages' own cost: staged with vs without h.log_step.
+    the variants alternate step by step (the gpu's clocks drift by a few % over a minute, more than
+    the effects here), and each step is timed alone; medians of blocks × steps_per_block steps."""
     h, accum = rig.h, rig.grad_accum
     # warm-up (compile) on staged batches taken from the stream itself
     staged = [h.next_batch() for _ in range(steps_per_block * accum)]
@@ -345,81 +361,89 @@ def stream_costs(rig: TrainRig, steps_per_block: int, blocks: int) -> dict:
             **{f"{k}_samples_ms": v for k, v in samples.items()}}
 
 
-def eval_costs(rig: TrainRig, n: int, peak_flops: float, seq_len: int, batch_size: int, eval_tokens: int | None,
+def eval_costs(rig: TrainRig, feed, n: int, peak_flops: float, seq_len: int, batch_size: int, eval_tokens: int | None,
                compile_model: bool) -> dict:
-    """(b) a full eval by the harness against the forward-pass floor at the measured peak: as the record
-    evaluates (eager forward, its train batch), then a compiled forward on bigger batches."""
+    """(b) the claim's evaluation as the scorer runs it (supervisor.evaluate.claim_loss over the val
+    tokens, with and without the causality probe) against the forward-pass floor at the measured
+    peak; then a progress eval (h.evaluate, on the record's clock) against its own forward passes.
+    eager forward at the train batch, then (compile_model) a compiled forward on 4x the batch. the
+    scorer here calls the record's model directly: a run's scorer calls an exported graph."""
     import torch
+
+    from supervisor.causality import Probe
+    from supervisor.evaluate import TensorWindows, claim_loss
 
     h, model = rig.h, rig.model
     model.eval()
-
-    def forward(x):
-        with rig.amp():
-            return model(x)
-
-    def timed_eval(fwd_fn, tokens) -> float:
-        before = h.eval_time_ms
-        h.evaluate(fwd_fn, 0, val_tokens=tokens)
-        return h.eval_time_ms - before
-
-    windows = _val_windows(h, eval_tokens, seq_len)
+    val = torch.from_numpy(feed.eval_tokens("val").astype(np.int64)).to(h.device)
+    if eval_tokens is not None:
+        val = val[:eval_tokens]
+    windows = val[: (val.numel() - 1) // seq_len * seq_len].view(-1, seq_len)
     val_tokens = windows.numel()
     floor_ms = 2 * n * val_tokens / peak_flops * 1000
-    # the same eval without the causality probe: a prefix one window short of the full set
-    prefix_tokens = (eval_tokens or h.track.val_tokens) - seq_len
+
+    def timed(fn) -> float:
+        rig.sync()
+        t0 = time.perf_counter()
+        fn()
+        rig.sync()
+        return (time.perf_counter() - t0) * 1000
 
     def eval_parts(fwd_fn, eval_batch: int) -> dict:
-        # a benchmark, not a record: its session's eval plan can be set (make_session; h.args is
-        # read-only). since harness 0.3 a progress eval reads the progress slice (capped at a tenth
-        # of the budget) and carries no causality probe: only h.finish's claim does
-        h.eval_plan = (seq_len, eval_batch)
-        timed_eval(fwd_fn, seq_len * eval_batch * 2 + 1)  # warm the eval path (and compile the loss)
-        timed_eval(fwd_fn, eval_tokens)                   # and the full one (the probe's shapes)
-        eval_ms = timed_eval(fwd_fn, eval_tokens)
-        no_probe_ms = timed_eval(fwd_fn, prefix_tokens)
+        def claim(probe: bool):
+            return claim_loss(fwd_fn, TensorWindows(val, seq_len, eval_batch), h.vocab_size,
+                              probe=Probe(h.vocab_size) if probe else None, device=h.device)
+
+        claim(True)                                   # warm: the loss's kernels and the probe's shapes
+        eval_ms = timed(lambda: claim(True))
+        no_probe_ms = timed(lambda: claim(False))
         fwd_ms = _forward_only_ms(fwd_fn, windows, eval_batch, rig.sync)
+        h.evaluate(fwd_fn, 0)                         # warm (the progress slice is fetched once)
+        progress_ms = timed(lambda: h.evaluate(fwd_fn, 0))
+        progress = h._progress_tokens()               # what the record's session holds: ≤ a tenth of the budget
+        rows = (progress.numel() - 1) // h.eval_seq_len
+        progress_fwd_ms = _forward_only_ms(fwd_fn, progress[: rows * h.eval_seq_len].view(rows, h.eval_seq_len),
+                                           h.eval_batch_size, rig.sync)
+        progress_tokens = rows * h.eval_seq_len
         return {"eval_batch_size": eval_batch, "eval_ms": eval_ms, "eval_without_probe_ms": no_probe_ms,
                 "forward_only_ms": fwd_ms, "eval_vs_floor": eval_ms / floor_ms, "forward_vs_floor": fwd_ms / floor_ms,
-                "harness_ms": eval_ms - fwd_ms}
+                "harness_ms": eval_ms - fwd_ms, "progress_tokens": progress_tokens, "progress_eval_ms": progress_ms,
+                "progress_forward_only_ms": progress_fwd_ms}
+
+    def forward(x):
+        with torch.no_grad(), rig.amp():
+            return model(x)
 
     evaluation = {"val_tokens": val_tokens, "floor_ms": floor_ms, **eval_parts(forward, batch_size),
-                  "fixed_costs_ms": _eval_fixed_costs(h, model, windows[:batch_size], forward, rig.sync)}
+                  "fixed_costs_ms": _eval_fixed_costs(h, windows[:batch_size], forward)}
     if compile_model:
         compiled = torch.compile(model)
 
         def forward_compiled(x):
-            with rig.amp():
+            with torch.no_grad(), rig.amp():
                 return compiled(x)
 
         evaluation["compiled"] = eval_parts(forward_compiled, 4 * batch_size)
     return evaluation
 
 
-def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
-    """what one evaluation pays besides the forward passes, each piece timed alone (ms, median of 3)."""
+def _eval_fixed_costs(h, x, forward) -> dict:
+    """what the messages and the loss cost besides the forward passes, each piece timed alone (ms,
+    median of 3): a step message, a progress report, and the scorer's loss over one batch."""
     import torch
 
-    import harness
-    from harness import integrity
     from supervisor.evaluate import ce_sum, cross_entropy_sum
-    from harness.watch import all_parameter_sums, live_parameters
 
     with torch.no_grad():
         logits = forward(x)
     y = x.roll(-1, dims=1)
-    live = live_parameters()
     flat, targets = logits.flatten(0, 1), y.flatten()
     unsplit = torch.compile(ce_sum, dynamic=True, options={"split_reductions": False})
     unsplit(flat, targets, h.vocab_size)  # compile outside the timing
+    sync = torch.cuda.synchronize if h.device.startswith("cuda") else (lambda: None)
     pieces = {
-        "heap scan (live_parameters)": live_parameters,
-        "live parameter sums": lambda: all_parameter_sums(with_grads=True, params=live),
-        "watched digest": lambda: integrity.param_digest([model], with_grads=True),
-        "integrity checks": lambda: integrity.run_checks(harness),
-        "eval event (fsynced)": lambda: h.events.emit("bench_probe", note="timing an fsynced event"),
-        "step event ×100": lambda: [h.events.emit("step", step=i, tokens=0, train_loss=1.0, train_time_ms=0.0) for i in range(100)],
-        "h.log_step ×100": lambda: [h.log_step(i, 1.0) for i in range(100)],
+        "h.log_step ×100 (step messages to the supervisor)": lambda: [h.log_step(i, 1.0) for i in range(100)],
+        "progress report ×100": lambda: [h.tell("progress_eval", step=i, val_loss=1.0, tokens=0, forward_ms=0.0) for i in range(100)],
         f"loss over one batch ({x.shape[0]}×{x.shape[1]})": lambda: cross_entropy_sum(logits, y, h.vocab_size),
         "the same, reduction not split": lambda: unsplit(flat, targets, h.vocab_size),
     }
@@ -435,18 +459,6 @@ def _eval_fixed_costs(h, model, x, forward, sync) -> dict:
         out[name] = statistics.median(times)
     out["objects on the heap"] = len(gc.get_objects())
     return out
-
-
-def _val_windows(h, eval_tokens: int | None, seq_len: int):
-    """(windows, seq_len) inputs cut the way the harness cuts an evaluation, from the progress slice
-    (the val set stays in the data process until the claim's evaluation; timing needs only tokens)."""
-    import torch
-
-    val = torch.from_numpy(h.stream.progress()).to(h.device)
-    if eval_tokens is not None:
-        val = val[:eval_tokens]
-    n = (val.numel() - 1) // seq_len
-    return val[: n * seq_len].view(n, seq_len)
 
 
 def _forward_only_ms(forward, windows, batch_size: int, sync) -> float:
@@ -549,7 +561,7 @@ def print_report(report: dict) -> None:
                       f"→ overhead {s['overhead']:+.2%} ({s['model']}, medians of {s['blocks'] * s['steps_per_block']} steps each, "
                       f"alternating step by step, both logging each step; h.log_step itself {s.get('log_step_overhead', float('nan')):+.2%})")
         if e.get("fixed_costs_ms"):
-            console.print("    per-eval costs besides the forward: " + "; ".join(
+            console.print("    costs besides the forward: " + "; ".join(
                 f"{k} {v:,}" if k == "objects on the heap" else f"{k} {v:.1f} ms"
                 for k, v in e["fixed_costs_ms"].items()))
         for label, part in (("eager forward", e), ("compiled forward", e.get("compiled"))):
@@ -559,6 +571,8 @@ def print_report(report: dict) -> None:
                           f"({part['eval_without_probe_ms']:.0f} ms without the causality probe); model forward alone "
                           f"{part['forward_only_ms']:.0f} ms; flop floor {e['floor_ms']:.0f} ms → {part['eval_vs_floor']:.2f}× the floor "
                           f"(forward {part['forward_vs_floor']:.2f}×)")
+            console.print(f"    progress eval (h.evaluate, on the record's clock) of {part['progress_tokens']:,} tokens: "
+                          f"{part['progress_eval_ms']:.0f} ms; its forward passes alone {part['progress_forward_only_ms']:.0f} ms")
     gt = Table(title="goals")
     for col in ("goal", "value", "met"):
         gt.add_column(col)

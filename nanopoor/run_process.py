@@ -57,7 +57,9 @@ def launch_record(rec, run_dir: Path, config: dict, timeout_s, quiet: bool, extr
                             start_new_session=True, preexec_fn=_die_with_parent)
     reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
     reader.start()
-    outcome = {"timed_out": False, "interrupted": False, "timeout_s": timeout_s, "devices": env.get("CUDA_VISIBLE_DEVICES")}
+    outcome = {"timed_out": False, "interrupted": False, "terminated": False, "timeout_s": timeout_s,
+               "devices": env.get("CUDA_VISIBLE_DEVICES")}
+    previous = _catch_sigterm()
     with Display(state, quiet=quiet) as disp:
         try:
             while proc.poll() is None:
@@ -73,6 +75,11 @@ def launch_record(rec, run_dir: Path, config: dict, timeout_s, quiet: bool, extr
         except KeyboardInterrupt:
             outcome["interrupted"] = True
             _stop(proc, signal.SIGINT)
+        except Terminated:   # `timeout`, `kill`: the run ends as killed, its folder complete, nothing left running
+            outcome["terminated"] = True
+            _stop(proc, signal.SIGTERM)
+        finally:
+            _restore_sigterm(previous)
         proc.wait()
         reader.join(timeout=5)
         _drain(lines, disp)
@@ -81,6 +88,26 @@ def launch_record(rec, run_dir: Path, config: dict, timeout_s, quiet: bool, extr
     outcome["returncode"] = proc.returncode
     outcome["wallclock_ms"] = (time.perf_counter() - t0) * 1000
     return outcome
+
+
+class Terminated(Exception):
+    """SIGTERM reached this process while a run was going."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """SIGTERM ends the run the way a timeout does (only the main thread can take a signal)."""
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pump(stream, q: queue.Queue) -> None:

@@ -27,6 +27,8 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
         return "killed", f"timeout: the run exceeded {outcome.get('timeout_s')} s and was stopped"
     if outcome["interrupted"]:
         return "aborted", "interrupted (Ctrl-C)"
+    if outcome.get("terminated"):
+        return "killed", "terminated (SIGTERM): the run was stopped from outside"
     if end is not None:
         after = events.index(end) < len(events) - 1
         violation = next((e for e in events if e.get("type") == VIOLATION), None)

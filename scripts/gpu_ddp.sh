@@ -15,9 +15,6 @@
 #   DDP_T4_CHECK   with 4 gpus, gpu 2 meanwhile runs this compiled one-gpu record under --as-t4
 #                  (default dense_muon_t4_v4; empty: none) into gpu-runs-check/: the harness's code
 #                  check must pass a compiled record's honest run
-#   DDP_TEARDOWN_CHECK=1  scripts/check_teardown.py (the harness's bounded teardown, a graph's
-#                  captured all-reduce left alive): on gpus 2,3 beside the 1-rank runs with 4
-#                  gpus, after the runs with 2
 #   DDP_TRACE=1    each profile also writes a kernel table per record (rank 0)
 #   DDP_TIMELINE=1 each profile also writes rank 0's chrome trace per record (returned in
 #                  timelines.tar) and how much communication other kernels overlapped
@@ -68,13 +65,6 @@ profile() {  # profile GPU_LIST NPROC: both records' step phases
     benchmarks/ddp_profile.py --records $A $B ${DDP_TRACE:+--trace} ${DDP_TIMELINE:+--timeline} --out "$prof/ddp-profile-n$2.json" > "$prof/profile-n$2.log" 2>&1
   echo "profile x$2 on gpus $1: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"
 }
-teardown_check() {  # teardown_check GPU_PAIR: the bounded teardown with a graph's all-reduce kept, then released
-  for mode in "" --release; do
-    CUDA_VISIBLE_DEVICES=$1 timeout 120 python3 -m torch.distributed.run --standalone --nproc_per_node 2 \
-      scripts/check_teardown.py --timeout-s 20 $mode
-    echo "check_teardown ${mode:-(graph kept)}: exit $? at $(elapsed) s"
-  done > "$prof/teardown-check.log" 2>&1
-}
 read -r A B <<< "${DDP_RECORDS:-dense_muon_t4_ddp_v5 dense_muon_t4_ddp_v6}"
 t4_check=${DDP_T4_CHECK-dense_muon_t4_v4}
 
@@ -84,9 +74,7 @@ if phase runs-1; then
       --as-t4 --seed 1234 --runs "$runs-check" --timeout "$(cap 170)" --format json > "$prof/run-$t4_check-as-t4.log" 2>&1 &
     c=$!
   fi
-  if [ "$gpus" -ge 4 ] && [ -n "${DDP_TEARDOWN_CHECK:-}" ]; then teardown_check 2,3 & d=$!; fi
   run 1 $A 1 & a=$!; run 0 $B 1 & b=$!; wait $a $b
-  [ -n "${d:-}" ] && { wait $d; tail -3 "$prof/teardown-check.log" | tee -a "$prof/phases.txt"; }
   [ -n "${c:-}" ] && { wait $c; echo "run $t4_check --as-t4 on gpu 2: exit $? at $(elapsed) s" | tee -a "$prof/phases.txt"; }
 fi
 if [ "$gpus" -ge 4 ]; then
@@ -98,7 +86,6 @@ if [ "$gpus" -ge 4 ]; then
 else
   phase runs-2-new && run 0,1 $B 2
   phase runs-2-parent && run 0,1 $A 2
-  [ -n "${DDP_TEARDOWN_CHECK:-}" ] && phase teardown-check && { teardown_check 0,1; tail -4 "$prof/teardown-check.log" | tee -a "$prof/phases.txt"; }
   phase profile-1 && profile 0 1
   phase profile-2 && profile 0,1 2
 fi

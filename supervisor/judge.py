@@ -37,8 +37,10 @@ def judge(server, returncode: int | None, claim: dict | None, handover_now: str 
         return "failed", f"the record's process ended (exit code {returncode}) before it reached the harness (see log.txt)"
     if server.handover is None:
         if ended is None:
-            how = f"was killed by signal {-returncode}" if returncode is not None and returncode < 0 else f"exited with code {returncode}"
-            return "failed", f"the record's process {how} without handing over its weights (see log.txt)"
+            sig = killed_by(returncode)
+            if sig is not None:
+                return "killed", f"the record's process was killed by signal {sig} ({signal_name(sig)}) before it handed over its weights"
+            return "failed", f"the record's process exited with code {returncode} without handing over its weights (see log.txt)"
         return "failed", ended.get("reason") or "the record returned without calling h.finish()"
     if server.handover.get("sha256") is None or handover_now != server.handover["sha256"]:
         return "invalid", ("claim: the handed-over weights changed after the record said they were written "
@@ -133,3 +135,23 @@ def compiles_in_timed(server) -> int | None:
     report: a recompile inside training is on the clock either way)."""
     before, after = server.compiles_before, (server.handover or {}).get("compiles")
     return after - before if isinstance(before, int) and isinstance(after, int) else None
+
+
+def killed_by(returncode: int | None) -> int | None:
+    """the signal that ended the record's process: a negative return code, or bubblewrap's 128 + signal."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        return -returncode
+    if 128 < returncode < 128 + 65:
+        return returncode - 128
+    return None
+
+
+def signal_name(sig: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"

@@ -161,6 +161,9 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the verdict is in: nothing may interrupt its writing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         status, reason = judge(server, proc.returncode, claim, handover_now)
+        if status == "invalid" and not server.violations:   # found in the claim or the handover: listed like the rest
+            kind, _, detail = reason.partition(": ")
+            server.add_violation(kind, detail, reported_by="scorer" if kind != "claim" else "supervisor")
         return _end(events, runlog, status, reason, end_fields(server, feed, claim, isolated, flags))
     except Stop as e:
         kill_tree(proc)

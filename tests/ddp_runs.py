@@ -16,7 +16,9 @@ def run_one(out: Path, data: Path, name: str, rec: Path, scale: str, n: int, see
     d = run_record(rec, scale=scale, seed=seed, data_dir=data, out_root=out / name, nproc=n, quiet=True, timeout_s=600)
     result = json.loads((d / "result.json").read_text())
     events = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()]
-    return result | {"log": (d / "log.txt").read_text(), "events": events}
+    # the record's own lines are behind "record| " in log.txt; the harness's are not
+    log = "\n".join(line.removeprefix("record| ") for line in (d / "log.txt").read_text().splitlines())
+    return result | {"log": log, "events": events}
 
 
 def run_jobs(jobs: dict[str, tuple[Path, str, int]], data: Path, out: Path, seed: int, workers: int = 3) -> dict[str, dict]:

@@ -65,17 +65,26 @@ def test_exception_is_failed_with_traceback(runs):
     assert "Traceback" in (runs["crash"] / "log.txt").read_text()
 
 
-@pytest.mark.parametrize("name, reason", [("nan", "nan"), ("budget", "budget"), ("leak", "causality"),
-                                          ("inflated_clock", "clock")])
+@pytest.mark.parametrize("name, reason", [("nan", "nan"), ("budget", "budget"), ("leak", "causality")])
 def test_invalid_runs_say_why(runs, name, reason):
     r = result(runs, name)
     assert r["status"] == "invalid" and r["reason"].startswith(reason), r["reason"]
 
 
-def test_a_record_that_edits_itself_edits_only_its_staged_copy(runs):
-    # the run executes a fresh copy of the digested files: the record folder is never touched
-    r = result(runs, "edits_itself")
+def test_a_record_cannot_claim_more_train_time_than_it_spent(runs):
+    # the clock is the supervisor's: the record finds none in its process to inflate
+    r = result(runs, "inflated_clock")
     assert r["status"] == "completed", r["reason"]
+    assert "no clock in this process" in (runs["inflated_clock"] / "log.txt").read_text()
+    assert r["train_time_ms"] + r["eval_time_ms"] + r["warmup_time_ms"] < r["wallclock_ms"]
+
+
+def test_a_record_cannot_edit_its_files_while_it_runs(runs):
+    # the run executes a read-only staged copy of the digested files: the record folder is never touched
+    r = result(runs, "edits_itself")
+    assert r["status"] == "failed" and "Read-only file system" in r["reason"], r["reason"]
+    rec = runs["edits_itself"].parent.parent / "records" / "tiny_edits_itself"
+    assert not (rec / "extra.txt").exists()
 
 
 def test_timeout_is_killed_and_keeps_what_it_wrote(runs):
@@ -99,32 +108,65 @@ def _start_cli_run(tmp_path, tiny_data, args):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for(path: Path, timeout=120):
+def _wait_for_training(runs_dir: Path, timeout=120):
+    """until the run's supervisor has served its first batch (the tiny record then hangs at step 1)."""
     t0 = time.time()
-    while not path.exists() or not path.read_text():
-        assert time.time() - t0 < timeout, f"{path} never appeared"
+    while not any('"train_start"' in p.read_text() for p in runs_dir.glob("*/events.jsonl")):
+        assert time.time() - t0 < timeout, "the run never started training"
         time.sleep(0.2)
     time.sleep(1.0)  # the record is now inside its hang
 
 
-def test_ctrl_c_is_aborted(tmp_path, tiny_data):
-    pid_file = tmp_path / "pid"
-    proc = _start_cli_run(tmp_path, tiny_data, {"hang_at": 1, "pid_file": str(pid_file)})
-    _wait_for(pid_file)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the runner
-    proc.communicate(timeout=120)
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    r = json.loads((run_dir / "result.json").read_text())
-    assert r["status"] == "aborted"
+def descendants(pid: int) -> set[int]:
+    """every process below pid, from /proc (the supervisor, its sandboxes and the record's processes)."""
+    parents = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                parents[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
 
 
-def test_sigkill_of_the_child_is_killed(tmp_path, tiny_data):
-    pid_file = tmp_path / "pid"
-    proc = _start_cli_run(tmp_path, tiny_data, {"hang_at": 1, "pid_file": str(pid_file)})
-    _wait_for(pid_file)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+def alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()}
+
+
+def _stopped_run(tmp_path, tiny_data, stop) -> tuple[dict, subprocess.Popen, set[int]]:
+    proc = _start_cli_run(tmp_path, tiny_data, {"hang_at": 1})
+    _wait_for_training(tmp_path / "runs")
+    started = descendants(proc.pid)
+    assert any("harness.boot" in Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in alive(started))
+    stop(proc, started)
     proc.communicate(timeout=120)
     (run_dir,) = (tmp_path / "runs").iterdir()
-    r = json.loads((run_dir / "result.json").read_text())
-    assert r["status"] == "killed" and "SIGKILL" in r["reason"]
+    time.sleep(0.5)
+    return json.loads((run_dir / "result.json").read_text()), proc, alive(started)
+
+
+def test_ctrl_c_is_aborted_and_stops_everything_it_started(tmp_path, tiny_data):
+    r, proc, left = _stopped_run(tmp_path, tiny_data, lambda p, _: p.send_signal(signal.SIGINT))  # what Ctrl-C sends
+    assert r["status"] == "aborted" and left == set(), left
+
+
+def test_sigterm_from_outside_is_killed_and_stops_everything_it_started(tmp_path, tiny_data):
+    # what `timeout` sends: the record's process ignored it before; now nothing of the run is left
+    r, proc, left = _stopped_run(tmp_path, tiny_data, lambda p, _: p.send_signal(signal.SIGTERM))
+    assert r["status"] == "killed" and "SIGTERM" in r["reason"] and left == set(), (r["reason"], left)
     assert proc.returncode == 2  # the cli says the run did not complete
+
+
+def test_sigkill_of_the_record_is_killed(tmp_path, tiny_data):
+    def kill_record(p, pids):
+        for pid in alive(pids):
+            if "harness.boot" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                os.kill(pid, signal.SIGKILL)
+
+    r, proc, left = _stopped_run(tmp_path, tiny_data, kill_record)
+    assert r["status"] == "killed" and "SIGKILL" in r["reason"], r["reason"]
+    assert proc.returncode == 2 and left == set()

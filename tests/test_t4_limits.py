@@ -23,7 +23,7 @@ runner = CliRunner()
 
 # mode -> the words the reason must hold
 REFUSALS = {
-    "bf16_params": ("t4_limits: bf16/fp8", "parameters are torch.bfloat16"),
+    "bf16_params": ("t4_limits: bf16/fp8", "is torch.bfloat16; a T4 computes in fp16 or fp32"),
     "bf16_autocast": ("t4_limits: bf16/fp8", "torch.autocast with torch.bfloat16"),
     "bf16_forward": ("t4_limits: bf16/fp8", "forward computes in bfloat16"),
     "tf32_on": ("t4_limits: tf32", "matmul"),

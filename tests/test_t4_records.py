@@ -299,9 +299,11 @@ def test_gpu_bench_dry_run_produces_the_table(bench, smoke_runs, tiny_data, tmp_
     assert rows["baseline_adamw"]["speedup_vs_baseline"] == pytest.approx(1.0)
     s, e = report["micro"]["stream"], report["micro"]["eval"]
     assert s["staged_step_ms"] > 0 and s["stream_step_ms"] > 0
-    # since harness 0.3 the eval micro-benchmark times a progress eval, whose slice is capped at a
-    # tenth of the micro session's budget (192 of the 1024 tokens asked for here)
-    assert 0 < e["val_tokens"] <= 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0
+    # the claim's evaluation as the scorer runs it (1024 val tokens asked for: 16 windows of 64), and a
+    # progress eval through the client session, whose slice is capped at a tenth of the budget
+    assert e["val_tokens"] == 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0 and e["eval_without_probe_ms"] > 0
+    assert 0 < e["progress_tokens"] < e["val_tokens"] and e["progress_eval_ms"] > 0
+    assert any(k.startswith("h.log_step") for k in e["fixed_costs_ms"])
     assert {g["goal"].split(" ")[0] for g in report["goals"]} >= {"dense_muon_t4", "harness"}
     assert "goals" in res.output and "dry run" in res.output
 

@@ -124,7 +124,7 @@ CASES: dict[str, tuple] = {
                                     '"{root}", "/usr/share/doc", "/etc/passwd"]'}, None),
     "outside_generate": ("rt_outside", {"mode": "generate"}, None),
     "outside_regenerate": ("rt_outside", {"mode": "regenerate"}, None),
-    "claim_copy": ("rt_claim_work", {"mode": "claim_copy", "epochs": 30}, None),
+    "claim_copy": ("rt_claim_work", {"mode": "claim_copy", "epochs": 60}, None),
     "claim_after_handover": ("rt_claim_work", {"mode": "after_handover"}, None),
     "claim_fake_handover": ("rt_claim_work", {"mode": "fake_handover"}, None),
     "pause_work": ("rt_pause_work", {"hidden_steps": 60}, None),
@@ -648,7 +648,7 @@ def test_knowledge_from_the_projects_own_code_is_out_of_reach(runs, name):
 
 
 def test_a_copy_trained_inside_the_claims_evaluation_is_charged_to_the_train_clock(runs):
-    # class 2a: the claim's first call trains a copy for 30 more epochs over the served batches.
+    # class 2a: the claim's first call trains a copy for 60 more epochs over the served batches.
     # the forward cannot be exported (it trains), so it answers from the record's claim server,
     # where its calls are timed: work beyond what predicting can take is train time
     r = result(runs, "claim_copy")
