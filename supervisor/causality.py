@@ -54,7 +54,9 @@ class Probe:
 
     def calls(self, x, pool):
         """(kind, input, rows or cuts) for the probe calls on batch x: (B, T) int64; pool: the
-        evaluation's 1-d tokens, where replacement tokens are cut from."""
+        evaluation's 1-d tokens, where replacement tokens are cut from. the cut ("suffix") copies
+        come before the row-swapped ("cross") ones, which hold whole rows of x: a pickled forward's
+        probe server (supervisor/scoring.py) answers them in this order."""
         import torch
 
         if self._gen is None:

@@ -55,7 +55,7 @@ class TensorWindows:
         return self.tokens
 
 
-def claim_loss(model, source, vocab_size: int, probe=None, keep=None, device=None) -> tuple[float, int, float]:
+def claim_loss(model, source, vocab_size: int, probe=None, keep=None, device=None, probe_models=None) -> tuple[float, int, float]:
     """(mean loss, predicted tokens, forward ms) of the claim's model over an evaluation source,
     its batches in the source's plan order (the scorer shuffles it).
 
@@ -80,7 +80,7 @@ def claim_loss(model, source, vocab_size: int, probe=None, keep=None, device=Non
             base = None
             for kind, xin, cuts in calls:
                 t0 = time.perf_counter_ns()
-                logits = model(xin)                   # (B, T, V_padded)
+                logits = (probe_models or {}).get(kind, model)(xin)   # (B, T, V_padded)
                 forward_ns += time.perf_counter_ns() - t0
                 if logits.shape[:2] != x.shape or logits.shape[-1] < vocab_size:
                     raise ValueError(f"forward returned logits of shape {tuple(logits.shape)}; expected ({x.shape[0]}, {x.shape[1]}, >= {vocab_size})")

@@ -25,11 +25,15 @@ def judge(server, returncode: int | None, claim: dict | None, handover_now: str 
     must be the one taken when rank 0 said its weights were written."""
     link0 = server.ranks.get(0)
     ended = link0.ended if link0 is not None else None
-    if ended and ended.get("status") in ("failed", "invalid", "aborted") and not server.violations:
-        return ended["status"], t4_oom_reason(ended.get("reason") or "") if server.config.get("as_t4") else ended.get("reason") or ""
-    for link in sorted(server.ranks.values(), key=lambda r: r.rank):
-        if link.rank and link.ended and link.ended.get("status") in ("failed", "invalid"):
-            return link.ended["status"], f"rank {link.rank}: {link.ended.get('reason')}"
+    # a rank that failed: the first to say so (the others often fail only because it left)
+    failed = sorted((link for link in server.ranks.values() if link.ended and link.ended.get("status") in ("failed", "invalid", "aborted")),
+                    key=lambda link: (link.ended.get("at_ns") or 0, link.rank))
+    if failed and not server.violations:
+        first = failed[0]
+        status, reason = first.ended["status"], first.ended.get("reason") or ""
+        if server.config.get("as_t4"):
+            reason = t4_oom_reason(reason)
+        return status, (f"rank {first.rank}: {reason}" if first.rank else reason)
     if server.violations:
         v = server.violations[0]
         return "invalid", f"{v['kind']}: {v['detail']}"

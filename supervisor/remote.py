@@ -1,9 +1,11 @@
 """the scorer's view of a record's claim server: a model that is sent inputs and returns logits.
 
-the claim server (harness/claim_server.py, in a sandbox of the record's) runs a forward that
-could not be exported. it holds no target and sees no other batch than the ones it is sent; what
-it keeps between calls is its own, which is why the scorer shuffles the batches and asks for some
-again (a forward that remembers answers them differently), and times every call: a call that takes
+a claim server (harness/claim_server.py, in a sandbox of the record's) runs a forward that could
+not be exported. it holds no target and sees no other batch than the ones it is sent; what it
+keeps between calls is its own, which is why the scorer sends the evaluation's batches to one
+server and the probe's altered copies of them to others (a memory of the original cannot answer
+its altered copy), shuffles the batches and asks for some again (a forward that remembers answers
+them differently), and times every call: a call that takes
 far longer than the others did work that answering cannot explain (a copy trained on the first
 call, say), and fails the claim (CALL_FACTOR, CALL_SLACK_MS)."""
 from __future__ import annotations
@@ -19,11 +21,11 @@ REPLY = struct.Struct("<qqqq")
 
 
 class RemoteModel:
-    def __init__(self, req: dict, device: str):
-        self.fout = os.fdopen(int(req["to_claim_fd"]), "wb", buffering=0)
-        self.fin = os.fdopen(int(req["from_claim_fd"]), "rb", buffering=0)
-        self.path = Path(req["logits_dir"]) / "logits.bin"
-        self.vocab, self.device = int(req["vocab_size"]), device
+    def __init__(self, server: dict, vocab_size: int, device: str):
+        self.fout = os.fdopen(int(server["to_claim_fd"]), "wb", buffering=0)
+        self.fin = os.fdopen(int(server["from_claim_fd"]), "rb", buffering=0)
+        self.path = Path(server["logits_dir"]) / "logits.bin"
+        self.vocab, self.device = int(vocab_size), device
         self.call_ms: list[float] = []   # each call's time: a call that does far more work than the others shows
 
     def _read(self, n: int) -> bytes:

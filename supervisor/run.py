@@ -135,12 +135,13 @@ def main(argv: list[str]) -> int:
         if flags:
             events.emit(SOURCE_FLAGS, flags=flags)
         server.listen(str(work / "sock" / "supervisor.sock"))
+        scoring = Scoring(config, work, isolated, runlog)   # waits for the export; its imports overlap the record's
         proc = start_record(config, work, isolated)
         pumps = [pump(proc.stdout, runlog, "record| "), pump(proc.stderr, runlog, "record| ")]
         exported_at = None
         while proc.poll() is None:
-            if server.export is not None and scoring is None:
-                scoring = Scoring(config, work, isolated, server, feed, runlog)   # its start overlaps the record's exit
+            if server.export is not None and scoring.kind is None:
+                scoring.prepare(server, feed)
             if server.export is not None:
                 exported_at = exported_at or time.monotonic()
                 if time.monotonic() - exported_at > EXIT_GRACE_S:
@@ -150,13 +151,13 @@ def main(argv: list[str]) -> int:
         kill_tree(proc)
         for p in pumps:
             p.join(timeout=5)
-        if server.export is not None and scoring is None:
-            scoring = Scoring(config, work, isolated, server, feed, runlog)
+        if server.export is not None and scoring.kind is None:
+            scoring.prepare(server, feed)
         # the record is gone: nothing can write the handover folder now. its bytes must be the ones bound
         # when the clock stopped, or the claim is not scored at all
         handover_now = handover_digest(work / "handover") if server.handover is not None else None
         bound = server.handover is not None and handover_now is not None and handover_now == server.handover.get("sha256")
-        claim = scoring.result() if scoring is not None and server.export.get("path") and bound else None
+        claim = scoring.result() if server.export is not None and server.export.get("path") and bound else None
         emit_claim(events, runlog, server, claim)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the verdict is in: nothing may interrupt its writing
         signal.signal(signal.SIGINT, signal.SIG_IGN)

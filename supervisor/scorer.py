@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -87,11 +88,14 @@ class Timed:
         return out
 
 
-def score(model, val, check, req: dict, device: str) -> dict:
-    """the claim's numbers for a model callable (B, T) int64 -> logits (B, T, >= vocab)."""
+def score(model, val, check, req: dict, device: str, probes: dict | None = None) -> dict:
+    """the claim's numbers for a model callable (B, T) int64 -> logits (B, T, >= vocab). probes:
+    other callables of the same model, by probe kind ("suffix", "cross"), that answer the probe's
+    altered copies (a pickled forward's other claim servers); by default the model answers them."""
     import torch
 
     model = Timed(model, device)
+    probes = {kind: Timed(m, device) for kind, m in (probes or {}).items()}
     V, T, B = int(req["vocab_size"]), int(req["eval_seq_len"]), int(req["eval_batch_size"])
     rng = random.SystemRandom()
     probe = Probe(V)
@@ -99,10 +103,10 @@ def score(model, val, check, req: dict, device: str) -> dict:
     picks = rng.sample(range(len(val_src.plan)), min(REPEATS, len(val_src.plan)))
     keep = {i: (torch.tensor(sorted(rng.sample(range(T), min(REPEAT_POSITIONS, T)))), None) for i in picks}
     t0 = time.perf_counter()
-    loss, n, val_ms = claim_loss(model, val_src, V, probe=probe, keep=keep, device=device)
+    loss, n, val_ms = claim_loss(model, val_src, V, probe=probe, keep=keep, device=device, probe_models=probes)
     log(f"val: {loss:.4f} over {n:,} tokens ({val_ms / 1000:.2f} s of forwards)")
     check_src = _shuffled(TensorWindows(check, T, B), rng)
-    hloss, hn, check_ms = claim_loss(model, check_src, V, probe=probe, device=device)
+    hloss, hn, check_ms = claim_loss(model, check_src, V, probe=probe, device=device, probe_models=probes)
     log(f"held-out check: {hloss:.4f} over {hn:,} tokens")
     repeat_diff = 0.0
     with torch.no_grad():
@@ -115,12 +119,15 @@ def score(model, val, check, req: dict, device: str) -> dict:
     from supervisor.remote import unexplained_call
 
     causal["unexplained_call"] = unexplained_call(model.call_ms)   # recorded; the cost below is what is judged
+    cost = {"forward_ms": model.ms + sum(m.ms for m in probes.values()),
+            "tokens": model.tokens + sum(m.tokens for m in probes.values()),
+            "calls": model.calls + sum(m.calls for m in probes.values())}
     causal["stateless"] = repeat_diff <= NOISE_CEILING
     if not causal["stateless"]:
         causal["passed"] = False
     gap = hloss - loss
     return {"val_loss": loss, "val_tokens": n, "forward_ms": val_ms + check_ms, "eval_ms": (time.perf_counter() - t0) * 1000,
-            "cost": {"forward_ms": model.ms, "tokens": model.tokens, "calls": model.calls},
+            "cost": cost,
             "causality": causal,
             "heldout": {"heldout_loss": hloss, "val_loss": loss, "gap": gap, "tokens": hn, "margin": HELDOUT_MARGIN,
                         "passed": bool(math.isfinite(gap) and gap <= HELDOUT_MARGIN)}}
@@ -139,14 +146,20 @@ def _read_tokens(stream, n: int):
 def main() -> int:
     import torch
 
+    import torch._export.serde.serialize  # torch.export's loader, imported while the record trains
+
     from supervisor import graph
 
-    req = json.loads(sys.stdin.buffer.readline())
+    line = sys.stdin.buffer.readline()
+    if not line:   # the run ended before its weights were handed over: nothing to score
+        return 0
+    req = json.loads(line)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     val = _read_tokens(sys.stdin.buffer, int(req["val_tokens"])).to(device)
     check = _read_tokens(sys.stdin.buffer, int(req["check_tokens"])).to(device)
     folder = Path(req["handover_dir"])
     out: dict = {"claim_path": req["kind"], "device": device}
+    probes: dict = {}
     try:
         if req.get("as_t4"):
             apply_t4_limits(device)
@@ -161,8 +174,11 @@ def main() -> int:
         else:
             from supervisor.remote import RemoteModel
 
-            model = RemoteModel(req, device)
-        out.update(score(model, val, check, req, device))
+            servers = {role: RemoteModel(entry, req["vocab_size"], device) for role, entry in req["claim_servers"].items()}
+            # the probe's copies go to a server that never saw the batches they were made from; a
+            # batch's cut copies reach it before its row-swapped ones (Probe.calls's order)
+            model, probes = servers["eval"], {"suffix": servers["probe"], "cross": servers["probe"]}
+        out.update(score(model, val, check, req, device, probes))
         out["ok"] = True
     except graph.GraphRefused as e:
         out.update(ok=False, refused=True, error=str(e))
@@ -174,4 +190,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)   # the verdict is written: tearing torch's modules down would cost the run most of a second

@@ -3,9 +3,10 @@ feeding it the claim's tokens, and reading its verdict.
 
 the scorer is supervisor code in a sandbox of its own: the handover folder read-only, the
 supervisor package, the GPU, no network, no dataset (the tokens come on its stdin). it is started
-as soon as the export arrives, so its imports overlap the record's exit. for a pickled forward,
-the record's claim server runs in a second record sandbox (the staged record, the handover, a
-folder for the logits it writes); the two talk through a pair of pipes the supervisor made."""
+with the run and waits on its stdin, so its imports overlap the record's setup and training. for a pickled forward,
+the record's claim servers run in record sandboxes of their own (the staged record, the handover,
+a folder for the logits each writes), one for the evaluation's batches and one for the probe's
+altered copies; each talks to the scorer through a pair of pipes the supervisor made."""
 from __future__ import annotations
 
 import json
@@ -18,35 +19,69 @@ from pathlib import Path
 from supervisor import sandbox
 
 SCORER_TIMEOUT_S = 3600.0
+CLAIM_ROLES = ("eval", "probe")   # a claim server each, for a forward that could not be exported
 
 
 class Scoring:
-    def __init__(self, config: dict, work: Path, isolated: bool, server, feed, runlog):
+    """the scorer, started with the run (its imports overlap the record's setup and training: a
+    process that waits on its stdin and holds nothing of the record's), told what to score when the
+    export arrives, and asked for its verdict once the record has ended."""
+
+    def __init__(self, config: dict, work: Path, isolated: bool, runlog):
+        self.config, self.work, self.isolated, self.runlog = config, work, isolated, runlog
+        (work / "logits").mkdir(exist_ok=True)
+        self.kind: str | None = None
+        self.request: dict = {}
+        self.feed = None
+        self.claim_servers: list = []
+        self.proc = None
+        self._start_scorer([])
+
+    def prepare(self, server, feed) -> None:
+        """the export arrived: what to score. a pickled forward needs the record's claim servers,
+        whose pipes the scorer must hold from its start, so it is started again with them."""
         from supervisor.run import PACKAGE_ROOT, _die_with_parent, pump
 
-        self.kind = "graph" if str(server.export.get("path", "")).endswith(".pt2") else "python"
-        self.request = {"kind": self.kind, "vocab_size": feed.vocab_size, "as_t4": bool(config.get("as_t4")),
+        path = str(server.export.get("path") or "")
+        self.kind = "graph" if path.endswith(".pt2") else "python" if path else "none"
+        self.request = {"kind": self.kind, "vocab_size": feed.vocab_size, "as_t4": bool(self.config.get("as_t4")),
                         "eval_seq_len": server.session_config["eval_seq_len"],
-                        "eval_batch_size": server.session_config["eval_batch_size"]}
-        self.feed, self.claim_server = feed, None
-        handover = work / "handover"
-        logits = work / "logits"
-        logits.mkdir(exist_ok=True)
-        fds: tuple[int, ...] = ()
-        if self.kind == "python":
+                        "eval_batch_size": server.session_config["eval_batch_size"],
+                        "handover_dir": sandbox.HANDOVER_DIR if self.isolated else str(self.work / "handover")}
+        self.feed = feed
+        if self.kind != "python":   # the started scorer reads a graph; with no export there is nothing to score
+            return
+        from supervisor.run import kill_tree
+
+        kill_tree(self.proc)
+        logits, fds = self.work / "logits", []
+        # one claim server for the evaluation's own batches, one for the probe's altered copies of
+        # them: neither sees what the other was sent, so a forward that remembers a batch cannot
+        # answer the probe's copies of it from that memory (docs/trust.md, D3). the probe's server
+        # gets a batch's cut copies before its row-swapped ones (which hold whole original rows)
+        self.request["claim_servers"] = {}
+        for role in CLAIM_ROLES:
+            (logits / role).mkdir(exist_ok=True)
             to_claim_r, to_claim_w = os.pipe()
             from_claim_r, from_claim_w = os.pipe()
-            self.request.update(to_claim_fd=to_claim_w, from_claim_fd=from_claim_r,
-                                logits_dir=sandbox.HANDOVER_DIR + "-logits" if isolated else str(logits))
-            self.claim_server = self._start_claim_server(config, work, isolated, to_claim_r, from_claim_w, PACKAGE_ROOT,
-                                                         _die_with_parent)
-            pump(self.claim_server.stderr, runlog, "claim| ")
+            where = f"{sandbox.HANDOVER_DIR}-logits/{role}" if self.isolated else str(logits / role)
+            self.request["claim_servers"][role] = {"to_claim_fd": to_claim_w, "from_claim_fd": from_claim_r,
+                                                   "logits_dir": where}
+            proc = self._start_claim_server(self.config, self.work, self.isolated, role, to_claim_r, from_claim_w,
+                                            PACKAGE_ROOT, _die_with_parent)
+            pump(proc.stderr, self.runlog, f"claim {role}| ")
             os.close(to_claim_r)
             os.close(from_claim_w)
-            fds = (to_claim_w, from_claim_r)
-        self.request["handover_dir"] = sandbox.HANDOVER_DIR if isolated else str(handover)
+            fds += [to_claim_w, from_claim_r]
+            self.claim_servers.append(proc)
+        self._start_scorer(fds)
+
+    def _start_scorer(self, fds: list[int]) -> None:
+        from supervisor.run import PACKAGE_ROOT, _die_with_parent, pump
+
+        handover, logits = self.work / "handover", self.work / "logits"
         cmd = [sys.executable, "-m", "supervisor.scorer"]
-        if isolated:
+        if self.isolated:
             mounts = sandbox.Mounts(ro=[(str(PACKAGE_ROOT / "supervisor"), f"{sandbox.CLIENT_ROOT}/supervisor"),
                                         (str(PACKAGE_ROOT / "harness"), f"{sandbox.CLIENT_ROOT}/harness"),
                                         (str(handover), sandbox.HANDOVER_DIR), (str(logits), sandbox.HANDOVER_DIR + "-logits")],
@@ -56,15 +91,16 @@ class Scoring:
         else:
             env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                     cwd=str(work / "tmp"), start_new_session=True, preexec_fn=_die_with_parent, pass_fds=fds)
+                                     cwd=str(self.work / "tmp"), start_new_session=True, preexec_fn=_die_with_parent,
+                                     pass_fds=tuple(fds))
         for fd in fds:
             os.close(fd)
-        self._err = pump(self.proc.stderr, runlog, "scorer| ")
+        self._err = pump(self.proc.stderr, self.runlog, "scorer| ")
         self._out: list[bytes] = []
 
-    def _start_claim_server(self, config: dict, work: Path, isolated: bool, fd_in: int, fd_out: int, root: Path, die):
+    def _start_claim_server(self, config: dict, work: Path, isolated: bool, role: str, fd_in: int, fd_out: int, root: Path, die):
         cmd = [sys.executable, "-m", "harness.claim_server", str(fd_in), str(fd_out)]
-        handover, logits = work / "handover", work / "logits"
+        handover, logits = work / "handover", work / "logits" / role
         if isolated:
             mounts = sandbox.Mounts(ro=[(config["staged_dir"], sandbox.RECORD_DIR), (str(root / "harness"), f"{sandbox.CLIENT_ROOT}/harness"),
                                         (str(handover), sandbox.HANDOVER_DIR)],
@@ -109,7 +145,8 @@ class Scoring:
         from supervisor.run import kill_tree
 
         kill_tree(self.proc)
-        kill_tree(self.claim_server)
+        for proc in self.claim_servers:
+            kill_tree(proc)
 
 
 def emit_claim(events, runlog, server, claim: dict) -> None:

@@ -267,6 +267,7 @@ class RunServer:
 
     def _on_ended(self, link: RankLink, msg: dict):
         link.ended = {k: msg.get(k) for k in ("status", "reason", "traceback")}
+        link.ended["at_ns"] = time.monotonic_ns()   # the first rank to fail is the one whose failure is told
         if link.rank == 0:
             self.done.set()
         return None
