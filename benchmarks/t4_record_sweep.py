@@ -112,9 +112,11 @@ def phase1_plan(base: Variant) -> list[Variant]:
 
 
 class Sweep:
-    def __init__(self, a, data, device: str, base_hp: dict, base: Variant, seq_len: int):
+    def __init__(self, a, data, device: str, base_hp: dict, base: Variant, seq_len: int, started: float = T_START):
+        """started: when the budget began (perf_counter; by default the process's start, data loading included)."""
         self.a, self.data, self.device, self.base_hp, self.base, self.seq_len = a, data, device, base_hp, base, seq_len
-        self.deadline = T_START + a.budget_s
+        self.started = started
+        self.deadline = started + a.budget_s
         self.runs: list[dict] = []
         self.timed: list[dict] = []
         self.meta: dict = {}
@@ -124,7 +126,7 @@ class Sweep:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def now(self) -> float:
-        return time.perf_counter() - T_START
+        return time.perf_counter() - self.started
 
     def hp(self, v: Variant) -> dict:
         hp = {**self.base_hp, **v.overrides}

@@ -182,6 +182,20 @@ README_VERBS = [
 ]
 
 
+def _assert_the_demo_learned(clone: Path, res) -> None:
+    """`nanopoor demo` on a fresh checkout: the embedded dataset built, demo_gpt's smoke scale run
+    under the harness, a preview; the record visibly learns (val loss under the demo track's 6.0,
+    from ~11.5 at step 0), and its folder lands in dev-runs/ with its plot."""
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (clone / "data" / "demo" / "manifest.json").exists()
+    assert "leaderboard preview" in res.stdout and "demo_gpt" in res.stdout
+    (run,) = [p for p in (clone / "dev-runs").iterdir() if p.is_dir()]
+    result = json.loads((run / "result.json").read_text())
+    assert result["record"] == "demo_gpt" and result["status"] == "completed" and result["isolated"] is True
+    assert result["val_loss"] < 6.0, result["val_loss"]
+    assert (run / "loss.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_git_status_stays_clean_after_every_readme_verb(tmp_path):
     """a fresh checkout, no gpu, no ../shared: each verb of the README's table, then `git status`."""
@@ -191,7 +205,9 @@ def test_git_status_stays_clean_after_every_readme_verb(tmp_path):
     dirty = {}
     for verb in README_VERBS:
         args = [run_log if a == "RUN_LOG" else a for a in verb]
-        subprocess.run([sys.executable, "-m", "nanopoor", *args], cwd=clone, env=env, capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-m", "nanopoor", *args], cwd=clone, env=env, capture_output=True, text=True)
+        if verb == ["demo"]:
+            _assert_the_demo_learned(clone, res)
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
                                 capture_output=True, text=True, check=True).stdout
         if status.strip():

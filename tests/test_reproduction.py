@@ -150,7 +150,7 @@ def renamed_copy(src: Path, dst: Path, **changes) -> None:
 
 
 def halve_everywhere_verify_read(src: Path, dst: Path) -> None:
-    """the copy of docs/trust.md's row 8: train time halved in result.json, run_end, the claim's eval and log.txt."""
+    """the copy of docs/trust.md's D6: train time halved in result.json, run_end, the claim's eval and log.txt."""
     shutil.copytree(src, dst)
     ms = json.loads((dst / "result.json").read_text())["train_time_ms"]
     events = [json.loads(line) for line in (dst / "events.jsonl").read_text().splitlines()]

@@ -45,13 +45,14 @@ def test_installed_packages_a_record_must_not_read_are_covered(monkeypatch, tmp_
     assert str(site / "nanopoor") in [argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"]
 
 
-def test_where_bubblewrap_is_missing_a_run_says_so_in_one_line(monkeypatch, tmp_path):
+def test_where_bubblewrap_is_missing_a_run_says_so_in_one_line(monkeypatch, tmp_path, tiny_data):
     sandbox.probe.cache_clear()
     monkeypatch.setattr(shutil, "which", lambda name: None)
     try:
         why = sandbox.probe()
         assert why.startswith("bubblewrap (bwrap) is not installed") and "--no-isolation" in why
-        res = CliRunner().invoke(app, ["run", "records/demo_gpt", "--runs", str(tmp_path / "runs")])
+        res = CliRunner().invoke(app, ["run", "records/demo_gpt", "--data", str(tiny_data),
+                                        "--runs", str(tmp_path / "runs")])
         assert res.exit_code == 1
         assert res.output.strip().splitlines()[-1].startswith("error: isolation: bubblewrap (bwrap) is not installed")
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())   # nothing started

@@ -1,9 +1,10 @@
-"""the data-parallel records a newer one supersedes, in `make test`: one 2-rank smoke run each.
+"""the data-parallel records a newer one supersedes: one 2-rank smoke run each (`make test-all`).
 
 their code is frozen, so what can break them is the harness; a run on 2 gloo ranks exercises the
-harness's side of data parallelism (torchrun, the sharded batches and evaluation, the process
-group's teardown) for each of them. their full cases (1, 2 and 4 ranks against one process,
-micro-step accumulation, the compiled path) are marked `archive` and run with `make test-all`."""
+harness's side of data parallelism (torchrun, the sharded batches, the handover from rank 0) for
+each of them. `make test` covers that side with the newest record (tests/test_record_ddp_v6.py)
+and tests/test_distributed.py; these runs, and the records' full cases (1, 2 and 4 ranks against
+one process, micro-step accumulation, the compiled path), are marked `archive`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,7 @@ def runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.archive
 @pytest.mark.parametrize("name", SUPERSEDED)
 def test_a_superseded_record_still_trains_on_two_ranks(runs, name):
     r = runs[name]

@@ -4,6 +4,7 @@ its --dry-run goes through every phase and writes the report; a tiny budget star
 from __future__ import annotations
 
 import argparse
+import time
 import json
 import subprocess
 import sys
@@ -107,7 +108,8 @@ def test_budget_starts_no_variant_that_would_not_fit(tiny_data, tmp_path):
 def _sweep(budget_s: float = 600.0) -> sweep.Sweep:
     a = argparse.Namespace(budget_s=budget_s, dry_run=True, out=None, finalists=5, min_gain=0.005)
     base = sweep.Variant("base", "base", {}, 4, 1, 2)
-    sw = sweep.Sweep(a, runs.SyntheticData(SEQ, 1024, "cpu"), "cpu", runs.record_defaults(), base, SEQ)
+    # the budget starts now, not at the module's import (a long test session would have spent it)
+    sw = sweep.Sweep(a, runs.SyntheticData(SEQ, 1024, "cpu"), "cpu", runs.record_defaults(), base, SEQ, started=time.perf_counter())
     sw.meta = {"peak_flops": None}
     return sw
 

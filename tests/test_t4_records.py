@@ -203,6 +203,7 @@ def test_smoke_run_completes_causal_and_learns(smoke_runs, record):
 
 
 @pytest.mark.slow
+@pytest.mark.archive   # dense_muon_t4_v5's compiled warm-up is the one make test runs (tests/test_record_v5.py)
 def test_v2_warmup_steps_the_optimizers_and_the_harness_restores_them(tiny_data, tmp_path):
     """dense_muon_t4_v2's warm-up takes one optimizer step (kernels and optimizer state made
     before the clock starts); only the compiled path has a warm-up, so the smoke scale is copied

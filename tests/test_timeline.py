@@ -104,7 +104,7 @@ def test_a_run_that_did_not_complete_claims_nothing_to_check():
 
 
 @pytest.mark.parametrize("forge, words", [
-    # the forger of docs/trust.md row 8: the claim halved in every copy verify used to read
+    # the forger of docs/trust.md's D6: the claim halved in every copy verify used to read
     (lambda ev: edit(ev, lambda e: claim(e) or e["type"] == "run_end", train_time_ms=2000.0),
      "events.jsonl: eval.train_time_ms: the clock's last reading is 2,000.0 ms, but the stamps from train_start"),
     # ... and in every train_time_ms of the log, with the stamps left as they were

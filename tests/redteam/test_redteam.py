@@ -124,13 +124,30 @@ CASES: dict[str, tuple] = {
                                     '"{root}", "/usr/share/doc", "/etc/passwd"]'}, None),
     "outside_generate": ("rt_outside", {"mode": "generate"}, None),
     "outside_regenerate": ("rt_outside", {"mode": "regenerate"}, None),
-    "claim_copy": ("rt_claim_work", {"mode": "claim_copy", "epochs": 60}, None),
+    "claim_copy": ("rt_claim_work", {"mode": "claim_copy", "epochs": 12}, None),
     "claim_after_handover": ("rt_claim_work", {"mode": "after_handover"}, None),
     "claim_fake_handover": ("rt_claim_work", {"mode": "fake_handover"}, None),
     "pause_work": ("rt_pause_work", {"hidden_steps": 60}, None),
     "tamper_lower": ("rt_client_tamper", {"mode": "lower_everything"}, None),
     "tamper_blind": ("rt_client_tamper", {"mode": "blind_probe"}, None),
 }
+
+# variants of a class whose representative make test runs: since harness 0.4 what they reach for is
+# not in the record's process, so each ends like its representative. `make test-all` runs them
+# (marked archive, with the tests that read them); the fixture below starts only what is selected.
+ARCHIVED = {"warmup_shadow_opt", "warmup_shadow_manual", "eval_step", "eval_backward", "pause_shadow_hooks",
+            "pause_grad_modes", "pause_thread", "clock_now_ns", "clock_rewind", "clock_temporary", "shard_memmap",
+            "shard_memory", "around_audit", "around_link_child", "around_child_b64", "around_proc_mem",
+            "around_proc_mem_claim", "forged_atexit", "class_warmup_t4", "instance_eval", "builtin_min", "class_swap",
+            "summary_only", "drain_fake", "settings_plan_progress", "val_lookup_heldout", "lookup_progress",
+            "lookup_check_late", "over_budget_erase", "nan_logits", "probe_noise_column", "probe_second_half",
+            "settings_args_write", "heldout_off_eval", "instance_batch_t4"}
+
+
+def cases(*names: str) -> list:
+    """parametrize values: an archived variant carries the archive mark."""
+    return [pytest.param(n, marks=pytest.mark.archive) if n in ARCHIVED else n for n in names]
+
 
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -230,8 +247,11 @@ def launch_all(root: Path, names) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    return launch_all(tmp_path_factory.mktemp("redteam"), [*CASES, "harness_edit"])
+def runs(request, tmp_path_factory) -> dict[str, Path]:
+    mine = [i for i in request.session.items if i.module is request.module]
+    archived = any(i.get_closest_marker("archive") for i in mine)
+    names = [n for n in CASES if archived or n not in ARCHIVED]
+    return launch_all(tmp_path_factory.mktemp("redteam"), [*names, "harness_edit"])
 
 
 def result(runs, name) -> dict:
@@ -284,7 +304,7 @@ def types_of(runs, name) -> list[str]:
 
 
 # -- no false positives ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["clean", "clean_no_warmup"])
+@pytest.mark.parametrize("name", cases("clean", "clean_no_warmup"))
 def test_an_honest_record_completes(runs, name):
     r = result(runs, name)
     assert r["status"] == "completed", r["reason"]
@@ -328,12 +348,13 @@ def test_a_forward_that_peeks_at_the_next_token_only_in_eval_shaped_batches_is_c
     assert r["val_loss"] < 2.0                             # what it would have claimed
 
 
+@pytest.mark.archive
 def test_the_heldout_tail_cannot_be_read_ahead_of_the_check(runs):
     assert_gains_nothing(runs, "val_lookup_heldout")       # no stream of the tail is in the record's reach
 
 
 # -- budget -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["over_budget", "over_budget_erase"])
+@pytest.mark.parametrize("name", cases("over_budget", "over_budget_erase"))
 def test_asking_past_the_budget_is_invalid_even_when_the_refusal_is_swallowed(runs, name):
     r = assert_invalid(runs, name, "budget", "768 tokens")
     assert r["tokens"] == 768                              # nothing past the budget was sent
@@ -343,7 +364,7 @@ def test_asking_past_the_budget_is_invalid_even_when_the_refusal_is_swallowed(ru
 
 
 # -- the warm-up: setup before the first batch --------------------------------------------------------
-@pytest.mark.parametrize("name", ["warmup_no_reset", "warmup_shadow_opt", "warmup_shadow_manual"])
+@pytest.mark.parametrize("name", cases("warmup_no_reset", "warmup_shadow_opt", "warmup_shadow_manual"))
 def test_training_in_the_warmup_gains_nothing(runs, name):
     # the warm-up sees no dataset token (none is in the sandbox): a model or a shadow trained there
     # learns from dummy data only
@@ -351,14 +372,14 @@ def test_training_in_the_warmup_gains_nothing(runs, name):
 
 
 # -- work in an evaluation is on the clock --------------------------------------------------------------
-@pytest.mark.parametrize("name", ["eval_step", "eval_backward", "eval_next_batch"])
+@pytest.mark.parametrize("name", cases("eval_step", "eval_backward", "eval_next_batch"))
 def test_training_work_inside_an_evaluation_gains_nothing(runs, name):
     r = assert_gains_nothing(runs, name)
     assert all(e["untimed"] is False for e in progress_evals(runs, name)), name   # no untimed pause exists
     assert r["eval_charged_ms"] in (None, 0.0) or r["status"] != "completed" or r["train_time_ms"] > 0
 
 
-@pytest.mark.parametrize("name", ["pause_shadow_hooks", "pause_grad_modes", "pause_thread", "pause_burn"])
+@pytest.mark.parametrize("name", cases("pause_shadow_hooks", "pause_grad_modes", "pause_thread", "pause_burn"))
 def test_a_train_step_inside_a_one_window_progress_eval_is_on_the_clock(runs, name):
     # each step's work moved into a progress evaluation: that evaluation runs on the train clock
     r = result(runs, name)
@@ -374,7 +395,7 @@ def test_hidden_work_in_a_progress_eval_is_train_time(runs):
 
 
 # -- the clock --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["clock_now_ns", "clock_rebind", "clock_rewind", "clock_temporary"])
+@pytest.mark.parametrize("name", cases("clock_now_ns", "clock_rebind", "clock_rewind", "clock_temporary"))
 def test_tampering_with_the_clock_finds_no_clock_to_tamper_with(runs, name):
     r = result(runs, name)
     assert "clock in this process: False" in log(runs, name)
@@ -392,9 +413,9 @@ def test_editing_the_installed_harness_on_disk_fails_on_a_read_only_client(runs)
 
 
 # -- reading the dataset behind the stream's back ------------------------------------------------------
-@pytest.mark.parametrize("name", ["shard_memmap", "shard_bypass", "shard_memory", "around_audit", "around_link_child",
+@pytest.mark.parametrize("name", cases("shard_memmap", "shard_bypass", "shard_memory", "around_audit", "around_link_child",
                                   "around_child_b64", "around_proc_mem", "around_proc_mem_claim",
-                                  "around_proc_mem_direct", "val_training"])
+                                  "around_proc_mem_direct", "val_training"))
 def test_reading_the_dataset_around_the_stream_finds_none(runs, name):
     # the records ask the harness where the dataset is (a config a sandboxed record is never
     # given); rt_reach below looks for it by its path and in other processes, and finds nothing
@@ -410,20 +431,21 @@ def test_a_crash_is_failed_with_its_traceback(runs):
     assert "Traceback" in log(runs, "crash")
 
 
-@pytest.mark.parametrize("name", ["hang", "hang_no_term"])
+@pytest.mark.parametrize("name", cases("hang", "hang_no_term"))
 def test_a_hang_is_killed_at_the_timeout(runs, name):
     r = result(runs, name)
     assert r["status"] == "killed" and "timeout" in r["reason"]
     assert "step" in types_of(runs, name)                  # it got as far as training before hanging
 
 
-@pytest.mark.parametrize("name, words", [("nan_loss", "train loss is nan"), ("nan_logits", "val loss is nan")])
+@pytest.mark.parametrize("name, words", [("nan_loss", "train loss is nan"),
+                                         pytest.param("nan_logits", "val loss is nan", marks=pytest.mark.archive)])
 def test_nan_is_invalid(runs, name, words):
     assert_invalid(runs, name, "nan", words)
 
 
 # -- the last word ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["forged_atexit", "forged_inline"])
+@pytest.mark.parametrize("name", cases("forged_atexit", "forged_inline"))
 def test_the_harness_writes_the_last_run_end(runs, name):
     ends = [e for e in events(runs, name) if e["type"] == "run_end"]
     assert len(ends) == 1 and ends[0].get("forged") is None   # only the supervisor writes the event log
@@ -435,6 +457,7 @@ def causality_event(runs, name) -> dict:
     return next(e for e in events(runs, name) if e["type"] == "causality")
 
 
+@pytest.mark.archive
 def test_noise_in_one_column_no_longer_buys_a_leak_room(runs):
     r = assert_invalid(runs, "probe_noise_column", "causality")
     c = causality_event(runs, "probe_noise_column")
@@ -458,6 +481,7 @@ def test_an_honest_model_left_with_dropout_fails_as_nondeterministic(runs):
     assert causality_event(runs, "probe_dropout")["deterministic"] is False and r["causal"] is False
 
 
+@pytest.mark.archive
 def test_a_peek_only_in_the_second_half_of_each_row_is_caught(runs):
     r = assert_invalid(runs, "probe_second_half", "causality")
     c = causality_event(runs, "probe_second_half")
@@ -465,13 +489,14 @@ def test_a_peek_only_in_the_second_half_of_each_row_is_caught(runs):
 
 
 # -- 2. the evaluation's settings changed at run time ----------------------------------------------
+@pytest.mark.archive
 def test_writing_to_h_args_fails_the_run(runs):
     r = result(runs, "settings_args_write")
     assert r["status"] == "failed" and "TypeError" in r["reason"], r["reason"]
     assert "does not support item assignment" in log(runs, "settings_args_write")
 
 
-@pytest.mark.parametrize("name", ["settings_plan_progress", "settings_plan_all"])
+@pytest.mark.parametrize("name", cases("settings_plan_progress", "settings_plan_all"))
 def test_the_claims_evaluation_settings_are_the_frozen_configs(runs, name):
     # the evaluation's plan is the supervisor's, from the frozen config: nothing in the record's
     # process holds it to rebind
@@ -501,7 +526,7 @@ def test_training_on_the_tokens_a_progress_eval_showed_gains_nothing(runs):
 
 
 # -- 6. the held-out check switched off -------------------------------------------------------------
-@pytest.mark.parametrize("name", ["heldout_off_train", "heldout_off_eval"])
+@pytest.mark.parametrize("name", cases("heldout_off_train", "heldout_off_eval"))
 def test_windows_longer_than_half_the_tail_stop_the_run_at_start(runs, name):
     r = result(runs, name)
     assert r["status"] == "failed", (r["status"], r["reason"])
@@ -522,6 +547,7 @@ def test_a_forward_that_remembers_each_batchs_first_call_gains_nothing(runs):
     assert_gains_nothing(runs, "lookup_memo")
 
 
+@pytest.mark.archive
 def test_remembering_every_progress_token_gains_nothing_at_the_claim(runs):
     r = result(runs, "lookup_progress")
     # a record is shown at most a tenth of its budget (768 tokens here) of the progress slice
@@ -529,6 +555,7 @@ def test_remembering_every_progress_token_gains_nothing_at_the_claim(runs):
     assert_gains_nothing(runs, "lookup_progress")
 
 
+@pytest.mark.archive
 def test_the_heldout_stream_read_after_training_is_out_of_reach(runs):
     assert_not_completed(runs, "lookup_check_late")
 
@@ -540,14 +567,14 @@ def test_an_honest_run_under_the_t4_limits_completes(runs):
     assert r["t4_limits"] is True
 
 
-@pytest.mark.parametrize("name", ["class_warmup_t4", "instance_eval", "instance_batch_t4", "builtin_min"])
+@pytest.mark.parametrize("name", cases("class_warmup_t4", "instance_eval", "instance_batch_t4", "builtin_min"))
 def test_a_method_shadowed_on_the_client_changes_no_number(runs, name):
     # the client is the record's own code: whatever it makes the client do, the clock, the tokens
     # and the claim are the supervisor's
     assert_gains_nothing(runs, name)
 
 
-@pytest.mark.parametrize("name", ["instance_finish", "class_swap", "summary_only", "drain_fake"])
+@pytest.mark.parametrize("name", cases("instance_finish", "class_swap", "summary_only", "drain_fake"))
 def test_a_finish_faked_in_the_records_process_hands_nothing_over(runs, name):
     r = assert_not_completed(runs, name)
     assert r["val_loss"] is None                           # no claim without a handover
@@ -638,7 +665,7 @@ def test_the_sandbox_holds_no_dataset_corpus_tool_tokenizer_or_text_of_the_machi
     assert not {"work", "home", "data", "srv", "mnt", "media"} & set(root), root
 
 
-@pytest.mark.parametrize("name", ["outside_generate", "outside_regenerate"])
+@pytest.mark.parametrize("name", cases("outside_generate", "outside_regenerate"))
 def test_knowledge_from_the_projects_own_code_is_out_of_reach(runs, name):
     # class 1: the tests' dataset builder imported from the project's tree, to pretrain on fresh
     # documents of the same kind or to rebuild the run's val set and held-out tail for a lookup
@@ -648,14 +675,16 @@ def test_knowledge_from_the_projects_own_code_is_out_of_reach(runs, name):
 
 
 def test_a_copy_trained_inside_the_claims_evaluation_is_charged_to_the_train_clock(runs):
-    # class 2a: the claim's first call trains a copy for 60 more epochs over the served batches.
-    # the forward cannot be exported (it trains), so it answers from the record's claim server,
-    # where its calls are timed: work beyond what predicting can take is train time
+    # class 2a: the claim's first call trains a copy for 12 more epochs over the served batches.
+    # the forward cannot be exported (it trains), so it answers from the record's claim servers
+    # (each trains its own copy), where every call is timed: work beyond what predicting can take
+    # is train time
     r = result(runs, "claim_copy")
     assert "CLAIM_COPY: trained a copy" in log(runs, "claim_copy")
     assert r["claim"]["claim_path"] == "python"
-    honest = result(runs, "clean_no_warmup")
-    assert r["eval_charged_ms"] > 0 and r["train_time_ms"] >= honest["train_time_ms"] + r["eval_charged_ms"] - 1.0
+    clock_ms = r["train_time_ms"] - r["eval_charged_ms"]   # what the supervisor's clock measured
+    # 12 epochs against the run's one: the charge is a multiple of the clock's time, and is in the train time
+    assert r["eval_charged_ms"] > 2 * clock_ms > 0, (r["eval_charged_ms"], clock_ms)
 
 
 def test_training_after_the_handover_changes_no_weight_the_claim_reads(runs):
