@@ -12,9 +12,23 @@ ARGS ?=
 # `make submit T4=` runs without them
 T4 ?= --as-t4
 
-.PHONY: setup need-ssh-keygen test test-all test-fast lint demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
+.PHONY: setup need-ssh-keygen need-bwrap test test-all test-fast lint demo data data-docs submit reproduce leaderboard leaderboard-check review bench clean need-record need-log
 
-setup: need-ssh-keygen $(VENV)/.installed
+setup: need-ssh-keygen need-bwrap $(VENV)/.installed
+
+# records run in a bubblewrap sandbox (docs/trust.md). as root on Debian/Ubuntu (CI, Colab, a
+# container) setup installs it; anyone else gets one line saying how, and can still review logs
+# and build the board. runs without it need --no-isolation and are marked isolated: false.
+need-bwrap:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "setup: installing bubblewrap with apt-get (the sandbox records run in; under a minute)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; } \
+	      || { echo "error: apt-get could not install bubblewrap; install it by hand, or run records with --no-isolation (unofficial)" >&2; exit 1; }; \
+	  else \
+	    echo "warning: bubblewrap (bwrap) is not installed and setup cannot install it here: ask an admin for 'apt-get install bubblewrap' (Debian/Ubuntu) or 'dnf install bubblewrap' (Fedora); until then runs need --no-isolation and are marked isolated: false" >&2; \
+	  fi; }
 
 # reproductions are signed and their signatures checked with OpenSSH's ssh-keygen (docs/reproducers.md):
 # it comes with ssh almost everywhere, but a slim container may lack it
@@ -36,8 +50,8 @@ $(VENV)/.installed: pyproject.toml
 
 # the test targets print a line per test file as it ends (pytest's own progress, not -q) and name the
 # slow red-team block as it starts (tests/suite_progress.py), so a loaded machine is never silent for minutes.
-# what CI runs: everything but the superseded data-parallel records' full cases (marked archive;
-# tests/test_superseded_ddp_records.py runs each of them once on 2 ranks instead)
+# what CI runs: everything but the tests marked archive (the cases of superseded records, and the
+# red team's variants of a class whose representative runs here)
 test: setup
 	$(BIN)/python -m pytest -m "not archive"
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# every command the README shows, timed on this machine in a fresh clone, with the 1-minute load
+# average beside each (a loaded 2-core machine can double a time). prints a markdown table.
+#   bash scripts/time_readme.sh [CLONE_DIR]      (default: a new clone of this checkout in /tmp)
+# the clone's first command installs .venv (make demo); the rest reuse it. the CPU refusals
+# (full-scale runs, submit, reproduce) are timed too: how long a user waits for the one line.
+set -uo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+clone=${1:-$(mktemp -d /tmp/nanopoor-readme-XXXX)/nanopoor}
+[ -d "$clone/.git" ] || git clone -q "$src" "$clone"
+cd "$clone"
+run_id=$(ls runs | head -1)
+echo "| command | exit | wall-clock | load average (1 min, at start) |"
+echo "|---|---|---|---|"
+t() {   # t COMMAND...: one row
+  local load t0 t1 rc
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  t0=$(date +%s.%N)
+  "$@" > /tmp/time_readme.out 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  printf '| `%s` | %s | %.1f s | %s |\n' "$*" "$rc" "$(echo "$t1 - $t0" | bc)" "$load"
+}
+t make demo
+t make test-fast
+t make lint
+t make data-docs
+t .venv/bin/nanopoor run records/baseline_adamw --scale smoke
+t .venv/bin/nanopoor run records/baseline_adamw --scale smoke --no-isolation
+t .venv/bin/nanopoor run records/dense_muon_t4_v4 --scale full
+t make submit RECORD=records/muon_3xlr
+t make reproduce RECORD=records/muon_3xlr
+t .venv/bin/nanopoor reproduce "runs/$run_id"
+t make leaderboard
+t make leaderboard-check
+t make review LOG=tests/fixtures/logs/llmc_main.log
+t .venv/bin/nanopoor review "runs/$run_id" --format json
+t .venv/bin/nanopoor verify runs/
+t .venv/bin/nanopoor compare dense_muon_t4_v4 baseline_adamw_epoch
+t .venv/bin/nanopoor records
+t .venv/bin/nanopoor data demo --out data/demo
+t .venv/bin/nanopoor data audit data/demo
+git -C "$clone" status --porcelain --untracked-files=no | sed 's/^/changed: /'
