@@ -11,7 +11,8 @@ the clock:
 - contract 3 (harness 0.4): the supervisor writes every stamp; training ends at the `handover`
   of the weights, whose train_time_ms is the final train time. nothing pauses the clock, so an
   untimed eval is itself a finding; setup past its cap is on the clock from the first batch
-  (`setup_charged_ms` on train_start, 0 when absent).
+  (`setup_charged_ms` on train_start, 0 when absent). the claim's forward time past its allowance
+  is charged after the handover: run_end's train_time_ms is the handover's plus its eval_charged_ms.
 at every step event, every progress eval and at the end, the train time the event log claims
 must match that span within tolerance_ms. the step events' token counts must grow by exactly
 batch_size × seq_len × grad_accum (config.json) per step. a forger who halves the train time in
@@ -174,9 +175,14 @@ def timeline_findings(config: dict, events: list[dict], result: dict) -> list[st
         return [f"{EVENTS}: {HANDOVER if contract3 else 'eval'}: a completed run has no {what}: its train time has no end"]
     claimed = _num(end.get("train_time_ms"))
     run_end = next((e for e in events if e.get("type") == RUN_END), {})
-    if claimed is None or _num(run_end.get("train_time_ms")) is None or abs(run_end["train_time_ms"] - claimed) > 1e-6:
+    # contract 3: the claim's forward time past its allowance is charged after the handover
+    after = (_num(run_end.get("eval_charged_ms")) or 0.0) if contract3 else 0.0
+    if after < 0:
+        out.append(f"{EVENTS}: run_end.eval_charged_ms: {after} is negative; a charge only adds to the train time")
+    if claimed is None or _num(run_end.get("train_time_ms")) is None or abs(run_end["train_time_ms"] - claimed - after) > 1e-6:
+        plus = f" plus the claim's charge {after}" if after else ""
         out.append(f"{EVENTS}: run_end.train_time_ms: {run_end.get('train_time_ms')} is not the clock's last reading, "
-                   f"{end_name}'s train_time_ms {end.get('train_time_ms')}")
+                   f"{end_name}'s train_time_ms {end.get('train_time_ms')}{plus}")
     out += _step_findings(config, [e for e in events if e.get("type") == STEP])
     if any(e.get("type") == STEP for e in events[events.index(end):]):
         out.append(f"{EVENTS}: step: a step event follows {end_name}, after the clock's last stop")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 
-from supervisor.server import SETUP_CAP_S
-
 REFUSED_DTYPES = ("bfloat16", "float8")
 # the claim's forwards may cost CLAIM_COST_FACTOR times a train token's share of a rank's train time per
 # token they read, plus CLAIM_CALL_SLACK_MS a call; beyond that, their time is train time. an honest
@@ -98,17 +96,23 @@ def claim_charge_ms(server, claim: dict | None, train_ms: float, tokens: int) ->
     return max(0.0, float(cost["forward_ms"]) - allowance)
 
 
+def final_train_ms(server, feed, claim: dict | None) -> tuple[float, float]:
+    """(the run's train time, the claim's charge in it): the clock at the handover (its span plus
+    setup past its cap), plus the claim's forward time beyond what predicting can take."""
+    claim_charged = claim_charge_ms(server, claim, server.span_ms(), feed.tokens_served)
+    return server.train_time_ms() + claim_charged, claim_charged
+
+
 def end_fields(server, feed, claim: dict | None, isolated: bool, flags: list) -> dict:
     """run_end's numbers, every one measured by the supervisor (or its scorer)."""
     feed = feed or server.feed
-    setup = server.setup_ms()
-    charged = max(0.0, setup - SETUP_CAP_S * 1000) if setup is not None else 0.0
-    claim_charged = claim_charge_ms(server, claim, server.train_time_ms(), feed.tokens_served)
+    setup, charged = server.setup_ms(), server.setup_charged_ms()
+    train_ms, claim_charged = final_train_ms(server, feed, claim)
     link0 = server.ranks.get(0)
     c = claim if claim and claim.get("ok") else {}
     causal, held = c.get("causality") or {}, c.get("heldout") or {}
     return {
-        "train_time_ms": server.train_time_ms() + charged + claim_charged, "setup_ms": setup, "setup_charged_ms": charged,
+        "train_time_ms": train_ms, "setup_ms": setup, "setup_charged_ms": charged,
         "eval_time_ms": max(0.0, c.get("eval_ms", 0.0) - claim_charged), "warmup_time_ms": server.warmup_ms or 0.0,
         "tokens": feed.tokens_served, "val_loss": c.get("val_loss"), "val_loss_full": bool(c),
         "steps": server.last_step, "causal": causal.get("passed") if c else None, "max_leak": causal.get("max_leak"),
@@ -116,7 +120,7 @@ def end_fields(server, feed, claim: dict | None, isolated: bool, flags: list) ->
         "peak_memory_bytes": (server.handover or {}).get("peak_memory_bytes"), "dtypes": c.get("dtypes", []),
         "epochs": feed.epoch, "progress_evals": server.progress_evals, "progress_eval_tokens": server.progress_tokens,
         "eval_charged_ms": claim_charged, "data_watch": None, "isolated": isolated, "source_flags": len(flags),
-        "dataset_fingerprint": feed.fingerprint, "train_span_ms": server.train_time_ms(),
+        "dataset_fingerprint": feed.fingerprint, "train_span_ms": server.span_ms(),
         "handover_bytes": (server.handover or {}).get("bytes"), "export": server.export,
         "claim": {k: c.get(k) for k in ("claim_path", "graph", "forward_ms", "device")} if c else (claim or None),
         "violations": server.violations, "traceback": (link0.ended or {}).get("traceback") if link0 else None,

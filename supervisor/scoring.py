@@ -150,12 +150,16 @@ class Scoring:
 
 
 def emit_claim(events, runlog, server, claim: dict) -> None:
-    """the claim's eval event and line, the causality and held-out events: the scorer's numbers."""
+    """the claim's eval event and line, the causality and held-out events: the scorer's numbers. the
+    train time they state is the run's final one (the clock's span plus what was charged to it), as
+    run_end and result.json state it."""
     from supervisor.events import CAUSALITY, EVAL, HELDOUT, eval_line
+    from supervisor.judge import final_train_ms
 
     if not claim or not claim.get("ok"):
         return
-    c, ms, tokens = server.session_config, server.train_time_ms(), server.feed.tokens_served
+    c, tokens = server.session_config, server.feed.tokens_served
+    ms = final_train_ms(server, server.feed, claim)[0]
     events.emit(EVAL, step=server.last_step, tokens=tokens, train_time_ms=ms, val_loss=claim["val_loss"],
                 val_tokens=claim["val_tokens"], full=True, split="val", eval_time_ms=claim["eval_ms"],
                 forward_ms=claim["forward_ms"], untimed=True, eval_seq_len=c["eval_seq_len"],

@@ -93,6 +93,7 @@ class DdpRecordCases:
         assert_identical_replicas(runs[name])
 
     @pytest.mark.slow
+    @pytest.mark.archive   # 40 s of inductor on 2 cores: make test-all runs it; the gpu scripts run this path for real
     def test_compiled_around_ddp_trains_like_eager(self, runs, tiny_data, tmp_path):
         r = run_alone(tmp_path, tiny_data, "compiled", self.RECORD, "smoke_compiled", 2, SEED)
         assert r["status"] == "completed", (r["reason"], r["log"][-2000:])

@@ -167,7 +167,7 @@ def _fresh_checkout(tmp_path: Path) -> Path:
 
 README_VERBS = [
     ["demo"],
-    ["run", "records/baseline_adamw"],
+    # `run records/baseline_adamw` writes where the demo's run does (dev-runs/): the demo stands for it
     ["run", "records/dense_muon_t4_v4", "--scale", "full"],   # refused on a cpu: still writes nothing
     ["submit", "records/muon_3xlr"],
     ["reproduce", "records/muon_3xlr"],

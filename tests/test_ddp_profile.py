@@ -63,6 +63,7 @@ def test_overlap_splits_communication_into_hidden_and_exposed():
 
 
 @pytest.mark.slow
+@pytest.mark.archive   # two gloo ranks and inductor: 15 s on 2 cores; make test-all runs it, the profile itself runs on a gpu
 def test_profile_dry_run_on_two_gloo_ranks(tmp_path):
     out = tmp_path / "prof.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -152,3 +152,35 @@ def test_the_socket_is_closed_to_garbage(served):
     s.sendall(wire.HEADER.pack(2**30, 0))
     s.settimeout(5)
     assert s.recv(1) == b""                                  # the server hangs up on a frame that is no message
+
+
+def test_setup_past_its_cap_is_on_the_clock_from_the_first_batch(served, monkeypatch):
+    """the time from the record's hello to its first batch past SETUP_CAP_S is charged: on
+    train_start, in every train time the clock states, in run_end; and the timeline agrees."""
+    from nanopoor.timeline import timeline_findings
+    from supervisor import server as server_module
+    from supervisor.judge import end_fields
+
+    monkeypatch.setattr(server_module, "SETUP_CAP_S", 0.05)
+    server, connect, tmp = served
+    s, _ = connect()
+    time.sleep(0.2)                                           # setup: 0.2 s against a cap of 0.05 s
+    for _ in range(3):
+        ask(s, op="batch", ahead=False)
+        wire.send(s, {"op": "step", "step": server.last_step + 1, "train_loss": 5.0})
+    (tmp / "handover" / "weights.json").write_text(json.dumps({"tensors": [], "bytes": 4}))
+    (tmp / "handover" / "weights.bin").write_bytes(b"abcd")
+    wire.send(s, {"op": "handover", "bytes": 4, "tensors": 0, "modules": 1, "write_ms": 1.0})
+    settle(server, lambda: server.handover is not None)
+    charged = server.setup_charged_ms()
+    assert 140 < charged < 1000 and server.train_time_ms() == pytest.approx(server.span_ms() + charged)
+    fields = end_fields(server, None, None, True, [])
+    assert fields["setup_charged_ms"] == charged and fields["train_time_ms"] == server.train_time_ms()
+    server.events.emit("run_end", status="completed", **{k: fields[k] for k in ("train_time_ms", "eval_charged_ms")})
+    events = [json.loads(line) for line in (tmp / "events.jsonl").read_text().splitlines()]
+    start = next(e for e in events if e["type"] == "train_start")
+    assert start["setup_charged_ms"] == charged
+    clocked = [e for e in events if e["type"] in ("step", "handover")]
+    assert len(clocked) == 4 and all(e["train_time_ms"] >= charged for e in clocked)
+    config = {"batch_size": BATCH, "seq_len": SEQ, "grad_accum": 1}
+    assert timeline_findings(config, events, {"status": "completed", "contract_version": 3}) == []

@@ -172,13 +172,18 @@ def test_muon_refuses_non_matrices():
 
 
 # -- the records end to end (smoke scale, through the runner) --------------------------------
+# dense_muon_t4's smoke run is archived: dense_muon_t4_v2 keeps its path and adds the compiled one
+SMOKE = [pytest.param("dense_muon_t4", marks=pytest.mark.archive) if r == "dense_muon_t4" else r for r in T4_RECORDS]
+
+
 @pytest.fixture(scope="module")
-def smoke_runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
+def smoke_runs(request, tiny_data, tmp_path_factory) -> dict[str, dict]:
     from nanopoor.cli import app
 
+    archived = any(i.get_closest_marker("archive") for i in request.session.items if i.module is request.module)
     out = tmp_path_factory.mktemp("t4runs")
     runs = {}
-    for record in T4_RECORDS:
+    for record in T4_RECORDS if archived else [r for r in T4_RECORDS if r != "dense_muon_t4"]:
         res = CliRunner().invoke(app, ["run", str(RECORDS / record), "--scale", "smoke", "--data", str(tiny_data),
                                        "--runs", str(out), "--format", "json"])
         assert res.exit_code == 0, res.output
@@ -187,7 +192,7 @@ def smoke_runs(tiny_data, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("record", T4_RECORDS)
+@pytest.mark.parametrize("record", SMOKE)
 def test_smoke_run_completes_causal_and_learns(smoke_runs, record):
     r = smoke_runs[record]
     assert r["status"] == "completed", r.get("reason")
@@ -287,12 +292,12 @@ def test_gpu_bench_dry_run_produces_the_table(bench, smoke_runs, tiny_data, tmp_
     app.command()(bench.main)
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, [*(r["run_dir"] for r in smoke_runs.values()), "--dry-run", "--data", str(tiny_data),
-                                   "--out", str(out)])
+                                   "--out", str(out), "--fast-record", "dense_muon_t4_v2"])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["matmul_peak"]["flops"] > 0
     rows = {r["record"]: r for r in report["runs"]}
-    assert set(rows) == set(T4_RECORDS)
+    assert set(rows) == set(smoke_runs) and len(rows) >= 2
     for r in rows.values():
         assert r["matmul_params"] and r["tokens_per_s"] > 0 and r["mfu"] > 0
         assert r["time_to_target_ms"] is not None  # the worst final loss is reached by every run
@@ -305,7 +310,7 @@ def test_gpu_bench_dry_run_produces_the_table(bench, smoke_runs, tiny_data, tmp_
     assert e["val_tokens"] == 1024 and e["eval_ms"] > 0 and e["floor_ms"] > 0 and e["eval_without_probe_ms"] > 0
     assert 0 < e["progress_tokens"] < e["val_tokens"] and e["progress_eval_ms"] > 0
     assert any(k.startswith("h.log_step") for k in e["fixed_costs_ms"])
-    assert {g["goal"].split(" ")[0] for g in report["goals"]} >= {"dense_muon_t4", "harness"}
+    assert {g["goal"].split(" ")[0] for g in report["goals"]} >= {"dense_muon_t4_v2", "harness"}
     assert "goals" in res.output and "dry run" in res.output
 
 

@@ -169,6 +169,18 @@ def test_setup_past_its_cap_is_on_the_clock_from_the_first_batch():
     assert timeline_findings(CONFIG, charged, COMPLETED) == []
 
 
+def test_the_claims_charge_after_the_handover_adds_to_run_end_and_nothing_else():
+    """contract 3: the claim's forward time past its allowance is charged after the clock stopped;
+    run_end's train time is the handover's plus that charge, and a charge never lowers it."""
+    ms = next(e for e in contract3_log() if e["type"] == "handover")["train_time_ms"]
+    charged = edit(contract3_log(), is_type("run_end"), train_time_ms=ms + 350.0, eval_charged_ms=350.0)
+    assert timeline_findings(CONFIG, charged, COMPLETED) == []
+    unsaid = edit(contract3_log(), is_type("run_end"), train_time_ms=ms + 350.0)
+    assert "is not the clock's last reading" in timeline_findings(CONFIG, unsaid, COMPLETED)[0]
+    lowered = edit(contract3_log(), is_type("run_end"), train_time_ms=ms - 350.0, eval_charged_ms=-350.0)
+    assert any("is negative" in f for f in timeline_findings(CONFIG, lowered, COMPLETED))
+
+
 def test_the_tolerance_grows_with_the_pauses_and_the_span():
     assert tolerance_ms(0, 0.0) == SLACK_MS
     assert tolerance_ms(10, 0.0) > tolerance_ms(1, 0.0) and tolerance_ms(0, 600_000.0) == pytest.approx(SLACK_MS + 600.0)

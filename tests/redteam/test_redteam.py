@@ -132,8 +132,14 @@ CASES: dict[str, tuple] = {
     "tamper_blind": ("rt_client_tamper", {"mode": "blind_probe"}, None),
 }
 
-# variants of a class whose representative make test runs: since harness 0.4 what they reach for is
-# not in the record's process, so each ends like its representative. `make test-all` runs them
+# make test runs one attack of each kind: the honest twins; a leak in the forward (sparse_attention,
+# peek_next, the probe's blind spots: probe_cross_row, probe_last_batch, lookup_memo, val_lookup);
+# the budget; a warm-up that keeps its training; a record that crashes, ignores SIGTERM or gives
+# nan; the record's reach (reach, harness_edit); knowledge from outside before the clock
+# (outside_*, untimed_pretrain); work in the claim or in progress evals (claim_*, pause_work); the
+# client tampered with from inside (tamper_*: the clock, the log, the claim, the probe); a T4 run.
+# the variants below try the same thing another way: since harness 0.4 what they reach for is not
+# in the record's process, so each ends like its kind's representative. `make test-all` runs them
 # (marked archive, with the tests that read them); the fixture below starts only what is selected.
 ARCHIVED = {"warmup_shadow_opt", "warmup_shadow_manual", "eval_step", "eval_backward", "pause_shadow_hooks",
             "pause_grad_modes", "pause_thread", "clock_now_ns", "clock_rewind", "clock_temporary", "shard_memmap",
@@ -141,7 +147,10 @@ ARCHIVED = {"warmup_shadow_opt", "warmup_shadow_manual", "eval_step", "eval_back
             "around_proc_mem_claim", "forged_atexit", "class_warmup_t4", "instance_eval", "builtin_min", "class_swap",
             "summary_only", "drain_fake", "settings_plan_progress", "val_lookup_heldout", "lookup_progress",
             "lookup_check_late", "over_budget_erase", "nan_logits", "probe_noise_column", "probe_second_half",
-            "settings_args_write", "heldout_off_eval", "instance_batch_t4"}
+            "settings_args_write", "heldout_off_eval", "instance_batch_t4", "val_training", "settings_plan_all",
+            "around_proc_mem_direct", "heldout_off_train", "instance_finish", "claim_after_handover",
+            "untimed_eval_first", "probe_dropout", "hang", "eval_next_batch", "clock_rebind", "shard_bypass",
+            "pause_burn", "forged_inline"}
 
 
 def cases(*names: str) -> list:
@@ -389,6 +398,7 @@ def test_a_train_step_inside_a_one_window_progress_eval_is_on_the_clock(runs, na
     assert r["train_time_ms"] >= steps[-1]["train_time_ms"]   # the clock never stopped for them
 
 
+@pytest.mark.archive
 def test_hidden_work_in_a_progress_eval_is_train_time(runs):
     # ~0.5 s of matmuls in each of the 6 progress evaluations: all of it inside the train time
     assert result(runs, "pause_burn")["train_time_ms"] >= 6 * 500 * 0.8
@@ -476,6 +486,7 @@ def test_a_row_reading_the_next_rows_first_token_is_caught(runs):
     assert c["cross_batch_leak"] >= 29.0 and c["deterministic"] is True and r["max_leak"] <= c["tolerance"]
 
 
+@pytest.mark.archive
 def test_an_honest_model_left_with_dropout_fails_as_nondeterministic(runs):
     r = assert_invalid(runs, "probe_dropout", "causality")
     assert causality_event(runs, "probe_dropout")["deterministic"] is False and r["causal"] is False
@@ -512,6 +523,7 @@ def test_training_before_the_first_batch_finds_no_tokens_to_train_on(runs):
     assert_gains_nothing(runs, "untimed_pretrain")
 
 
+@pytest.mark.archive
 def test_a_progress_eval_before_the_first_batch_starts_the_clock(runs):
     kinds = types_of(runs, "untimed_eval_first")
     assert "train_start" in kinds and kinds.index("train_start") < kinds.index("eval")
@@ -521,6 +533,7 @@ def test_a_progress_eval_before_the_first_batch_starts_the_clock(runs):
     assert first_eval["split"] == "progress" and step1["train_time_ms"] > first_eval["train_time_ms"]
 
 
+@pytest.mark.archive
 def test_training_on_the_tokens_a_progress_eval_showed_gains_nothing(runs):
     assert_gains_nothing(runs, "untimed_eval_first")
 
@@ -619,6 +632,18 @@ def forged(runs, tmp_path):
     return forge(clean, tmp_path / "forged"), root / "records"
 
 
+def test_every_folder_the_harness_wrote_verifies(runs):
+    """whatever an attack did, the folder the supervisor wrote is consistent: every copy of each
+    number, the log's lines and the timeline agree (a charge added after the clock stopped is in
+    the claim's line too)."""
+    from nanopoor.verify import verify_target
+
+    records = next(iter(runs.values())).parent.parent / "records"
+    problems = {name: p for name, d in runs.items() if name != "harness_edit"
+                for p in [[x for c in verify_target(str(d), records_dir=records) for x in c.problems]] if p}
+    assert problems == {}, problems
+
+
 def test_a_consistently_forged_folder_disagrees_with_its_log_and_config(forged):
     from nanopoor.crosscheck import folder_findings
 
@@ -687,6 +712,7 @@ def test_a_copy_trained_inside_the_claims_evaluation_is_charged_to_the_train_clo
     assert r["eval_charged_ms"] > 2 * clock_ms > 0, (r["eval_charged_ms"], clock_ms)
 
 
+@pytest.mark.archive
 def test_training_after_the_handover_changes_no_weight_the_claim_reads(runs):
     r = result(runs, "claim_after_handover")
     assert "AFTER_HANDOVER: trained on" in log(runs, "claim_after_handover")
