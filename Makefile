@@ -50,12 +50,12 @@ $(VENV)/.installed: pyproject.toml
 
 # the test targets print a line per test file as it ends (pytest's own progress, not -q) and name the
 # slow red-team block as it starts (tests/suite_progress.py), so a loaded machine is never silent for minutes.
-# what CI runs: everything but the tests marked archive (the cases of superseded records, and the
-# red team's variants of a class whose representative runs here)
+# what CI runs: everything but the tests marked archive (the cases of superseded records, slow cpu
+# stand-ins for gpu paths, and the red team's variants of an attack whose kind runs here once)
 test: setup
 	$(BIN)/python -m pytest -m "not archive"
 
-# every test, the archive included (3 more minutes on 2 cores): before a harness release
+# every test, the archive included (about 14 more minutes on 2 cores): before a harness release
 test-all: setup
 	$(BIN)/python -m pytest
 
@@ -63,7 +63,7 @@ test-all: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not archive"
 
-LINT_PATHS := nanopoor harness tests benchmarks scripts
+LINT_PATHS := nanopoor harness supervisor tests benchmarks scripts
 
 # ruff, configured in pyproject.toml; frozen records are excluded there
 lint: setup

@@ -40,4 +40,17 @@ t .venv/bin/nanopoor compare dense_muon_t4_v4 baseline_adamw_epoch
 t .venv/bin/nanopoor records
 t .venv/bin/nanopoor data demo --out data/demo
 t .venv/bin/nanopoor data audit data/demo
+t .venv/bin/nanopoor data docs --out data/docs
+t .venv/bin/nanopoor data files corpus/docs --dataset docs --out /tmp/time_readme_files
+t .venv/bin/nanopoor data fineweb-edu --out /tmp/time_readme_fineweb
+t .venv/bin/nanopoor run records/baseline_adamw --scale smoke --as-t4
+t .venv/bin/nanopoor run records/dense_muon_t4_ddp_v6 --scale smoke --nproc 2
+t .venv/bin/nanopoor run records/dense_muon_t4_ddp --scale full --nproc 2
+t .venv/bin/nanopoor reproduce records/muon_3xlr --claim 1
+t .venv/bin/nanopoor review tests/fixtures/logs/llmc_main.log --format json
+cp -r records/demo_gpt records/my_try && sed -i '/^sha256/d' records/my_try/record.toml
+t .venv/bin/nanopoor freeze records/my_try
+rm -rf records/my_try /tmp/time_readme_files /tmp/time_readme_fineweb
+ssh-keygen -q -t ed25519 -N '' -f /tmp/time_readme_key <<< y >/dev/null 2>&1
+t .venv/bin/nanopoor sign "runs/$run_id" --key /tmp/time_readme_key
 git -C "$clone" status --porcelain --untracked-files=no | sed 's/^/changed: /'
