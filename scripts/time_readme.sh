@@ -48,7 +48,7 @@ t .venv/bin/nanopoor run records/dense_muon_t4_ddp_v6 --scale smoke --nproc 2
 t .venv/bin/nanopoor run records/dense_muon_t4_ddp --scale full --nproc 2
 t .venv/bin/nanopoor reproduce records/muon_3xlr --claim 1
 t .venv/bin/nanopoor review tests/fixtures/logs/llmc_main.log --format json
-cp -r records/demo_gpt records/my_try && sed -i '/^sha256/d' records/my_try/record.toml
+cp -r records/demo_gpt records/my_try && sed -i '/^sha256/d; s/^name = "demo_gpt"/name = "my_try"/' records/my_try/record.toml
 t .venv/bin/nanopoor freeze records/my_try
 rm -rf records/my_try /tmp/time_readme_files /tmp/time_readme_fineweb
 ssh-keygen -q -t ed25519 -N '' -f /tmp/time_readme_key <<< y >/dev/null 2>&1
