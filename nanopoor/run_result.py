@@ -4,7 +4,6 @@ turn a completed run invalid) and every key of nanopoor.result.RunResult that th
 nanopoor.result holds the schema and writes result.json; the runner adds the files' digest."""
 from __future__ import annotations
 
-import signal
 from datetime import datetime, UTC
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import supervisor
 from supervisor import CONTRACT_VERSION
 from supervisor.digest import package_files_digest
 from supervisor.events import RECORD_START, RUN_END, T4_LIMITS, VIOLATION
+from supervisor.judge import signal_name
 from nanopoor import hardware
 from nanopoor.crosscheck import event_findings
 from nanopoor.event_reader import first
@@ -42,7 +42,7 @@ def _status(events: list[dict], outcome: dict, config: dict) -> tuple[str, str]:
         return end["status"], end.get("reason") or ""
     rc = outcome["returncode"]
     if rc is not None and rc < 0:
-        return "killed", f"the record's process was killed by signal {-rc} ({signal.Signals(-rc).name})"
+        return "killed", f"the record's process was killed by signal {-rc} ({signal_name(-rc)})"
     return "failed", f"the run's supervisor exited with code {rc} without a run_end event (see log.txt)"
 
 

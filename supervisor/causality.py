@@ -29,6 +29,7 @@ SUFFIX_CALLS = 2       # probe calls with per-row random cut positions (B positi
 
 
 class Probe:
+    ALTERED = ("suffix", "cross")   # the kinds of call that send an altered copy of a batch
     """collects the leak measurements of one or more evaluations (val, held-out)."""
 
     def __init__(self, vocab_size: int):

@@ -8,6 +8,7 @@ reported a violation."""
 from __future__ import annotations
 
 import math
+import signal
 
 REFUSED_DTYPES = ("bfloat16", "float8")
 # the claim's forwards may cost CLAIM_COST_FACTOR times a train token's share of a rank's train time per
@@ -157,8 +158,6 @@ def killed_by(returncode: int | None) -> int | None:
 
 
 def signal_name(sig: int) -> str:
-    import signal
-
     try:
         return signal.Signals(sig).name
     except ValueError:

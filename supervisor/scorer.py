@@ -119,9 +119,9 @@ def score(model, val, check, req: dict, device: str, probes: dict | None = None)
     from supervisor.remote import unexplained_call
 
     causal["unexplained_call"] = unexplained_call(model.call_ms)   # recorded; the cost below is what is judged
-    cost = {"forward_ms": model.ms + sum(m.ms for m in probes.values()),
-            "tokens": model.tokens + sum(m.tokens for m in probes.values()),
-            "calls": model.calls + sum(m.calls for m in probes.values())}
+    answered = [model, *probes.values()]
+    cost = {key: sum(getattr(m, key) for m in answered) for key in ("ms", "tokens", "calls")}
+    cost["forward_ms"] = cost.pop("ms")
     causal["stateless"] = repeat_diff <= NOISE_CEILING
     if not causal["stateless"]:
         causal["passed"] = False
@@ -177,7 +177,7 @@ def main() -> int:
             servers = {role: RemoteModel(entry, req["vocab_size"], device) for role, entry in req["claim_servers"].items()}
             # the probe's copies go to a server that never saw the batches they were made from; a
             # batch's cut copies reach it before its row-swapped ones (Probe.calls's order)
-            model, probes = servers["eval"], {"suffix": servers["probe"], "cross": servers["probe"]}
+            model, probes = servers["eval"], dict.fromkeys(Probe.ALTERED, servers["probe"])
         out.update(score(model, val, check, req, device, probes))
         out["ok"] = True
     except graph.GraphRefused as e:

@@ -40,7 +40,7 @@ class Scoring:
     def prepare(self, server, feed) -> None:
         """the export arrived: what to score. a pickled forward needs the record's claim servers,
         whose pipes the scorer must hold from its start, so it is started again with them."""
-        from supervisor.run import PACKAGE_ROOT, _die_with_parent, pump
+        from supervisor.run import PACKAGE_ROOT, _die_with_parent, kill_tree, pump
 
         path = str(server.export.get("path") or "")
         self.kind = "graph" if path.endswith(".pt2") else "python" if path else "none"
@@ -51,8 +51,6 @@ class Scoring:
         self.feed = feed
         if self.kind != "python":   # the started scorer reads a graph; with no export there is nothing to score
             return
-        from supervisor.run import kill_tree
-
         kill_tree(self.proc)
         logits, fds = self.work / "logits", []
         # one claim server for the evaluation's own batches, one for the probe's altered copies of

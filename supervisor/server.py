@@ -81,7 +81,7 @@ class RunServer:
 
     def train_time_ms(self) -> float:
         """the train clock: its span, plus setup past its cap (on the clock from the first batch)."""
-        return self.span_ms() + self.setup_charged_ms() if self.t0_ns is not None else 0.0
+        return self.span_ms() + self.setup_charged_ms()   # each is 0 before the first batch
 
     def setup_ms(self) -> float | None:
         if self.record_start_ns is None or self.t0_ns is None:

@@ -59,6 +59,12 @@ def copy_record(src: Path, dst_root: Path, name: str | None = None, args: dict |
     return dst
 
 
+def archive_selected(request) -> bool:
+    """whether any test of the requesting fixture's module marked `archive` runs in this session: a
+    module-scoped fixture then starts the archived cases' runs too, else only the others'."""
+    return any(i.get_closest_marker("archive") for i in request.session.items if i.module is request.module)
+
+
 def pytest_collection_modifyitems(config, items):
     """the red-team cases each start a real run of a cheating record: the whole module is slow."""
     redteam = Path(__file__).parent / "redteam"

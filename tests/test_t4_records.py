@@ -14,6 +14,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from conftest import archive_selected
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "records"
 T4_RECORDS = ("baseline_adamw", "dense_muon_t4", "dense_muon_t4_v2")
@@ -173,17 +175,17 @@ def test_muon_refuses_non_matrices():
 
 # -- the records end to end (smoke scale, through the runner) --------------------------------
 # dense_muon_t4's smoke run is archived: dense_muon_t4_v2 keeps its path and adds the compiled one
-SMOKE = [pytest.param("dense_muon_t4", marks=pytest.mark.archive) if r == "dense_muon_t4" else r for r in T4_RECORDS]
+ARCHIVED_SMOKE = {"dense_muon_t4"}
+SMOKE = [pytest.param(r, marks=pytest.mark.archive) if r in ARCHIVED_SMOKE else r for r in T4_RECORDS]
 
 
 @pytest.fixture(scope="module")
 def smoke_runs(request, tiny_data, tmp_path_factory) -> dict[str, dict]:
     from nanopoor.cli import app
 
-    archived = any(i.get_closest_marker("archive") for i in request.session.items if i.module is request.module)
     out = tmp_path_factory.mktemp("t4runs")
     runs = {}
-    for record in T4_RECORDS if archived else [r for r in T4_RECORDS if r != "dense_muon_t4"]:
+    for record in [r for r in T4_RECORDS if archive_selected(request) or r not in ARCHIVED_SMOKE]:
         res = CliRunner().invoke(app, ["run", str(RECORDS / record), "--scale", "smoke", "--data", str(tiny_data),
                                        "--runs", str(out), "--format", "json"])
         assert res.exit_code == 0, res.output

@@ -169,7 +169,7 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every case is a real run: `pytest -m "not slow"` skips the module
 
-from conftest import copy_record  # noqa: E402
+from conftest import archive_selected, copy_record  # noqa: E402
 from nanopoor.runner import run_record  # noqa: E402
 
 import harness  # noqa: E402
@@ -257,9 +257,7 @@ def launch_all(root: Path, names) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def runs(request, tmp_path_factory) -> dict[str, Path]:
-    mine = [i for i in request.session.items if i.module is request.module]
-    archived = any(i.get_closest_marker("archive") for i in mine)
-    names = [n for n in CASES if archived or n not in ARCHIVED]
+    names = [n for n in CASES if archive_selected(request) or n not in ARCHIVED]
     return launch_all(tmp_path_factory.mktemp("redteam"), [*names, "harness_edit"])
 
 
